@@ -1,0 +1,3 @@
+from bachd.cli import main
+
+main()

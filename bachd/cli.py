@@ -1,0 +1,225 @@
+"""The ``bachd`` command line. Each command is a thin wrapper over an importable function.
+
+Only the standard library and typer are imported at the top, so ``bachd --help`` is
+instant; TensorFlow is imported inside the commands that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bachd import __version__
+from bachd.errors import BachdError
+
+app = typer.Typer(
+    name="bachd",
+    help="Real-time Bach chorale generator: train, evaluate and generate four-voice music.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.keras"
+
+
+class Distribute(str, Enum):
+    none = "none"
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+
+
+class Split(str, Enum):
+    train = "train"
+    valid = "valid"
+    test = "test"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bachd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what bachd is doing.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+def default_model_path() -> Path:
+    return DEFAULT_MODEL
+
+
+@app.command("train")
+def train_cli(
+    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="'bach' (music21's chorales), a JSB .json/.npz, a JS Fake Chorales .npz, or a folder of MIDI files. Repeatable.")] = ["bach"],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the .keras model (card and curves go beside it).")] = Path("bachd-model.keras"),
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = 60,
+    lstm_units: Annotated[int, typer.Option(min=8, max=4096, help="Width of each LSTM layer.")] = 320,
+    lstm_layers: Annotated[int, typer.Option(min=1, max=8, help="Number of stacked LSTM layers.")] = 2,
+    embed_dim: Annotated[int, typer.Option(min=4, max=2048, help="Embedding width.")] = 128,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate.")] = 0.3,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
+    window_steps: Annotated[int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")] = 128,
+    passes: Annotated[float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")] = 4.0,
+    transpose: Annotated[int, typer.Option(min=0, max=12, help="Random transposition range in semitones, each way.")] = 6,
+    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (cosine schedule with warm-up).")] = 3e-3,
+    weight_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="AdamW weight decay.")] = 0.01,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping early.")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed for weights and data order.")] = 1729,
+    max_minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this much training time (across resumes).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same --out.")] = False,
+    distribute: Annotated[Distribute, typer.Option(help="none, mirrored (all local devices) or multiworker (TF_CONFIG).")] = Distribute.none,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
+) -> None:
+    """Train a model on chorale corpora; writes the .keras model, its card and training curves."""
+    with _errors():
+        from bachd.data import WindowConfig
+        from bachd.model import ModelConfig
+        from bachd.training import TrainConfig, train
+
+        config = TrainConfig(
+            corpora=list(corpus), out=str(out), epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, weight_decay=weight_decay, patience=patience, seed=seed,
+            window=WindowConfig(window_steps=window_steps, transpose=transpose, passes=passes),
+            distribute=distribute.value, max_minutes=max_minutes, allow_pickle=allow_pickle,
+        )
+        model_config = ModelConfig(embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout)
+        command = "bachd " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        card = train(config, model_config, resume=resume, command=command)
+        typer.echo(f"wrote {out} ({card['parameters']:,} parameters, {card['training_seconds']:.0f} s of training)")
+        for split, figures in card["metrics"].items():
+            typer.echo(f"{split}: " + _figures_line(figures))
+
+
+def _figures_line(figures: dict) -> str:
+    return (
+        f"pitch NLL {figures['pitch_nll']:.4f} nats/token, token NLL {figures['token_nll']:.4f}, "
+        f"accuracy {figures['accuracy']:.4f}, perplexity {figures['perplexity']:.3f} ({figures['tokens']:,} tokens)"
+    )
+
+
+@app.command("eval")
+def eval_cli(
+    model: Annotated[Path, typer.Argument(help="A bachd .keras model.")],
+    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="Corpora to evaluate on (default: bach). Repeatable.")] = ["bach"],
+    split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.test,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
+) -> None:
+    """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split."""
+    with _errors():
+        from bachd.corpus import load_corpora
+        from bachd.evaluate import evaluate_pieces
+        from bachd.model import load_model
+
+        loaded = load_model(model)
+        corpora = load_corpora(list(corpus), allow_pickle=allow_pickle)
+        pieces = [p for c in corpora for p in c.split(split.value)]
+        if not pieces:
+            raise BachdError(f"the {split.value} split of {', '.join(corpus)} is empty")
+        figures = evaluate_pieces(loaded, pieces)
+        figures.update(model=str(model), split=split.value, corpora=list(corpus), pieces=len(pieces))
+        if as_json:
+            typer.echo(json.dumps(figures))
+        else:
+            typer.echo(f"{model} on {', '.join(corpus)} ({split.value}, {len(pieces)} pieces)")
+            typer.echo(_figures_line(figures))
+            for voice, row in figures["per_voice"].items():
+                typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
+
+
+@app.command("generate")
+def generate_cli(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The MIDI file to write.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+    seed_file: Annotated[Optional[Path], typer.Option(help="A MIDI or MusicXML file to continue. Fewer than four voices: the model adds the rest.")] = None,
+    seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
+    seed_bars: Annotated[Optional[int], typer.Option(min=1, help="Use only the seed's last N bars.")] = None,
+    bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
+    bpm: Annotated[float, typer.Option(min=10.0, max=400.0, help="Tempo in quarter-note beats per minute.")] = 90.0,
+    beats_per_bar: Annotated[int, typer.Option(min=1, max=12, help="Quarter-note beats per bar (4 for 4/4, 3 for 3/4).")] = 4,
+    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Sampling temperature (lower is safer).")] = 0.9,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling: keep the most likely tokens up to this mass.")] = 0.95,
+    variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
+    pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
+    rng_seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling (same seed, same music).")] = None,
+    include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
+) -> None:
+    """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
+    with _errors():
+        generate_file(
+            out=out, model_path=model or default_model_path(), seed_file=seed_file, seed_chorale=seed_chorale,
+            seed_bars=seed_bars, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, temperature=temperature,
+            top_p=top_p, variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed,
+        )
+
+
+def generate_file(
+    out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
+    beats_per_bar=4, temperature=0.9, top_p=0.95, variations=1, pick_best=False, rng_seed=None, include_seed=False,
+) -> list[Path]:
+    """What ``bachd generate`` does; returns the files written."""
+    if out.suffix.lower() not in (".mid", ".midi"):
+        raise BachdError(f"--out must name a .mid file, got {out}")
+    import numpy as np
+
+    from bachd.generation import generate, last_bars, load_seed
+    from bachd.midifile import write_midi
+    from bachd.sampling import Sampler, SamplingConfig
+
+    seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
+    if seed is not None and seed_bars:
+        seed = last_bars(seed, seed_bars, beats_per_bar)
+    from bachd.engine import make_engine
+    from bachd.model import load_model
+
+    engine = make_engine(load_model(model_path), batch_size=variations)
+    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p), rng_seed=rng_seed)
+    steps = bars * beats_per_bar * 4
+    result = generate(engine, sampler, seed, steps)
+    first = 0 if include_seed else result.seed_steps
+    marker = result.seed_steps if include_seed and result.seed_steps else None
+    ranked = np.argsort(-result.log_prob)
+    chosen = [int(ranked[0])] if pick_best or variations == 1 else list(range(variations))
+    written = []
+    for index in chosen:
+        path = out if len(chosen) == 1 else out.with_name(f"{out.stem}-{index + 1}{out.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=beats_per_bar, marker_step=marker)
+        written.append(path)
+        best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
+        typer.echo(f"wrote {path}: {len(notes)} notes, mean log-prob {result.log_prob[index]:.3f}/token{best}")
+    return written
+
+
+class _errors:
+    """Turn BachdError (and Ctrl-C) into one line on stderr and a non-zero exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            return False
+        if issubclass(kind, BachdError):
+            typer.echo(f"error: {value}", err=True)
+            raise typer.Exit(1)
+        if issubclass(kind, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+        return False
+
+
+def main() -> None:
+    app()

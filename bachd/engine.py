@@ -1,0 +1,194 @@
+"""The streaming engine: the trained LSTM stepped one token at a time with explicit state.
+
+Re-running the network over a window for every token is what the research scripts do;
+here each token costs one cell step per layer, on the weights of the loaded Keras model.
+
+Two interchangeable steppers share one interface:
+
+- ``numpy`` (the default on CPU): the step written out in numpy on weights read from the
+  model once. The first layer's input projection is linear in the three embeddings, so it
+  is folded into lookup tables. On a small CPU a TensorFlow call costs more than the whole
+  step (see benchmarks/engine.py), so this is what keeps a token well under a millisecond.
+- ``tf``: a ``tf.function`` traced once on the model's own layers (XLA optional), for GPUs
+  and large batches.
+Both are tested against the full-sequence model's logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bachd.model import config_of, keras, tf
+
+
+class StreamingEngine:
+    """Common interface: ``step(tokens, voice, beat)`` feeds each stream's previous token with
+    the voice and beat position of the token to come, and returns (batch, vocab) logits."""
+
+    batch_size: int
+
+    def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def get_state(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def set_state(self, state: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Run the step once (tracing it where needed) and leave the state as it was."""
+        state = self.get_state()
+        self.step(0, 0, 0)
+        self.set_state(state)
+
+
+def make_engine(model: "keras.Model", batch_size: int = 1, backend: str = "auto") -> StreamingEngine:
+    if backend == "auto":
+        backend = "tf" if tf.config.list_physical_devices("GPU") else "numpy"
+    if backend == "numpy":
+        return NumpyEngine(model, batch_size)
+    if backend in ("tf", "xla"):
+        return TFEngine(model, batch_size, jit_compile=backend == "xla")
+    raise ValueError(f"unknown engine backend {backend!r} (auto, numpy, tf, xla)")
+
+
+def _layers(model: "keras.Model") -> dict:
+    return {layer.name: layer for layer in model.layers}
+
+
+class NumpyEngine(StreamingEngine):
+    """The step in numpy, with the weights rearranged once so a step is a few calls:
+
+    - layer 0's input projection becomes three lookup tables (token, voice, beat);
+    - each LayerNorm's gamma and beta are folded into the next layer's kernel and bias;
+    - the i, f, o gate columns are pre-scaled by 1/2, so one tanh over all gates gives
+      sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o and tanh(z) for the cell input.
+    """
+
+    def __init__(self, model: "keras.Model", batch_size: int = 1):
+        self.config = config_of(model)
+        self.batch_size = int(batch_size)
+        layers = _layers(model)
+        units = self._units = self.config.lstm_units
+        gate_scale = np.full(4 * units, 0.5, np.float32)
+        gate_scale[2 * units : 3 * units] = 1.0
+        self._input_kernels: list[np.ndarray] = []  # kernel rows for x, then for h, stacked
+        self._biases: list[np.ndarray] = []
+        self._epsilons: list[float] = []
+        gamma = beta = None
+        for i in range(self.config.lstm_layers):
+            kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in layers[f"lstm_{i}"].cell.weights)
+            if i == 0:
+                first_kernel, first_bias = kernel, bias
+            else:
+                bias = bias + beta @ kernel
+                kernel = gamma[:, None] * kernel
+            self._input_kernels.append((np.vstack([kernel, recurrent]) * gate_scale).astype(np.float32))
+            self._biases.append((bias * gate_scale).astype(np.float32))
+            norm = layers[f"norm_{i}"]
+            gamma, beta = norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
+            self._epsilons.append(float(norm.epsilon))
+        self._recurrent0 = self._input_kernels[0][first_kernel.shape[0] :]
+
+        def project(layer_name: str) -> np.ndarray:
+            if layer_name not in layers:
+                return np.zeros((4, 4 * units), np.float32)
+            return (layers[layer_name].embeddings.numpy() @ first_kernel * gate_scale).astype(np.float32)
+
+        self._token_proj = ((layers["token_embedding"].embeddings.numpy() @ first_kernel + first_bias) * gate_scale).astype(np.float32)
+        self._voice_proj = project("voice_embedding")
+        self._beat_proj = project("beat_embedding")
+        dense = layers["logits"]
+        out_kernel = dense.kernel.numpy().astype(np.float64)
+        self._out_kernel = (gamma[:, None] * out_kernel).astype(np.float32)
+        self._out_bias = (dense.bias.numpy() + beta @ out_kernel).astype(np.float32)
+        self._mean_vector = np.full((units, 1), 1.0 / units, np.float32)
+        self.reset()
+
+    def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        tokens = np.asarray(tokens, dtype=np.intp)
+        z = self._token_proj[tokens] + (self._voice_proj[voice] + self._beat_proj[beat])
+        units = self._units
+        normed = None
+        for layer, kernel in enumerate(self._input_kernels):
+            if layer == 0:
+                z = z + self._h[0] @ self._recurrent0
+            else:
+                z = np.concatenate([normed, self._h[layer]], axis=1) @ kernel + self._biases[layer]
+            t = np.tanh(z)
+            c = (0.5 * t[:, units : 2 * units] + 0.5) * self._c[layer] + (0.5 * t[:, :units] + 0.5) * t[:, 2 * units : 3 * units]
+            h = (0.5 * t[:, 3 * units :] + 0.5) * np.tanh(c)
+            self._h[layer] = h
+            self._c[layer] = c
+            centered = h - h @ self._mean_vector
+            normed = centered / np.sqrt((centered * centered) @ self._mean_vector + self._epsilons[layer])
+        return normed @ self._out_kernel + self._out_bias
+
+    def reset(self) -> None:
+        shape = (self.batch_size, self._units)
+        self._h = [np.zeros(shape, np.float32) for _ in self._input_kernels]
+        self._c = [np.zeros(shape, np.float32) for _ in self._input_kernels]
+
+    def get_state(self) -> list[np.ndarray]:
+        return [a.copy() for a in (*self._h, *self._c)]
+
+    def set_state(self, state: list[np.ndarray]) -> None:
+        n = len(self._h)
+        shape = (self.batch_size, self._units)
+        self._h = [np.array(np.broadcast_to(s, shape), np.float32) for s in state[:n]]
+        self._c = [np.array(np.broadcast_to(s, shape), np.float32) for s in state[n:]]
+
+
+class TFEngine(StreamingEngine):
+    def __init__(self, model: "keras.Model", batch_size: int = 1, jit_compile: bool = False):
+        self.config = config_of(model)
+        self.batch_size = int(batch_size)
+        layers = _layers(model)
+        self._token_embedding = layers["token_embedding"]
+        self._voice_embedding = layers.get("voice_embedding")
+        self._beat_embedding = layers.get("beat_embedding")
+        self._cells = [layers[f"lstm_{i}"].cell for i in range(self.config.lstm_layers)]
+        self._norms = [layers[f"norm_{i}"] for i in range(self.config.lstm_layers)]
+        self._logits = layers["logits"]
+        units = self.config.lstm_units
+        self._h = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
+        self._c = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
+        spec = tf.TensorSpec((self.batch_size,), tf.int32)
+        step = tf.function(self._step_graph, input_signature=[spec, spec, spec], jit_compile=jit_compile)
+        self._step_fn = step.get_concrete_function()  # traced once; skips per-call dispatch
+        self._voice_buf = np.zeros(self.batch_size, dtype=np.int32)
+        self._beat_buf = np.zeros(self.batch_size, dtype=np.int32)
+
+    def _step_graph(self, tokens, voices, beats):
+        x = self._token_embedding(tokens)
+        if self._voice_embedding is not None:
+            x = x + self._voice_embedding(voices)
+        if self._beat_embedding is not None:
+            x = x + self._beat_embedding(beats)
+        for cell, norm, h, c in zip(self._cells, self._norms, self._h, self._c):
+            out, (new_h, new_c) = cell(x, [h, c], training=False)
+            h.assign(new_h)
+            c.assign(new_c)
+            x = norm(out)
+        return self._logits(x)
+
+    def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        tokens = np.broadcast_to(np.asarray(tokens, dtype=np.int32), (self.batch_size,))
+        self._voice_buf.fill(voice)
+        self._beat_buf.fill(beat)
+        return self._step_fn(tf.constant(tokens), tf.constant(self._voice_buf), tf.constant(self._beat_buf)).numpy()
+
+    def reset(self) -> None:
+        for variable in (*self._h, *self._c):
+            variable.assign(tf.zeros_like(variable))
+
+    def get_state(self) -> list[np.ndarray]:
+        return [v.numpy() for v in (*self._h, *self._c)]
+
+    def set_state(self, state: list[np.ndarray]) -> None:
+        for variable, value in zip((*self._h, *self._c), state):
+            variable.assign(np.broadcast_to(value, variable.shape))

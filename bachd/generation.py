@@ -1,0 +1,157 @@
+"""Offline generation on the streaming engine: read a seed, continue it, K variations at once.
+
+The seed is fed token by token exactly as the live path feeds what a player plays; voices
+the seed does not have are completed by the model as it goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bachd import encoding
+from bachd.errors import BachdError
+from bachd.sampling import Sampler
+
+
+@dataclass
+class Seed:
+    tokens: np.ndarray  # (T, 4)
+    known: np.ndarray  # (T, 4) bool: which tokens come from the seed, not the model
+    phase: int = 0
+    name: str = ""
+
+
+@dataclass
+class Generated:
+    tokens: np.ndarray  # (K, T, 4), seed included
+    seed_steps: int
+    log_prob: np.ndarray  # (K,) mean log-probability per sampled token
+    phase: int = 0
+
+
+def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generated:
+    """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams."""
+    batch = engine.batch_size
+    seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
+    known = seed.known if seed is not None else np.zeros((0, 4), bool)
+    phase = seed.phase if seed is not None else 0
+    total = seed_tokens.shape[0] + steps
+    out = np.zeros((batch, total, encoding.NUM_VOICES), np.int32)
+    previous = np.full(batch, encoding.BOS, np.int32)
+    last_of_voice = np.full((batch, encoding.NUM_VOICES), encoding.REST, np.int32)
+    log_prob = np.zeros(batch)
+    sampled = 0
+    engine.reset()
+    for step in range(total):
+        beat = (step + phase) % encoding.STEPS_PER_BEAT
+        for voice in range(encoding.NUM_VOICES):
+            logits = engine.step(previous, voice, beat)
+            if step < seed_tokens.shape[0] and known[step, voice]:
+                token = np.full(batch, seed_tokens[step, voice], np.int32)
+            else:
+                token, token_log_prob = sampler.sample(logits, voice, last_of_voice[:, voice])
+                if step >= seed_tokens.shape[0]:
+                    log_prob += token_log_prob
+                    sampled += 1
+            out[:, step, voice] = token
+            last_of_voice[:, voice] = token
+            previous = token
+    return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase)
+
+
+def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str) -> Seed:
+    """A seed from a pitch array; pitches are folded into bachd's range by octaves."""
+    pitches = np.asarray(pitches, dtype=np.float64)
+    pitches = np.where(np.isnan(pitches), encoding.SILENT, pitches).astype(np.int64)
+    sounding = pitches >= 0
+    folded = np.vectorize(encoding.fold_pitch)(np.where(sounding, pitches, 60))
+    pitches = np.where(sounding, folded, encoding.SILENT)
+    tokens = encoding.encode_pitches(pitches, attacks)
+    voice_present = sounding.any(axis=0)
+    known = np.broadcast_to(voice_present, tokens.shape).copy()
+    return Seed(tokens, known, phase, name)
+
+
+def load_seed(seed_file: str | None, seed_chorale: str | None) -> Seed | None:
+    if seed_file and seed_chorale:
+        raise BachdError("give --seed-file or --seed-chorale, not both")
+    if seed_chorale:
+        return _seed_chorale(seed_chorale)
+    if not seed_file:
+        return None
+    path = Path(seed_file)
+    if not path.exists():
+        raise BachdError(f"seed file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".mid", ".midi"):
+        from bachd.midifile import read_midi
+
+        pitches, attacks, _ = read_midi(path)
+        return seed_from_pitches(pitches, attacks, 0, path.name)
+    if suffix in (".musicxml", ".xml", ".mxl"):
+        from music21 import converter
+
+        try:
+            score = converter.parse(str(path))
+        except Exception as exc:  # music21 raises many kinds for a bad file
+            raise BachdError(f"seed file {path}: not readable MusicXML ({type(exc).__name__})") from None
+        return _seed_from_score(score, path.name)
+    raise BachdError(f"seed file {path}: expected .mid, .midi, .musicxml, .xml or .mxl")
+
+
+def _seed_chorale(number: str) -> Seed:
+    from music21 import corpus
+
+    name = number.strip().lower().removeprefix("bach/").removeprefix("bwv")
+    try:
+        score = corpus.parse(f"bach/bwv{name}")
+    except Exception:  # music21 raises CorpusException and others for unknown names
+        raise BachdError(f"no chorale BWV {number} in music21's corpus (try e.g. 269 or 347)") from None
+    return _seed_from_score(score, f"bwv{name}")
+
+
+def _seed_from_score(score, name: str) -> Seed:
+    from bachd.corpus import score_to_pitches
+
+    result = score_to_pitches(score)
+    if isinstance(result, str):
+        parts = list(score.parts)
+        if not 1 <= len(parts) <= 3:
+            raise BachdError(f"seed {name}: {result}")
+        # One to three parts: the given voices, top to bottom; the model adds the rest.
+        return _seed_from_parts(score, parts, name)
+    pitches, attacks, phase = result
+    return seed_from_pitches(pitches, attacks, phase, name)
+
+
+def _seed_from_parts(score, parts, name: str) -> Seed:
+    slots = {1: (0,), 2: (0, 3), 3: (0, 1, 3)}[len(parts)]
+    total = int(round(float(score.highestTime) * encoding.STEPS_PER_BEAT))
+    pitches = np.full((total, 4), np.nan)
+    attacks = np.zeros((total, 4), bool)
+    for slot, part in zip(slots, parts):
+        for element in part.flatten().notes:
+            length = float(element.duration.quarterLength)
+            if length <= 0:
+                continue
+            start = int(round(float(element.offset) * encoding.STEPS_PER_BEAT))
+            end = max(start + 1, int(round((float(element.offset) + length) * encoding.STEPS_PER_BEAT)))
+            pitches[start:end, slot] = max(p.midi for p in element.pitches)
+            attacks[start, slot] = element.tie is None or element.tie.type == "start"
+    return seed_from_pitches(pitches, attacks, 0, name)
+
+
+def last_bars(seed: Seed, bars: int, beats_per_bar: int) -> Seed:
+    """The seed cut to its last ``bars`` bars (whole steps; the phase follows the cut)."""
+    keep = bars * beats_per_bar * encoding.STEPS_PER_BEAT
+    if keep >= seed.tokens.shape[0]:
+        return seed
+    cut = seed.tokens.shape[0] - keep
+    tokens = seed.tokens[cut:].copy()
+    # A note held across the cut must start again: its attack was cut off.
+    pitches, attacks = encoding.decode_pitches(tokens)
+    tokens = encoding.encode_pitches(pitches, attacks)
+    return Seed(tokens, seed.known[cut:].copy(), (seed.phase + cut) % encoding.STEPS_PER_BEAT, seed.name)

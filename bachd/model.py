@@ -1,0 +1,116 @@
+"""The Keras LSTM: token, voice and beat-position embeddings → stacked LSTM → logits.
+
+The training model runs whole sequences. :mod:`bachd.engine` steps the same layers one
+token at a time. Every hyperparameter lives in :class:`ModelConfig`, saved with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from bachd import encoding
+from bachd.errors import BachdError
+from bachd.tf_setup import import_tf
+
+tf = import_tf()
+import keras  # noqa: E402  (after TensorFlow is quiet)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = encoding.VOCAB_SIZE
+    embed_dim: int = 128
+    lstm_units: int = 384
+    lstm_layers: int = 2
+    dropout: float = 0.3
+    use_voice: bool = True
+    use_beat: bool = True
+
+    def validate(self) -> "ModelConfig":
+        if self.lstm_layers < 1 or self.lstm_units < 1 or self.embed_dim < 1:
+            raise BachdError("model size options must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise BachdError(f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_model(config: ModelConfig) -> "keras.Model":
+    """The sequence model. Inputs: previous token, voice and beat position of the target."""
+    config.validate()
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    voices = keras.Input(shape=(None,), dtype="int32", name="voices")
+    beats = keras.Input(shape=(None,), dtype="int32", name="beats")
+    x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="token_embedding")(tokens)
+    if config.use_voice:
+        x = x + keras.layers.Embedding(encoding.NUM_VOICES, config.embed_dim, name="voice_embedding")(voices)
+    if config.use_beat:
+        x = x + keras.layers.Embedding(encoding.STEPS_PER_BEAT, config.embed_dim, name="beat_embedding")(beats)
+    for layer in range(config.lstm_layers):
+        x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
+        # Defaults kept (tanh, sigmoid, no recurrent dropout, no unroll): the cuDNN kernel.
+        x = keras.layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{layer}")(x)
+        x = keras.layers.LayerNormalization(name=f"norm_{layer}")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
+    logits = keras.layers.Dense(config.vocab_size, name="logits", dtype="float32")(x)
+    return keras.Model({"tokens": tokens, "voices": voices, "beats": beats}, logits, name="bachd_lstm")
+
+
+def save_model(model: "keras.Model", path: str | Path) -> None:
+    model.save(str(path))
+
+
+def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
+    """Load a bachd model with Keras safe mode; a bad file is a one-line BachdError."""
+    path = Path(path)
+    if not path.exists():
+        raise BachdError(f"model {path} does not exist (train one with 'bachd train')")
+    if path.suffix != ".keras":
+        raise BachdError(f"model {path}: expected a .keras file")
+    try:
+        return keras.models.load_model(str(path), compile=compile, safe_mode=True)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BachdError(f"model {path} could not be loaded: {first[:200]}") from None
+
+
+def config_of(model: "keras.Model") -> ModelConfig:
+    """Recover the ModelConfig from a built model's layers."""
+    names = {layer.name: layer for layer in model.layers}
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    token_embedding = names["token_embedding"]
+    dropout = names["dropout_out"].rate
+    return ModelConfig(
+        vocab_size=token_embedding.input_dim,
+        embed_dim=token_embedding.output_dim,
+        lstm_units=lstms[0].units,
+        lstm_layers=len(lstms),
+        dropout=float(dropout),
+        use_voice="voice_embedding" in names,
+        use_beat="beat_embedding" in names,
+    )
+
+
+def card_path(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".card.json")
+
+
+def read_card(model_path: str | Path) -> dict:
+    path = card_path(model_path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

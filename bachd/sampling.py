@@ -1,0 +1,90 @@
+"""Choosing tokens from logits: temperature, top-p and hard per-voice constraints.
+
+Pure numpy, no TensorFlow: the constraints are musical rules that must hold whatever the
+model says. A voice stays in its range, and a hold may only continue the pitch the same
+voice is already sounding (no hold after a rest, no hold that jumps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bachd import encoding
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 0.95
+    voice_ranges: tuple[tuple[int, int], ...] = field(default=encoding.VOICE_RANGES)
+
+    def validate(self) -> "SamplingConfig":
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        return self
+
+
+class Sampler:
+    """Samples one token per stream from (batch, vocab) logits for a given voice."""
+
+    def __init__(self, config: SamplingConfig, rng_seed: int | None = None):
+        self.config = config.validate()
+        self.rng = np.random.default_rng(rng_seed)
+        vocab = encoding.VOCAB_SIZE
+        self._base = np.zeros((encoding.NUM_VOICES, vocab), dtype=bool)
+        for voice, (low, high) in enumerate(config.voice_ranges):
+            self._base[voice, encoding.REST] = True
+            for pitch in range(max(low, encoding.PITCH_LOW), min(high, encoding.PITCH_HIGH) + 1):
+                self._base[voice, encoding.attack(pitch)] = True
+
+    def allowed(self, voice: int, previous: np.ndarray) -> np.ndarray:
+        """(batch, vocab) mask of tokens allowed for ``voice`` after each stream's ``previous``
+        token of the same voice."""
+        previous = np.asarray(previous, dtype=np.int64)
+        mask = np.repeat(self._base[voice][None, :], previous.shape[0], axis=0)
+        sounding = previous >= encoding.attack(encoding.PITCH_LOW)
+        rows = np.nonzero(sounding)[0]
+        # attack(p) and hold(p) are adjacent: hold(p) = attack(p) + 1.
+        holds = previous[rows] - ((previous[rows] - encoding.attack(encoding.PITCH_LOW)) % 2) + 1
+        mask[rows, holds] = True
+        return mask
+
+    def sample(self, logits: np.ndarray, voice: int, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled tokens (batch,) and their log-probabilities under the unmodified model."""
+        logits = np.asarray(logits, dtype=np.float64)
+        log_probs = logits - _logsumexp(logits)
+        mask = self.allowed(voice, previous)
+        scaled = np.where(mask, logits / self.config.temperature, -np.inf)
+        probs = np.exp(scaled - _logsumexp(scaled))
+        if self.config.top_p < 1.0:
+            probs = _top_p(probs, self.config.top_p)
+        cumulative = np.cumsum(probs, axis=-1)
+        draws = self.rng.random((probs.shape[0], 1)) * cumulative[:, -1:]
+        tokens = np.minimum((cumulative < draws).sum(axis=-1), probs.shape[1] - 1)
+        # Guard against float round-off landing on a zero-probability token.
+        bad = ~mask[np.arange(len(tokens)), tokens]
+        if np.any(bad):
+            tokens[bad] = np.argmax(probs[bad], axis=-1)
+        return tokens.astype(np.int32), log_probs[np.arange(len(tokens)), tokens]
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = np.max(x, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return top + np.log(np.sum(np.exp(x - top), axis=-1, keepdims=True))
+
+
+def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the smallest set of most likely tokens whose mass reaches ``top_p``."""
+    order = np.argsort(-probs, axis=-1)
+    sorted_probs = np.take_along_axis(probs, order, axis=-1)
+    cumulative = np.cumsum(sorted_probs, axis=-1)
+    keep_sorted = (cumulative - sorted_probs) < top_p  # always keeps the most likely token
+    keep = np.zeros_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    kept = np.where(keep, probs, 0.0)
+    return kept / kept.sum(axis=-1, keepdims=True)

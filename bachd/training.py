@@ -1,0 +1,328 @@
+"""Offline training: tf.data crops → Keras fit, with best-only checkpoints, resume, logs.
+
+A run that stops part way (Ctrl-C, a time budget, a killed session) loses at most one
+epoch: ``<out>.run/`` holds the last epoch's model and optimizer state plus the early
+stopping state, and ``--resume`` continues from there with the same data order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import bachd
+from bachd import encoding
+from bachd.corpus import Corpus, Piece, load_corpora
+from bachd.data import CropSampler, WindowConfig, sequence_arrays
+from bachd.errors import BachdError
+from bachd.evaluate import evaluate_pieces
+from bachd.model import ModelConfig, build_model, card_path, keras, load_model, tf
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+
+
+@dataclass
+class TrainConfig:
+    corpora: list[str] = field(default_factory=lambda: ["bach"])
+    out: str = "models/default.keras"
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    clipnorm: float = 1.0
+    patience: int = 10
+    seed: int = 1729
+    window: WindowConfig = field(default_factory=WindowConfig)
+    distribute: str = "none"
+    max_minutes: float | None = None
+    allow_pickle: bool = False
+
+    def validate(self) -> "TrainConfig":
+        if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
+            raise BachdError("--epochs, --batch-size and --window-steps must be at least 1")
+        if self.distribute not in DISTRIBUTE:
+            raise BachdError(f"--distribute must be one of {', '.join(DISTRIBUTE)}")
+        if not self.out.endswith(".keras"):
+            raise BachdError(f"--out must name a .keras file, got {self.out}")
+        return self
+
+
+def run_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".run")
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for ``--distribute`` (multiworker reads TF_CONFIG)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise BachdError("--distribute multiworker needs TF_CONFIG describing the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _pieces(corpora: list[Corpus], split: str) -> list[Piece]:
+    return [p for c in corpora for p in c.split(split)]
+
+
+def _validation_arrays(pieces: list[Piece], window_steps: int) -> dict[str, np.ndarray]:
+    """Every valid piece cut into consecutive windows (no overlap, no transposition)."""
+    windows = [
+        sequence_arrays(p.tokens, start, p.phase, window_steps) for p in pieces for start in range(0, p.steps, window_steps)
+    ]
+    return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+
+
+def _split_xy(batch: dict):
+    return ({k: batch[k] for k in ("tokens", "voices", "beats")}, batch["targets"], batch["weights"])
+
+
+def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], strategy, first_epoch: int):
+    length = config.window.window_steps * encoding.NUM_VOICES
+    spec = {
+        name: tf.TensorSpec((length,), tf.float32 if name == "weights" else tf.int32)
+        for name in ("tokens", "voices", "beats", "targets", "weights")
+    }
+    epoch_counter = [first_epoch]
+
+    def generate():
+        # A fresh, seeded sampler per epoch: the data order does not depend on resuming.
+        sampler = CropSampler(train, config.window, seed=config.seed * 100_003 + epoch_counter[0])
+        epoch_counter[0] += 1
+        yield from sampler.epoch()
+
+    steps_per_epoch = max(1, CropSampler(train, config.window, config.seed).crops_per_epoch // config.batch_size)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    train_ds = (
+        tf.data.Dataset.from_generator(generate, output_signature=spec)
+        .repeat()  # each pass calls generate() again: fresh crops every epoch
+        .batch(global_batch, drop_remainder=True)
+        .map(_split_xy)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    valid_ds = tf.data.Dataset.from_tensor_slices(_validation_arrays(valid, config.window.window_steps))
+    valid_ds = valid_ds.batch(global_batch).map(_split_xy).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    steps_per_epoch = max(1, steps_per_epoch // strategy.num_replicas_in_sync)
+    return train_ds.with_options(options), valid_ds.with_options(options), steps_per_epoch
+
+
+def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -> None:
+    warmup = min(200, max(1, total_steps // 20))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 10,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.05,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
+
+
+class RunState(keras.callbacks.Callback):
+    """Best-only checkpoint, early stopping that restores the best weights, resumable state,
+    and an optional time budget — one callback, because Keras' own callbacks forget their
+    state when a run is resumed."""
+
+    def __init__(self, config: TrainConfig, state: dict, started: float):
+        super().__init__()
+        self.config = config
+        self.state = state
+        self.started = started
+        self.directory = run_dir(config.out)
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        val_loss = float(logs.get("val_loss", math.inf))
+        self.state["epoch"] = epoch + 1
+        self.state["elapsed_seconds"] = self.state.get("elapsed_seconds_before", 0.0) + time.monotonic() - self.started
+        if val_loss < self.state.get("best_val_loss", math.inf):
+            self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            self.best_weights = self.model.get_weights()
+            save_artifact(self.model, self.directory / "best.keras")
+        else:
+            self.state["wait"] = self.state.get("wait", 0) + 1
+        self.model.save(str(self.directory / "last.keras"))
+        (self.directory / "state.json").write_text(json.dumps(self.state, indent=2))
+        if self.state["wait"] >= self.config.patience:
+            print(f"early stopping: no improvement for {self.config.patience} epochs", file=sys.stderr)
+            self.model.stop_training = True
+        budget = self.config.max_minutes
+        if budget is not None and self.state["elapsed_seconds"] >= budget * 60:
+            print(f"stopping: time budget of {budget:g} minutes reached", file=sys.stderr)
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def save_artifact(model: "keras.Model", path: Path) -> None:
+    """Save the weights in a fresh, uncompiled copy: no optimizer state in shipped models."""
+    from bachd.model import config_of
+
+    clean = build_model(config_of(model))
+    clean.set_weights(model.get_weights())
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    clean.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, command: str = "") -> dict:
+    """Train a model as configured; returns its model card (also written beside the model)."""
+    config.validate()
+    model_config.validate()
+    out = Path(config.out)
+    directory = run_dir(out)
+    if directory.exists() and (directory / "state.json").exists() and not resume:
+        raise BachdError(f"{directory} holds an unfinished run; pass --resume to continue it or delete it")
+    if resume and not (directory / "last.keras").exists():
+        raise BachdError(f"nothing to resume: {directory / 'last.keras'} does not exist")
+    keras.utils.set_random_seed(config.seed)
+    if tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    corpora = load_corpora(config.corpora, allow_pickle=config.allow_pickle)
+    for corpus in corpora:
+        for reason in corpus.skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+    train_pieces, valid_pieces = _pieces(corpora, "train"), _pieces(corpora, "valid")
+    if not train_pieces:
+        raise BachdError("the corpora have no training pieces")
+    if not valid_pieces:
+        # A corpus without a validation split (a small MIDI folder) still needs one to stop early.
+        valid_pieces = train_pieces[-max(1, len(train_pieces) // 10) :]
+        train_pieces = train_pieces[: len(train_pieces) - len(valid_pieces)] or valid_pieces
+    strategy = make_strategy(config.distribute)
+    directory.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state: dict = {"epoch": 0}
+    if resume:
+        state = json.loads((directory / "state.json").read_text())
+        state["elapsed_seconds_before"] = state.get("elapsed_seconds", 0.0)
+    train_ds, valid_ds, steps_per_epoch = make_datasets(config, train_pieces, valid_pieces, strategy, state["epoch"])
+    with strategy.scope():
+        if resume:
+            model = load_model(directory / "last.keras", compile=True)
+        else:
+            model = build_model(model_config)
+            compile_model(model, config, config.epochs * steps_per_epoch)
+    print(
+        f"training {model.count_params():,} parameters on {len(train_pieces)} pieces "
+        f"({sum(p.steps for p in train_pieces):,} steps), validating on {len(valid_pieces)}; "
+        f"{steps_per_epoch} batches per epoch, {strategy.num_replicas_in_sync} device(s)",
+        file=sys.stderr,
+    )
+    callbacks = [
+        RunState(config, state, time.monotonic()),
+        keras.callbacks.CSVLogger(str(directory / "log.csv"), append=resume),
+        keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0),
+    ]
+    if resume and (directory / "best.keras").exists():
+        callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
+    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience:
+        model.fit(
+            train_ds,
+            validation_data=valid_ds,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=1 if sys.stderr.isatty() else 2,
+        )
+    elif callbacks[0].best_weights is not None:
+        model.set_weights(callbacks[0].best_weights)
+    save_artifact(model, out)
+    card = write_card(model, config, corpora, state, command)
+    plot_history(directory / "log.csv", out.with_name(out.stem + ".curves.png"))
+    return card
+
+
+def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -> dict:
+    from bachd.model import config_of
+
+    metrics = {}
+    for split in ("valid", "test"):
+        pieces = _pieces(corpora, split)
+        if pieces:
+            metrics[split] = evaluate_pieces(model, pieces)
+    card = {
+        "name": Path(config.out).stem,
+        "bachd": bachd.__version__,
+        "representation": {
+            "version": encoding.REPRESENTATION_VERSION,
+            "vocab_size": encoding.VOCAB_SIZE,
+            "pitch_range": [encoding.PITCH_LOW, encoding.PITCH_HIGH],
+            "tokens": "PAD=0, BOS=1, REST=2, attack(p)=3+2(p-low), hold(p)=4+2(p-low)",
+            "steps_per_beat": encoding.STEPS_PER_BEAT,
+            "voices": list(encoding.VOICES),
+        },
+        "model": config_of(model).to_dict(),
+        "parameters": int(model.count_params()),
+        "training": {**asdict(config), "resumed": "elapsed_seconds_before" in state},
+        "corpora": [
+            {"spec": c.spec, "pieces": {s: len(c.split(s)) for s in ("train", "valid", "test")}, "skipped": len(c.skipped)}
+            for c in corpora
+        ],
+        "split": "the corpus's own split where it has one, else 80/10/10 by a hash of each piece's name",
+        "metrics": metrics,
+        "epochs_run": state.get("epoch", 0),
+        "best_epoch": state.get("best_epoch"),
+        "training_seconds": round(state.get("elapsed_seconds", 0.0), 1),
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+    }
+    card_path(config.out).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def plot_history(log_csv: Path, png: Path) -> None:
+    if not log_csv.exists():
+        return
+    with open(log_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = [("loss", "token NLL (nats)", float), ("accuracy", "accuracy", float), ("loss", "token perplexity", math.exp)]
+    for axis, (key, title, transform) in zip(axes, panels):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = [transform(float(r[prefix + key])) for r in rows if r.get(prefix + key)]
+            if values:
+                axis.plot(epochs[: len(values)], values, label=label)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
