@@ -1,0 +1,59 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    # Corpus caches go to a per-session folder; the music21 one is reused across tests.
+    monkeypatch.setenv("BACHD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def chorale_like(steps: int, offset: int = 0) -> list[list[int]]:
+    """A small four-voice piece: half notes in S/A/T/B moving stepwise, with a rest."""
+    soprano = [72, 74, 76, 74, 72, 71, 72, 74]
+    rows = []
+    for step in range(steps):
+        beat = (step // 8) % len(soprano)
+        s = soprano[beat] + offset
+        rows.append([s, s - 5, s - 12, s - 24] if step % 32 != 31 else [-1, -1, -1, -1])
+    return rows
+
+
+@pytest.fixture
+def tiny_json_corpus(tmp_path) -> Path:
+    data = {
+        "train": [chorale_like(96, k % 3) for k in range(6)],
+        "valid": [chorale_like(64, 1), chorale_like(48, 2)],
+        "test": [chorale_like(64, 2)],
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    from bachd.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0))
+    # Non-trivial LayerNorm parameters, so the engine's folding of them is really tested.
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.name.startswith("norm_"):
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
+            layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape))
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model.save(str(path))
+    return path
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env

@@ -1,0 +1,107 @@
+"""The command line, through subprocesses as a user runs it, and typer's CliRunner."""
+
+import json
+import subprocess
+import sys
+
+import mido
+import pytest
+from typer.testing import CliRunner
+
+from bachd.cli import app
+
+from conftest import cli_env
+
+runner = CliRunner()
+
+
+def bachd(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bachd", *map(str, args)], capture_output=True, text=True, env=cli_env(), cwd=cwd, timeout=300)
+
+
+def test_help_lists_commands_without_importing_tensorflow():
+    probe = "import sys; from bachd.cli import app; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    result = bachd("--help")
+    assert result.returncode == 0
+    for command in ("train", "eval", "generate"):
+        assert command in result.stdout
+    assert bachd("--version").stdout.startswith("bachd ")
+
+
+def _note_ons(path):
+    mid = mido.MidiFile(path)
+    return [(i, m) for i, track in enumerate(mid.tracks) for m in track if m.type == "note_on" and m.velocity]
+
+
+def test_generate_from_a_chorale_writes_four_voices(tiny_model_path, tmp_path):
+    out = tmp_path / "answer.mid"
+    result = bachd("generate", "--model", tiny_model_path, "--seed-chorale", "269", "--seed-bars", "2", "--bars", "2",
+                   "--bpm", "100", "--rng-seed", "4", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip() == ""
+    mid = mido.MidiFile(out)
+    assert mid.length == pytest.approx(2 * 4 * 60 / 100, abs=1e-4)
+    assert {track for track, _ in _note_ons(out)} <= {1, 2, 3, 4}
+
+
+def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
+    seed = tmp_path / "seed.mid"
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for note in (67, 69, 71, 72):
+        track += [mido.Message("note_on", note=note, velocity=80, time=0), mido.Message("note_off", note=note, time=480)]
+    mid.tracks.append(track)
+    mid.save(seed)
+    out = tmp_path / "var.mid"
+    result = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--seed-file", str(seed), "--bars", "1",
+                                 "--variations", "3", "--include-seed", "--rng-seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("var-*.mid"))
+    assert [f.name for f in files] == ["var-1.mid", "var-2.mid", "var-3.mid"]
+    assert result.output.count("most likely") == 1
+    for file in files:
+        soprano = [m.note for t, m in _note_ons(file) if t == 1][:4]
+        assert soprano == [67, 69, 71, 72]  # the seed melody, as played
+        assert mido.MidiFile(file).length == pytest.approx((4 + 4) * 60 / 90, abs=1e-4)
+    best = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--bars", "1", "--variations", "3",
+                               "--pick-best", "-o", str(tmp_path / "best.mid")])
+    assert best.exit_code == 0 and (tmp_path / "best.mid").exists() and not list(tmp_path.glob("best-*.mid"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--model", "{tmp}/missing.keras", "-o", "{tmp}/x.mid"], "does not exist"),
+        (["generate", "--model", "{tmp}/corrupt.keras", "-o", "{tmp}/x.mid"], "could not be loaded"),
+        (["generate", "--model", "{model}", "--seed-chorale", "99999", "-o", "{tmp}/x.mid"], "no chorale"),
+        (["generate", "--model", "{model}", "--seed-file", "{tmp}/none.mid", "-o", "{tmp}/x.mid"], "does not exist"),
+        (["generate", "--model", "{model}", "-o", "{tmp}/x.wav"], ".mid"),
+        (["eval", "{model}", "--corpus", "{tmp}/nothing.json"], "does not exist"),
+        (["train", "--corpus", "{tmp}/nothing", "--out", "{tmp}/m.keras"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_path):
+    (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 broken")
+    args = [a.format(tmp=tmp_path, model=tiny_model_path) for a in args]
+    result = bachd(*args)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args", [["generate", "-o", "x.mid", "--temperature", "0"], ["generate", "-o", "x.mid", "--bars", "-2"],
+                                  ["train", "--epochs", "0"], ["eval", "m.keras", "--split", "nope"]])
+def test_out_of_range_options_exit_with_usage_error(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_eval_json_on_a_tiny_corpus(tiny_model_path, tiny_json_corpus):
+    result = bachd("eval", tiny_model_path, "--corpus", tiny_json_corpus, "--split", "valid", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert {"pitch_nll", "token_nll", "accuracy", "perplexity", "tokens"} <= figures.keys()
+    assert figures["tokens"] == (64 + 48) * 4
+    assert 0 < figures["pitch_nll"] <= figures["token_nll"]
