@@ -1,0 +1,83 @@
+"""Per-token cost of the streaming engine against re-running the network over a window.
+
+    python benchmarks/engine.py [--model models/default.keras] [--tokens 5000]
+
+Prints p50/p99 of one token step for each engine backend, the cost of one token the way
+the research scripts produce it (the full model over the last 256 tokens), and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bachd import encoding
+from bachd.engine import make_engine
+from bachd.model import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentiles(samples_seconds: list[float]) -> dict:
+    ms = np.array(samples_seconds) * 1e3
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
+            "mean_ms": round(float(ms.mean()), 4)}
+
+
+def time_engine(model, backend: str, tokens: int) -> dict:
+    engine = make_engine(model, batch_size=1, backend=backend)
+    engine.warm_up()
+    rng = np.random.default_rng(0)
+    stream = rng.integers(3, encoding.VOCAB_SIZE, size=tokens)
+    samples = []
+    for i, token in enumerate(stream):
+        start = time.perf_counter()
+        engine.step(int(token), i % 4, (i // 4) % 4)
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples[100:])
+
+
+def time_window(model, window: int, repeats: int) -> dict:
+    """One token by re-running the whole model over the last ``window`` tokens."""
+    rng = np.random.default_rng(1)
+    inputs = {
+        "tokens": rng.integers(3, encoding.VOCAB_SIZE, size=(1, window)).astype(np.int32),
+        "voices": (np.arange(window) % 4)[None].astype(np.int32),
+        "beats": ((np.arange(window) // 4) % 4)[None].astype(np.int32),
+    }
+    model.predict_on_batch(inputs)  # trace
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(inputs)
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "models" / "default.keras"))
+    parser.add_argument("--tokens", type=int, default=5000)
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--window-repeats", type=int, default=50)
+    args = parser.parse_args()
+    model = load_model(args.model)
+    results = {"model": args.model, "parameters": int(model.count_params())}
+    for backend in ("numpy", "tf"):
+        results[f"engine_{backend}"] = time_engine(model, backend, args.tokens)
+    results["window_rerun"] = time_window(model, args.window, args.window_repeats)
+    best = min(results["engine_numpy"]["mean_ms"], results["engine_tf"]["mean_ms"])
+    results["speedup_mean"] = round(results["window_rerun"]["mean_ms"] / best, 1)
+    for key in ("engine_numpy", "engine_tf", "window_rerun"):
+        r = results[key]
+        print(f"{key:14s} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  mean {r['mean_ms']:.3f} ms")
+    print(f"streaming is {results['speedup_mean']}x faster per token than re-running a {args.window}-token window")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
