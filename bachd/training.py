@@ -242,7 +242,8 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     ]
     if resume and (directory / "best.keras").exists():
         callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
-    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience:
+    budget_left = config.max_minutes is None or state.get("elapsed_seconds", 0.0) < config.max_minutes * 60
+    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
         model.fit(
             train_ds,
             validation_data=valid_ds,
