@@ -158,15 +158,20 @@ def _load_json(path: Path) -> Corpus:
         raise BachdError(f"corpus {path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict) or not any(k in data for k in SPLITS):
         raise BachdError(f"corpus {path}: expected a JSON object with 'train'/'valid'/'test' lists of pieces")
+    return _from_groups(path, [(split, data.get(split, [])) for split in SPLITS])
+
+
+def _from_groups(path: Path, groups) -> Corpus:
+    """Pieces from (split, list of (steps, 4) pitch arrays with negatives or NaN for silence)."""
     pieces: list[Piece] = []
     skipped: list[str] = []
-    for split in SPLITS:
-        for index, raw in enumerate(data.get(split, [])):
-            name = f"{path.stem}/{split}/{index}"
+    for split, items in groups:
+        for index, raw in enumerate(items):
+            name = f"{path.stem}/{split or 'piece'}/{index}"
             try:
                 pitches = np.asarray(raw, dtype=np.float64).reshape(-1, encoding.NUM_VOICES)
             except (TypeError, ValueError):
-                skipped.append(f"{name}: not a list of [s, a, t, b] steps")
+                skipped.append(f"{name}: not a (steps, 4) pitch array")
                 continue
             piece = _piece_from_pitches(name, np.where(pitches < 0, np.nan, pitches), split, skipped)
             if piece:
@@ -179,8 +184,6 @@ def _load_npz(path: Path, allow_pickle: bool) -> Corpus:
         archive = np.load(path, allow_pickle=allow_pickle, encoding="latin1")
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise BachdError(f"corpus {path}: not a readable .npz file ({exc})") from None
-    pieces: list[Piece] = []
-    skipped: list[str] = []
     with archive:
         keys = list(archive.keys())
         try:
@@ -197,18 +200,7 @@ def _load_npz(path: Path, allow_pickle: bool) -> Corpus:
                     "execute code from the file; pass --allow-pickle if you trust it, or use the .json version"
                 ) from None
             raise BachdError(f"corpus {path}: {exc}") from None
-        for split, items in groups:
-            for index, raw in enumerate(items):
-                name = f"{path.stem}/{split or 'piece'}/{index}"
-                try:
-                    pitches = np.asarray(raw, dtype=np.float64).reshape(-1, encoding.NUM_VOICES)
-                except (TypeError, ValueError):
-                    skipped.append(f"{name}: not a (steps, 4) pitch array")
-                    continue
-                piece = _piece_from_pitches(name, np.where(pitches < 0, np.nan, pitches), split, skipped)
-                if piece:
-                    pieces.append(piece)
-    return Corpus(str(path), pieces, skipped)
+        return _from_groups(path, groups)
 
 
 def _load_midi_folder(root: Path, files: list[Path]) -> Corpus:
