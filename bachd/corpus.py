@@ -67,7 +67,7 @@ def load_corpora(specs: list[str], allow_pickle: bool = False) -> list[Corpus]:
 def load_corpus(spec: str, allow_pickle: bool = False) -> Corpus:
     """Load ``bach`` (music21's chorales), a .json/.npz file or a folder of MIDI files."""
     if spec == BACH:
-        return _cached(spec, _music21_fingerprint(), lambda: _load_bach())
+        return _cached(spec, _music21_fingerprint(), _load_bach)
     path = Path(spec).expanduser()
     if not path.exists():
         raise BachdError(f"corpus {spec!r} does not exist (use 'bach' or a .json/.npz file or a MIDI folder)")
@@ -279,7 +279,7 @@ def pick_satb(score) -> list | str:
 
 
 def _voice_of(part) -> int | None:
-    name = (part.partName or part.id or "").strip().lower()
+    name = str(part.partName or part.id or "").strip().lower()
     for voice, prefixes in enumerate(_PART_PREFIXES):
         if name.startswith(prefixes):
             return voice
@@ -291,12 +291,17 @@ def score_to_pitches(score) -> tuple[np.ndarray, np.ndarray, int] | str:
     parts = pick_satb(score)
     if isinstance(parts, str):
         return parts
+    return parts_to_pitches(score, parts, encoding.VOICE_SLOTS[4])
+
+
+def parts_to_pitches(score, parts: list, slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int] | str:
+    """The given music21 parts placed in voice ``slots``; the other voices stay silent."""
     total_steps = int(round(float(score.highestTime) * encoding.STEPS_PER_BEAT))
     if total_steps < 2:
         return "empty score"
     pitches = np.full((total_steps, 4), np.nan)
     attacks = np.zeros((total_steps, 4), dtype=bool)
-    for voice, part in enumerate(parts):
+    for voice, part in zip(slots, parts):
         for element in part.flatten().notes:
             length = float(element.duration.quarterLength)
             if length <= 0:  # grace notes take no time on the grid

@@ -30,6 +30,10 @@ VOCAB_SIZE = _FIRST_PITCH_TOKEN + 2 * NUM_PITCHES
 
 SILENT = -1  # pitch value for a silent voice in pitch arrays
 
+# Which of S, A, T, B a source's n voices (highest first) become: a lone line is the
+# soprano, two lines are the outer voices.
+VOICE_SLOTS: dict[int, tuple[int, ...]] = {1: (0,), 2: (0, 3), 3: (0, 1, 3), 4: (0, 1, 2, 3)}
+
 # Bach's vocal ranges widened by a few semitones; generation keeps each voice inside.
 VOICE_RANGES: tuple[tuple[int, int], ...] = ((57, 84), (50, 77), (43, 72), (33, 67))
 

@@ -114,34 +114,17 @@ def _seed_chorale(number: str) -> Seed:
 
 
 def _seed_from_score(score, name: str) -> Seed:
-    from bachd.corpus import score_to_pitches
+    from bachd.corpus import parts_to_pitches, score_to_pitches
 
     result = score_to_pitches(score)
-    if isinstance(result, str):
-        parts = list(score.parts)
-        if not 1 <= len(parts) <= 3:
-            raise BachdError(f"seed {name}: {result}")
+    parts = list(score.parts)
+    if isinstance(result, str) and 1 <= len(parts) <= 3:
         # One to three parts: the given voices, top to bottom; the model adds the rest.
-        return _seed_from_parts(score, parts, name)
+        result = parts_to_pitches(score, parts, encoding.VOICE_SLOTS[len(parts)])
+    if isinstance(result, str):
+        raise BachdError(f"seed {name}: {result}")
     pitches, attacks, phase = result
     return seed_from_pitches(pitches, attacks, phase, name)
-
-
-def _seed_from_parts(score, parts, name: str) -> Seed:
-    slots = {1: (0,), 2: (0, 3), 3: (0, 1, 3)}[len(parts)]
-    total = int(round(float(score.highestTime) * encoding.STEPS_PER_BEAT))
-    pitches = np.full((total, 4), np.nan)
-    attacks = np.zeros((total, 4), bool)
-    for slot, part in zip(slots, parts):
-        for element in part.flatten().notes:
-            length = float(element.duration.quarterLength)
-            if length <= 0:
-                continue
-            start = int(round(float(element.offset) * encoding.STEPS_PER_BEAT))
-            end = max(start + 1, int(round((float(element.offset) + length) * encoding.STEPS_PER_BEAT)))
-            pitches[start:end, slot] = max(p.midi for p in element.pitches)
-            attacks[start, slot] = element.tie is None or element.tie.type == "start"
-    return seed_from_pitches(pitches, attacks, 0, name)
 
 
 def last_bars(seed: Seed, bars: int, beats_per_bar: int) -> Seed:

@@ -12,15 +12,13 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from bachd.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, Note, tokens_to_notes
+from bachd.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note, tokens_to_notes
 from bachd.errors import BachdError
 
 TICKS_PER_BEAT = 480
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
 VOICE_PROGRAMS = (52, 52, 52, 52)  # General MIDI choir aahs: a chorale is sung
 TRACK_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
-# Which of S, A, T, B a file's n voices (highest first) become.
-_VOICE_SLOTS = {1: (0,), 2: (0, 3), 3: (0, 1, 3), 4: (0, 1, 2, 3)}
 
 
 def write_midi(
@@ -116,7 +114,7 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     groups_q.sort(key=lambda notes: -np.mean([pitch for pitch, _, _ in notes]))
     pitches = np.full((total_steps, NUM_VOICES), SILENT, dtype=np.int64)
     attacks = np.zeros((total_steps, NUM_VOICES), dtype=bool)
-    for slot, notes in zip(_VOICE_SLOTS[len(groups_q)], groups_q):
+    for slot, notes in zip(VOICE_SLOTS[len(groups_q)], groups_q):
         for pitch, start, end in sorted(notes, key=lambda n: (n[1], -n[0])):
             pitches[start:end, slot] = pitch
             attacks[start, slot] = True
@@ -145,7 +143,7 @@ def _split_polyphonic(notes: list[tuple[int, int, int]], total_steps: int) -> tu
             sounding[step].append((pitch, start))
     most = max(len(s) for s in sounding)
     count = min(most, NUM_VOICES)
-    slots = _VOICE_SLOTS[count]
+    slots = VOICE_SLOTS[count]
     pitches = np.full((total_steps, NUM_VOICES), SILENT, dtype=np.int64)
     attacks = np.zeros((total_steps, NUM_VOICES), dtype=bool)
     for step, here in enumerate(sounding):

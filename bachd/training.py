@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import os
 import platform
@@ -28,8 +27,6 @@ from bachd.data import CropSampler, WindowConfig, sequence_arrays
 from bachd.errors import BachdError
 from bachd.evaluate import evaluate_pieces
 from bachd.model import ModelConfig, build_model, card_path, keras, load_model, tf
-
-log = logging.getLogger(__name__)
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
