@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 from enum import Enum
@@ -21,7 +22,7 @@ from bachd.errors import BachdError
 
 app = typer.Typer(
     name="bachd",
-    help="Real-time Bach chorale generator: train, evaluate and generate four-voice music.",
+    help="Real-time Bach chorale generator: play live on virtual MIDI ports, train, evaluate and generate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -201,6 +202,139 @@ def generate_file(
         best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
         typer.echo(f"wrote {path}: {len(notes)} notes, mean log-prob {result.log_prob[index]:.3f}/token{best}")
     return written
+
+
+class Mode(str, Enum):
+    continue_ = "continue"
+    harmonize = "harmonize"
+
+
+class ClockSource(str, Enum):
+    internal = "internal"
+    midi = "midi"
+
+
+class StartOn(str, Enum):
+    beat = "beat"
+    bar = "bar"
+
+
+class MidiBackend(str, Enum):
+    auto = "auto"
+    alsa = "alsa"
+    jack = "jack"
+    coremidi = "coremidi"
+    windows = "windows"
+
+
+class EngineBackend(str, Enum):
+    auto = "auto"
+    numpy = "numpy"
+    tf = "tf"
+    xla = "xla"
+
+
+@app.command("run")
+def run_cli(
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name (see `bachd presets`) or a .toml file.")] = None,
+    mode: Annotated[Optional[Mode], typer.Option(help="continue (call and response) or harmonize (voices under your melody).")] = None,
+    clock: Annotated[Optional[ClockSource], typer.Option(help="internal (at --bpm) or midi (follow the DAW's MIDI clock and transport).")] = None,
+    bpm: Annotated[Optional[float], typer.Option(min=20.0, max=320.0, help="Tempo of the internal clock (and the first guess for MIDI clock).")] = None,
+    beats_per_bar: Annotated[Optional[int], typer.Option(min=2, max=12, help="Quarter-note beats per bar.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.05, max=5.0, help="Sampling temperature.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass.")] = None,
+    response_bars: Annotated[Optional[int], typer.Option(min=1, max=64, help="Continue mode: bars in each answer.")] = None,
+    listen_gap: Annotated[Optional[float], typer.Option(min=0.25, max=16.0, help="Continue mode: beats of silence that end your call.")] = None,
+    start_on: Annotated[Optional[StartOn], typer.Option(help="Continue mode: answers start on the next beat or bar.")] = None,
+    allow_overlap: Annotated[Optional[bool], typer.Option("--allow-overlap/--no-allow-overlap", help="Continue mode: keep answering when you play over an answer.")] = None,
+    rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling.")] = None,
+    in_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Listen to this channel only (1-16; 0 = all).")] = None,
+    out_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).")] = None,
+    velocity: Annotated[Optional[str], typer.Option(help="Note velocity 1-127, or 'follow' to follow the player.")] = None,
+    in_port: Annotated[str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")] = "bachd-in",
+    out_port: Annotated[str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")] = "bachd-out",
+    backend: Annotated[MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")] = MidiBackend.auto,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+    engine: Annotated[EngineBackend, typer.Option(help="Streaming engine backend (auto: numpy on CPU, tf on GPU).")] = EngineBackend.auto,
+    status: Annotated[Optional[bool], typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal).")] = None,
+    stats_json: Annotated[Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")] = None,
+) -> None:
+    """Play live: open virtual MIDI ports and answer or harmonize what you play."""
+    # Tiny matrix-vector products: BLAS threads only spin and steal the MIDI threads' cores.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with _errors():
+        from bachd.daemon import RunOptions, run
+        from bachd.presets import resolve
+
+        velocity_value: object = velocity
+        if velocity is not None and velocity != "follow":
+            try:
+                velocity_value = int(velocity)
+            except ValueError:
+                raise BachdError(f"--velocity must be 1-127 or 'follow', got {velocity!r}") from None
+        settings = resolve(preset, {
+            "mode": mode.value if mode else None, "clock": clock.value if clock else None, "bpm": bpm,
+            "beats_per_bar": beats_per_bar, "temperature": temperature, "top_p": top_p,
+            "response_bars": response_bars, "listen_gap": listen_gap, "start_on": start_on.value if start_on else None,
+            "allow_overlap": allow_overlap, "rng_seed": rng_seed, "in_channel": in_channel,
+            "out_channel": out_channel, "velocity": velocity_value,
+        })
+        options = RunOptions(
+            settings=settings, model_path=model or default_model_path(), in_name=in_port, out_name=out_port,
+            backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
+        )
+        raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))
+
+
+@app.command("ports")
+def ports_cli() -> None:
+    """List MIDI backends and the ports each one offers."""
+    with _errors():
+        from bachd.ports import compiled_backends, no_backend_message, probe
+
+        usable = 0
+        for name in compiled_backends():
+            works, why, inputs, outputs = probe(name)
+            usable += works
+            typer.echo(f"{name}: {'available' if works else 'not available: ' + why}")
+            if works:
+                typer.echo("  inputs (bachd can read from):  " + (", ".join(inputs) or "none"))
+                typer.echo("  outputs (bachd can write to):  " + (", ".join(outputs) or "none"))
+        if not usable:
+            typer.echo(no_backend_message())
+
+
+presets_app = typer.Typer(help="List the live presets, or show one's resolved settings.", no_args_is_help=False)
+app.add_typer(presets_app, name="presets")
+
+
+@presets_app.callback(invoke_without_command=True)
+def presets_list(ctx: typer.Context) -> None:
+    """List built-in and user presets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors():
+        from bachd.presets import BUILTIN_DIR, available, read, user_dir
+
+        for name, path in available().items():
+            where = "built-in" if path.parent == BUILTIN_DIR else "user"
+            try:
+                description = read(path).get("description", "")
+            except BachdError as error:
+                description = f"(invalid: {error})"
+            typer.echo(f"{name:14s} {where:8s} {description}")
+        typer.echo(f"user presets go in {user_dir()}")
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml file.")]) -> None:
+    """Print a preset's settings resolved over bachd's defaults, as TOML."""
+    with _errors():
+        from bachd.presets import describe, find, resolve
+
+        typer.echo(f"# {find(name)}")
+        typer.echo(describe(resolve(name)))
 
 
 class _errors:

@@ -16,6 +16,8 @@ Both are tested against the full-sequence model's logits.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bachd.model import config_of, keras, tf
@@ -107,9 +109,12 @@ class NumpyEngine(StreamingEngine):
         self._out_kernel = (gamma[:, None] * out_kernel).astype(np.float32)
         self._out_bias = (dense.bias.numpy() + beta @ out_kernel).astype(np.float32)
         self._mean_vector = np.full((units, 1), 1.0 / units, np.float32)
+        self._side_proj = (self._voice_proj[:, None, :] + self._beat_proj[None, :, :]).astype(np.float32)
         self.reset()
 
     def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        if self.batch_size == 1:
+            return self._step_one(int(np.asarray(tokens).reshape(-1)[0]), voice, beat)[None, :]
         tokens = np.asarray(tokens, dtype=np.intp)
         z = self._token_proj[tokens] + (self._voice_proj[voice] + self._beat_proj[beat])
         units = self._units
@@ -127,6 +132,34 @@ class NumpyEngine(StreamingEngine):
             centered = h - h @ self._mean_vector
             normed = centered / np.sqrt((centered * centered) @ self._mean_vector + self._epsilons[layer])
         return normed @ self._out_kernel + self._out_bias
+
+    def _step_one(self, token: int, voice: int, beat: int) -> np.ndarray:
+        """The same step for one stream on 1-D vectors: the live path's case, where numpy's
+        per-call overhead, not arithmetic, is most of the cost."""
+        units = self._units
+        scale = 1.0 / units
+        z = self._token_proj[token] + self._side_proj[voice, beat]
+        normed = None
+        for layer, kernel in enumerate(self._input_kernels):
+            h_prev = self._h[layer][0]
+            if layer == 0:
+                z += h_prev @ self._recurrent0
+            else:
+                z = np.concatenate((normed, h_prev)) @ kernel
+                z += self._biases[layer]
+            t = np.tanh(z)
+            gates = t * 0.5
+            gates += 0.5
+            c = gates[units : 2 * units] * self._c[layer][0]
+            c += gates[:units] * t[2 * units : 3 * units]
+            h = gates[3 * units :] * np.tanh(c)
+            self._h[layer] = h[None, :]
+            self._c[layer] = c[None, :]
+            centered = h - float(h.sum()) * scale
+            normed = centered * (1.0 / math.sqrt(float(centered @ centered) * scale + self._epsilons[layer]))
+        logits = normed @ self._out_kernel
+        logits += self._out_bias
+        return logits
 
     def reset(self) -> None:
         shape = (self.batch_size, self._units)

@@ -53,11 +53,24 @@ class Sampler:
         mask[rows, holds] = True
         return mask
 
-    def sample(self, logits: np.ndarray, voice: int, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sampled tokens (batch,) and their log-probabilities under the unmodified model."""
+    def sample(
+        self, logits: np.ndarray, voice: int, previous: np.ndarray, restrict: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled tokens (batch,) and their log-probabilities under the unmodified model.
+
+        ``restrict`` is an extra (vocab,) or (batch, vocab) mask a caller may impose, for
+        example "no new note" while a live melody rests. A stream left with nothing allowed
+        falls back to REST.
+        """
         logits = np.asarray(logits, dtype=np.float64)
+        if logits.shape[0] == 1:
+            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict)
+            return np.array([token], np.int32), np.array([log_prob])
         log_probs = logits - _logsumexp(logits)
         mask = self.allowed(voice, previous)
+        if restrict is not None:
+            mask &= restrict
+            mask[~mask.any(axis=-1), encoding.REST] = True
         scaled = np.where(mask, logits / self.config.temperature, -np.inf)
         probs = np.exp(scaled - _logsumexp(scaled))
         if self.config.top_p < 1.0:
@@ -70,6 +83,33 @@ class Sampler:
         if np.any(bad):
             tokens[bad] = np.argmax(probs[bad], axis=-1)
         return tokens.astype(np.int32), log_probs[np.arange(len(tokens)), tokens]
+
+
+    def _sample_one(self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None) -> tuple[int, float]:
+        """One stream, on 1-D arrays: the live path, where every microsecond counts. Same
+        distribution as the batched path."""
+        mask = self._base[voice].copy()
+        if previous >= encoding.attack(encoding.PITCH_LOW):
+            mask[previous - ((previous - encoding.attack(encoding.PITCH_LOW)) % 2) + 1] = True
+        if restrict is not None:
+            mask &= restrict.reshape(-1)
+            if not mask.any():
+                mask[encoding.REST] = True
+        allowed = np.flatnonzero(mask)
+        scaled = logits[allowed] / self.config.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if self.config.top_p < 1.0 and len(allowed) > 1:
+            order = np.argsort(-probs)
+            cumulative = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cumulative - probs[order], self.config.top_p, side="left"))]
+            allowed, probs = allowed[keep], probs[keep]
+        cumulative = np.cumsum(probs)
+        index = min(int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right")), len(allowed) - 1)
+        token = int(allowed[index])
+        top = logits.max()
+        log_prob = float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+        return token, log_prob
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,288 @@
+"""``bachd run``: ports, model, clock, performer and output wired together.
+
+The only module that starts threads. Three run while bachd plays:
+
+- rtmidi's input thread (owned by rtmidi): timestamps and queues raw messages (``ports``);
+- the worker: parses queued messages, drives the clock and the performer, computes steps;
+- the output thread: sends scheduled frames at their due times (:class:`OutputStage.run`).
+
+The main thread installs the signal handlers, prints the status line and, on any way out
+(Ctrl-C, SIGTERM, SIGHUP, a fatal error in a thread), silences every note bachd sounds
+before the ports close.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from bachd.clock import Clock, InternalClock, MidiClock
+from bachd.errors import BachdError
+from bachd.performer import Performer, Stream
+from bachd.presets import LiveSettings
+from bachd.sampling import Sampler, SamplingConfig
+from bachd.scheduler import OutputStage, Voicer
+
+CLOCK_TICK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
+ALL_SOUND_OFF, ALL_NOTES_OFF = 120, 123
+
+
+@dataclass
+class RunOptions:
+    settings: LiveSettings
+    model_path: Path
+    in_name: str = "bachd-in"
+    out_name: str = "bachd-out"
+    backend: str = "auto"
+    engine: str = "auto"
+    status: Optional[bool] = None  # None: a live status line when stderr is a terminal
+    stats_path: Optional[Path] = None
+
+
+class Router:
+    """Parses raw incoming MIDI and hands it to the clock and the performer.
+
+    Anything it does not understand (SysEx, malformed or truncated messages, data bytes over
+    127, messages on channels it ignores) is counted and dropped.
+    """
+
+    def __init__(self, performer: Performer, clock: Clock, settings: LiveSettings):
+        self.performer, self.clock, self.settings = performer, clock, settings
+        self.ignored = 0
+        self._cc_roles = {number: role for role, number in settings.cc.items() if number is not None}
+
+    def handle(self, t_seconds: float, data) -> None:
+        if not data:
+            self.ignored += 1
+            return
+        status = data[0]
+        if status >= 0xF8:
+            self._realtime(t_seconds, status)
+            return
+        if status == SONG_POSITION and len(data) == 3 and max(data[1:]) < 0x80:
+            if isinstance(self.clock, MidiClock) and not self.clock.running:
+                self.clock.song_position(data[1] | data[2] << 7)
+            return
+        if not 0x80 <= status < 0xF0 or len(data) != 3 or max(data[1:]) >= 0x80:
+            self.ignored += 1
+            return
+        kind, channel = status & 0xF0, status & 0x0F
+        if self.settings.in_channel and channel != self.settings.in_channel - 1:
+            self.ignored += 1
+            return
+        if kind == 0x90:
+            self.performer.note_on(t_seconds, data[1], data[2])
+        elif kind == 0x80:
+            self.performer.note_off(t_seconds, data[1])
+        elif kind == 0xB0:
+            self._control(data[1], data[2])
+        else:
+            self.ignored += 1
+
+    def _realtime(self, t_seconds: float, status: int) -> None:
+        if not isinstance(self.clock, MidiClock):
+            return  # on the internal clock, the DAW's clock is not ours to follow
+        if status == CLOCK_TICK:
+            self.clock.clock_tick(t_seconds)
+        elif status == START:
+            self.clock.start(t_seconds)
+            self.performer.transport_started()
+        elif status == CONTINUE:
+            self.clock.resume(t_seconds)
+            self.performer.transport_started()
+        elif status == STOP:
+            self.clock.stop(t_seconds)
+            self.performer.transport_stopped()
+
+    def _control(self, control: int, value: int) -> None:
+        if control in (ALL_SOUND_OFF, ALL_NOTES_OFF):
+            self.performer.panic()
+            return
+        role = self._cc_roles.get(control)
+        if role == "panic" and value >= 64:
+            self.performer.panic()
+        elif role == "temperature":
+            self.performer.set_temperature(0.2 + 1.6 * value / 127)
+        elif role == "response_bars":
+            self.performer.set_response_bars(1 + round(value * 7 / 127))
+        elif role == "mode":
+            self.performer.set_mode("harmonize" if value >= 64 else "continue")
+        elif role == "end_of_call" and value >= 64:
+            self.performer.end_of_call()
+
+
+def load_engine(model_path: Path, backend: str = "auto"):
+    from bachd.engine import make_engine
+    from bachd.model import load_model
+
+    engine = make_engine(load_model(model_path), batch_size=1, backend=backend)
+    engine.warm_up()
+    return engine
+
+
+class Daemon:
+    def __init__(self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic, close_ports: bool = True):
+        self.options, self.ports, self.now = options, ports, now
+        self.close_ports = close_ports
+        settings = options.settings
+        sampler = Sampler(SamplingConfig(temperature=settings.temperature, top_p=settings.top_p), settings.rng_seed)
+        self.stream = Stream(engine, sampler)
+        if settings.clock == "midi":
+            self.clock: Clock = MidiClock(initial_bpm=settings.bpm)
+        else:
+            self.clock = InternalClock(settings.bpm, origin_seconds=now())
+        self.output = OutputStage(ports.send, Voicer(settings.out_channels()), now=now)
+        self.performer = Performer(self.stream, self.clock, self.output, settings)
+        self.router = Router(self.performer, self.clock, settings)
+        self.stop = threading.Event()
+        self.fatal: Optional[BaseException] = None
+        self.started_seconds = now()
+
+    # --- threads -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        inbox, performer, now = self.ports.inbox, self.performer, self.now
+        try:
+            while not self.stop.is_set():
+                wake = performer.next_wakeup(now())
+                timeout = 0.05 if wake is None else min(0.05, max(0.0, wake - now()))
+                try:
+                    batch = [inbox.get(timeout=timeout)] if timeout > 0 else []
+                except queue.Empty:
+                    batch = []
+                while len(batch) < 512:  # take a storm in bites, computing once per bite
+                    try:
+                        batch.append(inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                for t_seconds, data in batch:
+                    self.router.handle(t_seconds, data)
+                performer.update(now())
+        except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
+            self.fatal = error
+            self.stop.set()
+
+    def _send(self) -> None:
+        try:
+            self.output.run(self.stop)
+        except BaseException as error:  # noqa: BLE001
+            self.fatal = error
+            self.stop.set()
+
+    # --- life ----------------------------------------------------------------------------------
+    def serve(self, on_ready: Callable[[str], None] = print) -> int:
+        """Run until a signal or a fatal error; always silences bachd before returning."""
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if signum is not None:
+                previous[signum] = signal.signal(signum, lambda *_: self.stop.set())
+        sys.setswitchinterval(0.0005)  # hand the GIL over quickly: MIDI threads wait on it
+        worker = threading.Thread(target=self._work, name="bachd-worker", daemon=True)
+        sender = threading.Thread(target=self._send, name="bachd-output", daemon=True)
+        try:
+            if isinstance(self.clock, InternalClock):
+                self.clock.origin_seconds = self.now()
+            sender.start()
+            worker.start()
+            on_ready(self.ready_line())
+            sys.stdout.flush()
+            self._status_loop()
+        finally:
+            self.stop.set()
+            worker.join(timeout=2.0)
+            self.performer.shutdown()  # note-offs for everything still sounding
+            sender.join(timeout=2.0)
+            self.output.silence()
+            time.sleep(0.05)  # let the MIDI system deliver the last note-offs
+            if self.close_ports:
+                self.ports.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._report()
+        if self.fatal is not None:
+            raise BachdError(f"stopped after an internal error: {type(self.fatal).__name__}: {self.fatal}") from self.fatal
+        return 0
+
+    def _status_loop(self) -> None:
+        show = self.options.status if self.options.status is not None else sys.stderr.isatty()
+        while not self.stop.wait(0.25):
+            if show:
+                sys.stderr.write("\r" + self.status_line() + "\x1b[K")
+                sys.stderr.flush()
+        if show:
+            sys.stderr.write("\n")
+
+    def ready_line(self) -> str:
+        s = self.options.settings
+        clock = f"{s.bpm:g} bpm on the internal clock" if s.clock == "internal" else "following MIDI clock"
+        return (
+            f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
+            f"listen on '{self.ports.out_label}' ({self.ports.backend}). Ctrl-C to stop."
+        )
+
+    def status_line(self) -> str:
+        p50, p99 = self.output.lateness.percentiles_ms(50, 99)
+        late = f"late p50 {p50:.2f} p99 {p99:.2f} ms" if self.output.lateness.count else "late -"
+        return (
+            f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
+            f"in {self.performer.stats.notes_in} | out {self.output.notes_out} | {late}"
+        )
+
+    def stats(self) -> dict:
+        lateness = self.output.lateness
+        p50, p99 = lateness.percentiles_ms(50, 99)
+        return {
+            "mode": self.performer.mode,
+            "bpm": self.clock.bpm,
+            "notes_in": self.performer.stats.notes_in,
+            "notes_out": self.output.notes_out,
+            "answers": self.performer.stats.answers,
+            "interrupted": self.performer.stats.interrupted,
+            "panics": self.performer.stats.panics,
+            "ignored_messages": self.router.ignored,
+            "dropped_messages": self.ports.dropped,
+            "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},
+            "lateness_samples_ms": [round(x * 1000, 4) for x in lateness.samples_seconds()],
+            "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],
+            "notes_sounding_at_exit": self.output.voicer.notes_sounding,
+        }
+
+    def _report(self) -> None:
+        if self.options.stats_path:
+            Path(self.options.stats_path).write_text(json.dumps(self.stats()))
+        p50, p99 = self.output.lateness.percentiles_ms(50, 99)
+        sys.stderr.write(
+            f"bachd stopped: {self.performer.stats.notes_in} notes in, {self.output.notes_out} out, "
+            f"{self.performer.stats.answers} answers"
+            + (f", output lateness p50 {p50:.2f} ms, p99 {p99:.2f} ms" if self.output.lateness.count else "")
+            + "\n"
+        )
+
+
+def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_ports: bool = True) -> int:
+    """What ``bachd run`` does: open the ports first (a missing MIDI system fails fast),
+    then load and warm up the model, then play until stopped.
+
+    ``close_ports=False`` leaves closing to the process exit. The command line does that:
+    a JACK client's close can deadlock against its own process thread inside libjack and
+    rtmidi, while a process that exits is always let go by the MIDI system. Every note-off
+    has been delivered by then."""
+    from bachd.ports import open_ports
+
+    if not Path(options.model_path).is_file():
+        raise BachdError(f"model file {options.model_path} does not exist")
+    ports = open_ports(options.in_name, options.out_name, options.backend)
+    try:
+        engine = load_engine(options.model_path, options.engine)
+        daemon = Daemon(options, ports, engine, close_ports=close_ports)
+    except BaseException:
+        ports.close()
+        raise
+    return daemon.serve(on_ready)
+

@@ -1,0 +1,204 @@
+"""MIDI ports: the only module that opens them. python-rtmidi, one backend per OS.
+
+- Linux: ALSA or JACK; macOS: CoreMIDI — virtual ports that a DAW connects to.
+- Windows has no virtual ports: ``--in``/``--out`` name existing ports (e.g. loopMIDI).
+On any backend, a name that matches an existing port of the other side is opened instead of
+creating a virtual port, so bachd can also be wired straight to a keyboard or a synth.
+
+The input callback runs on rtmidi's thread and does one thing: timestamp the raw bytes
+with the monotonic clock and put them on a queue. Parsing happens in the daemon's worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from bachd.errors import BachdError
+
+BACKENDS = ("alsa", "jack", "coremidi", "windows")
+_API_ATTRS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
+_VIRTUAL = {"alsa", "jack", "coremidi"}
+INPUT_QUEUE_LIMIT = 65536
+
+
+def _rtmidi():
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never spawn a JACK server behind the user's back
+    try:
+        import rtmidi
+    except ImportError as error:  # pragma: no cover - a broken install
+        raise BachdError(f"python-rtmidi is not usable here ({error}); reinstall bachd") from None
+    return rtmidi
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """ALSA and libjack print their connection failures straight to fd 2; bachd reports
+    what went wrong in one line of its own instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def compiled_backends() -> list[str]:
+    rtmidi = _rtmidi()
+    apis = set(rtmidi.get_compiled_api())
+    return [name for name in BACKENDS if getattr(rtmidi, _API_ATTRS[name]) in apis]
+
+
+def _api(backend: str) -> int:
+    return getattr(_rtmidi(), _API_ATTRS[backend])
+
+
+def probe(backend: str) -> tuple[bool, str, list[str], list[str]]:
+    """(works, why not, input ports, output ports) of one backend. Inputs are the sources
+    bachd could read from; outputs the destinations it could write to."""
+    rtmidi = _rtmidi()
+    with _quiet_native_stderr():
+        try:
+            midi_in = rtmidi.MidiIn(_api(backend), name="bachd-probe")
+            midi_out = rtmidi.MidiOut(_api(backend), name="bachd-probe")
+            inputs, outputs = midi_in.get_ports(), midi_out.get_ports()
+            midi_in.delete()
+            midi_out.delete()
+        except Exception as error:  # rtmidi raises its own SystemError for an absent backend
+            return False, _why(backend, error), [], []
+    return True, "", inputs, outputs
+
+
+def _why(backend: str, error: Exception) -> str:
+    if backend == "jack":
+        return "no JACK server is running (start one, e.g. `jackd -d dummy` on a headless Linux box)"
+    if backend == "alsa":
+        return "the ALSA sequencer is not available (/dev/snd/seq missing; load snd-seq or use JACK)"
+    return str(error).strip() or type(error).__name__
+
+
+def no_backend_message() -> str:
+    return (
+        "no MIDI system is available. On Linux start a JACK server (`jackd -d dummy -r 48000 -p 64 &` "
+        "on a headless machine; package jackd2) or enable ALSA's sequencer (snd-seq); "
+        "on macOS CoreMIDI is always there; on Windows install loopMIDI and pass --in/--out"
+    )
+
+
+def _match(name: str, ports: list[str]) -> Optional[int]:
+    """Index of the port called ``name``: the full name, its port part (JACK "client:port")
+    or its name without ALSA's " 128:0" suffix."""
+    for index, port in enumerate(ports):
+        bare = port.rsplit(" ", 1)[0] if port.rsplit(" ", 1)[-1].replace(":", "").isdigit() else port
+        candidates = {port, bare, bare.split(":", 1)[-1], bare.split(":", 1)[0]}
+        if name in candidates:
+            return index
+    return None
+
+
+@dataclass
+class MidiPorts:
+    backend: str
+    midi_in: object
+    midi_out: object
+    in_label: str
+    out_label: str
+    inbox: "queue.Queue[tuple[float, list[int]]]" = field(default_factory=lambda: queue.Queue(INPUT_QUEUE_LIMIT))
+    dropped: int = 0
+
+    def send(self, message) -> None:
+        self.midi_out.send_message(message)
+
+    def close(self) -> None:
+        """Close both ports. The input callback goes first, and one in flight is given time
+        to finish: a close holds the GIL while the MIDI system waits for the client's
+        thread, which deadlocks if that thread is waiting for the GIL to run the callback."""
+        with contextlib.suppress(Exception):
+            self.midi_in.cancel_callback()
+        time.sleep(0.05)
+        for port in (self.midi_in, self.midi_out):
+            with contextlib.suppress(Exception):
+                port.close_port()
+            with contextlib.suppress(Exception):
+                port.delete()
+
+
+def open_ports(in_name: str = "bachd-in", out_name: str = "bachd-out", backend: str = "auto") -> MidiPorts:
+    """Open bachd's input and output on ``backend`` (auto: the first that works)."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise BachdError(f"unknown MIDI backend {backend!r} (auto, {', '.join(BACKENDS)})")
+    compiled = compiled_backends()
+    order = [b for b in compiled if b != "windows"] + (["windows"] if "windows" in compiled else []) if backend == "auto" else [backend]
+    if backend != "auto" and backend not in compiled:
+        raise BachdError(f"the {backend} MIDI backend is not available in this build of python-rtmidi (available: {', '.join(compiled) or 'none'})")
+    reasons = []
+    for name in order:
+        works, why, _, _ = probe(name)
+        if works:
+            return _open(name, in_name, out_name)
+        reasons.append(f"{name}: {why}")
+    if backend == "auto":
+        raise BachdError(no_backend_message())
+    raise BachdError(f"cannot use the {backend} MIDI backend: {reasons[0].split(': ', 1)[1]}")
+
+
+def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
+    rtmidi = _rtmidi()
+    api = _api(backend)
+    with _quiet_native_stderr():
+        try:
+            midi_in = rtmidi.MidiIn(api, name=in_name, queue_size_limit=4096)
+            midi_out = rtmidi.MidiOut(api, name=out_name)
+        except Exception as error:
+            raise BachdError(f"cannot open {backend} MIDI client: {error}") from None
+    midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
+    ports = MidiPorts(backend, midi_in, midi_out, "", "")
+    try:
+        ports.in_label = _open_side(midi_in, in_name, backend, sources=midi_in.get_ports(), rivals=midi_out.get_ports(), kind="input")
+        ports.out_label = _open_side(midi_out, out_name, backend, sources=midi_out.get_ports(), rivals=midi_in.get_ports(), kind="output")
+    except BachdError:
+        ports.close()
+        raise
+
+    def on_message(event, _data=None, inbox=ports.inbox) -> None:
+        # rtmidi's thread: timestamp and queue, nothing else.
+        try:
+            inbox.put_nowait((time.monotonic(), event[0]))
+        except queue.Full:
+            ports.dropped += 1
+
+    midi_in.set_callback(on_message)
+    return ports
+
+
+def _open_side(port, name: str, backend: str, sources: list[str], rivals: list[str], kind: str) -> str:
+    """Connect to an existing port called ``name``, or create a virtual one.
+
+    ``sources`` are the ports this side can connect to; ``rivals`` the other side's list,
+    where another program's virtual port of the same name would show up."""
+    existing = _match(name, sources)
+    with _quiet_native_stderr():
+        try:
+            if existing is not None:
+                port.open_port(existing, name=name)
+                return f"connected to {sources[existing]}"
+            if backend not in _VIRTUAL:
+                listed = ", ".join(sources) or "none"
+                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); {backend} has no virtual ports, so create one (e.g. with loopMIDI) and pass its name")
+            if _match(name, rivals) is not None:
+                raise BachdError(f"a MIDI port named '{name}' already exists (is another bachd running?); choose another name with {'--in' if kind == 'input' else '--out'}")
+            port.open_virtual_port(name)
+        except BachdError:
+            raise
+        except Exception as error:
+            raise BachdError(f"cannot open MIDI {kind} '{name}' on {backend}: {error}") from None
+    return f"{name}:{name}" if backend == "jack" else name

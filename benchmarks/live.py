@@ -1,0 +1,167 @@
+"""The live path measured end to end through a real JACK server (dummy driver).
+
+    python benchmarks/live.py [--notes 600] [--calls 20] [--period 64] [--model M]
+
+Starts its own ``jackd -d dummy -r 48000 -p PERIOD``, then for each part starts
+``bachd run --backend jack`` as a separate process and plays into ``bachd-in`` from a
+separate JACK MIDI client that also listens on ``bachd-out``:
+
+1. JACK floor: the same client against a trivial echo client, so the share of the MIDI
+   system itself is visible.
+2. Harmonize: from a melody note-on leaving the client to the third harmony note-on
+   arriving back (p50/p99/max over ``--notes`` notes), plus bachd's own output lateness.
+3. Continue: ``--calls`` short calls; the lateness of each answer's first note against its
+   grid time (measured by bachd where it sends), scheduled-output lateness, and a check
+   that every note-on it sent was matched by a note-off.
+Also: time from launch to the ready line, and resident memory while playing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, is_note_on  # noqa: E402
+
+
+def pct(values_ms: list[float]) -> dict:
+    a = np.asarray(values_ms, dtype=float)
+    if a.size == 0:
+        return {"n": 0}
+    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+
+
+def jack_floor(notes: int) -> dict:
+    """Round trip through an echo client that answers every message at once."""
+    import rtmidi
+
+    echo_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bachd-in")
+    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bachd-out")
+    echo_in.open_virtual_port("bachd-in")
+    echo_out.open_virtual_port("bachd-out")
+    echo_in.set_callback(lambda event, _: echo_out.send_message(event[0]))
+    probe = MidiProbe()
+    time.sleep(0.3)
+    latencies = []
+    for i in range(notes):
+        since = len(probe.received)
+        sent = probe.send(0x90, 60 + i % 12, 90)
+        hits = probe.wait_for(is_note_on, since=since, timeout=1.0)
+        if hits:
+            latencies.append((hits[0].t_seconds - sent) * 1000)
+        probe.send(0x80, 60 + i % 12, 0)
+        time.sleep(0.01 + random.random() * 0.01)
+    probe.close()
+    for port in (echo_in, echo_out):
+        port.close_port()
+        port.delete()
+    return pct(latencies)
+
+
+def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
+    stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    args = ["--mode", "harmonize", "--clock", "internal", "--bpm", "100", "--rng-seed", "1", "--stats-json", str(stats_path)]
+    bachd = Bachd(server, *args, *(["--model", model] if model else []))
+    probe = MidiProbe()
+    time.sleep(0.5)
+    rng = random.Random(7)
+    pitch, latencies, missing, rss = 72, [], 0, []
+    for i in range(notes):
+        pitch = min(81, max(62, pitch + rng.choice([-2, -1, -1, 1, 1, 2, 3, -3, 0])))
+        since = len(probe.received)
+        sent = probe.send(0x90, pitch, 70 + rng.randrange(40))
+        hits = probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)
+        if len(hits) >= 3:
+            latencies.append((hits[2].t_seconds - sent) * 1000)
+        else:
+            missing += 1
+        time.sleep(rng.uniform(0.06, 0.22))
+        probe.send(0x80, pitch, 0)
+        time.sleep(rng.uniform(0.01, 0.06))
+        if i % 100 == 0:
+            rss.append(bachd.rss_mb())
+    time.sleep(0.5)
+    code, _, err = bachd.stop(signal.SIGTERM)
+    probe.close()
+    stats = json.loads(stats_path.read_text())
+    return {
+        "ready_seconds": round(bachd.ready_seconds, 2),
+        "rss_mb": round(max(rss), 1),
+        "note_to_harmony_ms": pct(latencies),
+        "notes_without_three_voices": missing,
+        "scheduled_lateness_ms": pct(stats["lateness_samples_ms"]),
+        "hanging_after_sigterm": len(hanging_notes([r.message for r in probe.received])),
+
+        "exit_code": code,
+    }
+
+
+def continue_mode(server: JackServer, calls: int, model: str | None) -> dict:
+    stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    args = ["--mode", "continue", "--clock", "internal", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5",
+            "--start-on", "beat", "--rng-seed", "2", "--stats-json", str(stats_path)]
+    bachd = Bachd(server, *args, *(["--model", model] if model else []))
+    probe = MidiProbe()
+    time.sleep(0.5)
+    rng = random.Random(3)
+    answered = 0
+    for _ in range(calls):
+        for pitch in rng.sample([67, 69, 71, 72, 74, 76, 77, 79], 4):
+            probe.send(0x90, pitch, 90)
+            time.sleep(0.12)
+            probe.send(0x80, pitch, 0)
+            time.sleep(0.01)
+        since = len(probe.received)
+        # gap 0.5 beat + up to a beat to the grid + one 4/4 bar at 120 bpm, then a little
+        if probe.wait_for(is_note_on, since=since, timeout=1.5):
+            answered += 1
+        time.sleep(2.4)
+    code, _, _ = bachd.stop(signal.SIGTERM)
+    probe.close()
+    stats = json.loads(stats_path.read_text())
+    return {
+        "answers": stats["answers"],
+        "calls_answered": answered,
+        "first_note_lateness_ms": pct(stats["answer_first_lateness_ms"]),
+        "scheduled_lateness_ms": pct(stats["lateness_samples_ms"]),
+        "hanging_notes": len(hanging_notes([r.message for r in probe.received])),
+        "exit_code": code,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notes", type=int, default=600)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--period", type=int, default=64)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+    with JackServer(period=args.period) as server:
+        results = {"jack_period_frames": args.period, "jack_rate": server.rate}
+        results["jack_echo_round_trip_ms"] = jack_floor(min(args.notes, 300))
+        results["harmonize"] = harmonize(server, args.notes, args.model)
+        results["continue"] = continue_mode(server, args.calls, args.model)
+    h, c = results["harmonize"], results["continue"]
+    print(f"JACK echo round trip (floor):      {results['jack_echo_round_trip_ms']}")
+    print(f"ready after launch:                 {h['ready_seconds']} s, resident memory {h['rss_mb']} MB")
+    print(f"harmonize note -> 3 harmony notes:  {h['note_to_harmony_ms']} ms ({h['notes_without_three_voices']} incomplete)")
+    print(f"harmonize scheduled lateness:       {h['scheduled_lateness_ms']} ms")
+    print(f"continue first-note lateness:       {c['first_note_lateness_ms']} ms ({c['answers']} answers)")
+    print(f"continue scheduled lateness:        {c['scheduled_lateness_ms']} ms")
+    print(f"hanging notes after SIGTERM:        harmonize {h['hanging_after_sigterm']}, continue {c['hanging_notes']}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""A real JACK server with the dummy driver, and a separate JACK MIDI client that plays into
+bachd and records what comes out. Shared by the end-to-end tests and benchmarks/live.py.
+
+Each server gets its own name (``JACK_DEFAULT_SERVER``), so tests never touch a JACK server
+the user may be running, and two runs never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class JackUnavailable(RuntimeError):
+    pass
+
+
+class JackServer:
+    """``jackd --no-realtime -d dummy -r RATE -p PERIOD`` under a private server name."""
+
+    def __init__(self, rate: int = 48000, period: int = 64):
+        self.rate, self.period = rate, period
+        self.name = f"bachd-test-{uuid.uuid4().hex[:8]}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "JackServer":
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            raise JackUnavailable("jackd is not installed (apt-get install jackd2)")
+        # jackd logs every xrun; a pipe nobody reads would fill up and wedge the server.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [jackd, "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
+        )
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        os.environ["JACK_NO_START_SERVER"] = "1"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise JackUnavailable(f"jackd exited: {self.log.read().decode(errors='replace')[-400:]}")
+            if self._answers():
+                return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise JackUnavailable("jackd did not come up within 10 s")
+
+    def _answers(self) -> bool:
+        import rtmidi
+
+        try:
+            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bachd-test-probe")
+            probe.get_ports()
+            probe.delete()
+            return True
+        except Exception:
+            return False
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["JACK_DEFAULT_SERVER"] = self.name
+        env["JACK_NO_START_SERVER"] = "1"
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        return env
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+
+
+@dataclass
+class Received:
+    t_seconds: float
+    message: list[int]
+
+
+@dataclass
+class MidiProbe:
+    """A JACK MIDI client of its own: its output feeds ``bachd-in``, its input hears ``bachd-out``."""
+
+    to_port: str = "bachd-in"
+    from_port: str = "bachd-out"
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import rtmidi
+
+        self._arrived = threading.Condition()
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="probe-player")
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="probe-listener")
+        self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.out.open_port(self._index(self.out.get_ports(), self.to_port))
+        self.inp.open_port(self._index(self.inp.get_ports(), self.from_port))
+        self.inp.set_callback(self._on_message)
+
+    @staticmethod
+    def _index(ports: list[str], name: str) -> int:
+        for index, port in enumerate(ports):
+            if port.split(":", 1)[0] == name:
+                return index
+        raise AssertionError(f"no JACK port of client {name} among {ports}")
+
+    def _on_message(self, event, _data=None) -> None:
+        with self._arrived:
+            self.received.append(Received(time.monotonic(), list(event[0])))
+            self._arrived.notify_all()
+
+    def send(self, *message: int) -> float:
+        t = time.monotonic()
+        self.out.send_message(list(message))
+        return t
+
+    def wait_for(self, predicate, count: int = 1, timeout: float = 2.0, since: int = 0) -> list[Received]:
+        """Wait until ``count`` received messages from index ``since`` satisfy ``predicate``."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                hits = [r for r in self.received[since:] if predicate(r.message)]
+                if len(hits) >= count or time.monotonic() >= deadline:
+                    return hits
+                self._arrived.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        # Remove the callback and let one in flight finish before any port is closed: a
+        # close holds the GIL while libjack waits for this client's process thread, which
+        # deadlocks if that thread is waiting for the GIL to run the callback.
+        self.inp.cancel_callback()
+        time.sleep(0.05)
+        for port in (self.out, self.inp):
+            try:
+                port.close_port()
+                port.delete()
+            except Exception:
+                pass
+
+
+def is_note_on(message: list[int]) -> bool:
+    return len(message) == 3 and message[0] & 0xF0 == 0x90 and message[2] > 0
+
+
+def is_note_off(message: list[int]) -> bool:
+    return len(message) == 3 and (message[0] & 0xF0 == 0x80 or (message[0] & 0xF0 == 0x90 and message[2] == 0))
+
+
+def hanging_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
+    """(channel, note) → count of note-ons without a note-off, from a received stream."""
+    open_notes: dict[tuple[int, int], int] = {}
+    for message in messages:
+        if is_note_on(message):
+            key = (message[0] & 0x0F, message[1])
+            open_notes[key] = open_notes.get(key, 0) + 1
+        elif is_note_off(message):
+            key = (message[0] & 0x0F, message[1])
+            if open_notes.get(key):
+                open_notes[key] -= 1
+    return {k: v for k, v in open_notes.items() if v}
+
+
+class Bachd:
+    """``bachd run`` as a subprocess on a given JACK server; waits for its ready line."""
+
+    def __init__(self, server: JackServer, *args: str, timeout: float = 60.0):
+        self.args = [sys.executable, "-m", "bachd", "run", "--backend", "jack", *args]
+        self.launched = time.monotonic()
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.env(), cwd=ROOT, text=True)
+        self.ready_line = self.process.stdout.readline()
+        self.ready_seconds = time.monotonic() - self.launched
+        if "ready" not in self.ready_line:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=10)
+            raise AssertionError(f"bachd did not get ready: {self.ready_line!r} {err[-2000:]}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, str, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
