@@ -168,6 +168,7 @@ class Performer:
         self._interrupt = False
         self._changed_step: Optional[int] = None  # harmonize: earliest step whose input changed
         self._urgent_step: Optional[int] = None  # harmonize: the step of a new melody note awaiting harmony
+        self._urgent_since: Optional[float] = None  # when that note arrived
         self._harmony: Optional[tuple[int, tuple]] = None  # the last computed step, and the snapshot before it
         self._silent_from: Optional[int] = None
         self._muted = False  # after a panic, harmonize waits for the next melody note
@@ -194,10 +195,16 @@ class Performer:
         if len(self.held) >= MAX_HELD_NOTES:
             oldest = next(iter(self.held))
             self._end_note(self.held.pop(oldest), step)
+        for ended in self.released:
+            # A released note lasts at least one step, but never into a newer note's step:
+            # a quick line stays a line instead of turning into two-note chords.
+            if ended.off_step is not None and ended.off_step > step:
+                ended.off_step = max(step, ended.on_step)
         self.held[note] = PlayedNote(encoding.fold_pitch(note), step, velocity)
         self.last_velocity = velocity
         if self.mode == "harmonize":
             self._mark_changed(step, urgent=True)
+            self._urgent_since = t_seconds
             self._muted = False
         else:
             self._call_velocities.append(velocity)
@@ -432,7 +439,9 @@ class Performer:
             token = encoding.REST if voice in known else int(tokens[voice])  # the player's voices
             frames.append(Frame(voice, token, velocity))
         due = self.clock.step_time(step)
-        if play_now or due <= now:
+        if play_now:
+            self.out.play_now(frames, since_seconds=self._urgent_since)
+        elif due <= now:
             self.out.play_now(frames)
         else:
             self.out.schedule(due, frames, f"h{step}")

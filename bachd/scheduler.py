@@ -161,13 +161,14 @@ class OutputStage:
     frames played at once (harmony answering a note) have no grid time to be late against.
     """
 
-    def __init__(self, sink: Sink, voicer: Voicer, now: Callable[[], float] = time.monotonic, spin_seconds: float = 0.0015):
+    def __init__(self, sink: Sink, voicer: Voicer, now: Callable[[], float] = time.monotonic, spin_seconds: float = 0.0003):
         self._sink = sink
         self.voicer = voicer
         self._now = now
         self._spin_seconds = spin_seconds
         self.scheduler = Scheduler()
         self.lateness = LatenessStats()
+        self.response = LatenessStats()  # input note → its answer sent, inside bachd
         self.notes_out = 0
         self.first_lateness: list[float] = []  # lateness of watched frames (an answer's first step)
         self._watched: set[float] = set()
@@ -182,10 +183,14 @@ class OutputStage:
                 self._watched.add(due_seconds)
             self._wake.notify()
 
-    def play_now(self, frames: Iterable[Frame]) -> None:
+    def play_now(self, frames: Iterable[Frame], since_seconds: Optional[float] = None) -> None:
+        """Send ``frames`` at once; ``since_seconds`` (when the note they answer arrived)
+        records bachd's own response time."""
         with self._lock:
             for frame in frames:
                 self._send_all(self.voicer.frame(frame))
+            if since_seconds is not None:
+                self.response.add(self._now() - since_seconds)
 
     def cancel(self, tag: Optional[str] = None) -> None:
         with self._lock:

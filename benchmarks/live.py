@@ -101,6 +101,7 @@ def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
         "note_to_harmony_ms": pct(latencies),
         "notes_without_three_voices": missing,
         "scheduled_lateness_ms": pct(stats["lateness_samples_ms"]),
+        "inside_bachd_ms": pct(stats["response_samples_ms"]),
         "hanging_after_sigterm": len(hanging_notes([r.message for r in probe.received])),
 
         "exit_code": code,

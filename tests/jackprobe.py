@@ -27,10 +27,14 @@ class JackUnavailable(RuntimeError):
 
 
 class JackServer:
-    """``jackd --no-realtime -d dummy -r RATE -p PERIOD`` under a private server name."""
+    """``jackd -d dummy -r RATE -p PERIOD`` under a private server name."""
 
-    def __init__(self, rate: int = 48000, period: int = 64):
+    def __init__(self, rate: int = 48000, period: int = 64, realtime: bool | None = None):
         self.rate, self.period = rate, period
+        # Realtime scheduling where the system allows it (root, or an rtprio limit), as JACK
+        # is normally run; otherwise --no-realtime, which on a busy machine drops MIDI
+        # events whenever a cycle overruns.
+        self.realtime = _can_realtime() if realtime is None else realtime
         self.name = f"bachd-test-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen | None = None
 
@@ -41,7 +45,8 @@ class JackServer:
         # jackd logs every xrun; a pipe nobody reads would fill up and wedge the server.
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [jackd, "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            [jackd, "-n", self.name, "--realtime" if self.realtime else "--no-realtime",
+             "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
         )
         os.environ["JACK_DEFAULT_SERVER"] = self.name
@@ -83,6 +88,13 @@ class JackServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         os.environ.pop("JACK_DEFAULT_SERVER", None)
+
+
+def _can_realtime() -> bool:
+    try:
+        return subprocess.run(["chrt", "-f", "10", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @dataclass

@@ -1,0 +1,325 @@
+"""The live path's pure logic with a manual clock and a recording output: clocks, the note
+ledger, the scheduler, presets, input routing and the performer in both modes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bachd import encoding as enc
+from bachd.clock import InternalClock, MidiClock
+from bachd.daemon import Router
+from bachd.errors import BachdError
+from bachd.performer import Performer, Stream
+from bachd.presets import LiveSettings, describe, resolve
+from bachd.sampling import Sampler, SamplingConfig
+from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
+from jackprobe import hanging_notes
+
+
+# --- clocks ---------------------------------------------------------------------------------
+def test_internal_clock_grid_and_tempo_change():
+    clock = InternalClock(120, origin_seconds=10.0)
+    assert clock.step_time(4) == pytest.approx(10.5)  # a beat at 120 bpm
+    assert clock.step_at(10.25) == pytest.approx(2.0)
+    clock.set_bpm(60, now_seconds=10.5)
+    assert clock.step_at(10.5) == pytest.approx(4.0)  # the position does not jump
+    assert clock.step_time(8) == pytest.approx(11.5)
+    with pytest.raises(ValueError):
+        InternalClock(1000, 0.0)
+
+
+def _ticks(clock, start, bpm, count, jitter=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    period = 60 / (bpm * 24)
+    for n in range(count):
+        clock.clock_tick(start + n * period + rng.uniform(-jitter, jitter))
+    return start + count * period
+
+
+def test_midi_clock_follows_tempo_through_jitter_and_a_tempo_change():
+    clock = MidiClock(initial_bpm=90)
+    clock.start(0.0)
+    end = _ticks(clock, 0.0, 120, 24 * 8, jitter=0.0015)
+    assert clock.bpm == pytest.approx(120, rel=0.01)
+    assert clock.step_at(end - 60 / (120 * 24)) == pytest.approx(8 * 4 - 1 / 6, abs=0.1)
+    _ticks(clock, end, 100, 24 * 8, jitter=0.001)
+    assert clock.bpm == pytest.approx(100, rel=0.02)
+
+
+def test_midi_clock_transport_song_position_and_storms():
+    clock = MidiClock(initial_bpm=120)
+    assert not clock.running
+    clock.song_position(16)  # bar 2 in 16ths
+    clock.resume(1.0)
+    clock.clock_tick(1.0)
+    assert round(clock.step_at(1.0)) == 16
+    period = clock.period
+    ignored = clock.stats.ignored_ticks
+    for k in range(1000):  # a burst of ticks 1 µs apart
+        clock.clock_tick(1.0 + 1e-6 * (k + 1))
+    assert clock.stats.ignored_ticks - ignored == 1000
+    assert clock.period == pytest.approx(period)
+    clock.stop(2.0)
+    assert not clock.running
+
+
+# --- ledger and scheduler ----------------------------------------------------------------------
+def test_voicer_pairs_every_note_on_with_a_note_off():
+    voicer = Voicer()
+    sent = []
+    for frame in [Frame(1, enc.attack(60)), Frame(1, enc.hold(60)), Frame(1, enc.attack(60)), Frame(1, enc.attack(62)),
+                  Frame(2, enc.hold(55)), Frame(1, enc.REST), Frame(3, enc.attack(40))]:
+        sent += voicer.frame(frame)
+    assert (0x90 | 1, 60, 80) in sent and sent.count((0x80 | 1, 60, 0)) == 2  # re-struck, not stacked
+    assert voicer.notes_sounding == 2  # tenor (hold after nothing starts a note) and bass
+    sent += voicer.release_all()
+    assert hanging_notes([list(m) for m in sent]) == {}
+    assert voicer.notes_sounding == 0
+
+
+def test_voices_sharing_a_channel_never_cut_each_other():
+    voicer = Voicer(channels=(0, 0, 0, 0))
+    sent = voicer.frame(Frame(1, enc.attack(60))) + voicer.frame(Frame(2, enc.attack(60)))
+    assert sent == [(0x90, 60, 80)]
+    assert voicer.frame(Frame(1, enc.REST)) == []  # the tenor still sings it
+    assert voicer.frame(Frame(2, enc.REST)) == [(0x80, 60, 0)]
+
+
+def test_scheduler_orders_cancels_and_records_lateness():
+    now = [0.0]
+    sent = []
+    stage = OutputStage(sent.append, Voicer(), now=lambda: now[0])
+    stage.schedule(0.2, [Frame(1, enc.attack(64))], "b")
+    stage.schedule(0.1, [Frame(1, enc.attack(62))], "a")
+    stage.schedule(0.3, [Frame(2, enc.attack(55))], "b")
+    now[0] = 0.1005
+    stage.send_due(now[0])
+    assert sent == [(0x91, 62, 80)]
+    stage.cancel("b")
+    now[0] = 1.0
+    assert stage.send_due(now[0]) == 0
+    assert stage.lateness.count == 1 and stage.lateness.percentiles_ms(50)[0] == pytest.approx(0.5)
+    stage.schedule(2.0, [Frame(3, enc.attack(40))], "c")
+    stage.silence()
+    assert sent[-1] == (0x81, 62, 0) and len(stage.scheduler) == 0
+    assert hanging_notes([list(m) for m in sent]) == {}
+
+
+def test_scheduler_pop_due_is_time_ordered():
+    scheduler = Scheduler()
+    for due in (3.0, 1.0, 2.0):
+        scheduler.push(due, [Frame(0, enc.REST)], "x")
+    assert [due for due, _ in scheduler.pop_due(2.5)] == [1.0, 2.0]
+    assert scheduler.next_due() == 3.0
+
+
+# --- presets ------------------------------------------------------------------------------------
+def test_preset_precedence_defaults_preset_flags(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('mode = "harmonize"\nbpm = 100\n[cc]\npanic = "off"\n')
+    settings = resolve(str(path), {"bpm": 72.0, "temperature": None})
+    assert settings.mode == "harmonize" and settings.bpm == 72.0  # the flag wins over the file
+    assert settings.temperature == LiveSettings().temperature
+    assert settings.cc["panic"] is None and settings.cc["mode"] == 23
+    assert "mode = \"harmonize\"" in describe(settings)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tempo = 90\n", r"mine.toml: unknown key 'tempo'"),
+    ("bpm = 9000\n", r"mine.toml: key 'bpm' must be between"),
+    ('mode = "solo"\n', r"key 'mode' must be one of continue, harmonize"),
+    ("[cc]\nvolume = 7\n", r"unknown key 'cc.volume'"),
+    ("bpm = \n", r"not valid TOML"),
+])
+def test_bad_presets_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(BachdError, match=message):
+        resolve(str(path))
+
+
+def test_builtin_presets_are_valid_and_user_presets_shadow_them(tmp_path, monkeypatch):
+    from bachd.presets import available
+
+    builtin = available()
+    assert {"chorale", "harmonizer", "adventurous"} <= set(builtin)
+    for name in builtin:
+        resolve(name)
+    monkeypatch.setenv("BACHD_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "chorale.toml").write_text("bpm = 61\n")
+    assert resolve("chorale").bpm == 61
+    with pytest.raises(BachdError, match="no preset named 'nope'"):
+        resolve("nope")
+
+
+# --- the performer ------------------------------------------------------------------------------
+class Rig:
+    """A performer on the tiny model with a manual clock and a recording output."""
+
+    def __init__(self, model_path, **settings):
+        from bachd.engine import make_engine
+        from bachd.model import load_model
+
+        self.settings = LiveSettings(**{"bpm": 120.0, "rng_seed": 3, **settings})
+        self.now = 0.0
+        self.sent: list[tuple[float, tuple]] = []
+        self.stage = OutputStage(lambda m: self.sent.append((self.now, m)), Voicer(self.settings.out_channels()), now=lambda: self.now)
+        engine = make_engine(load_model(model_path), batch_size=1, backend="numpy")
+        stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0, top_p=0.95), rng_seed=3))
+        self.clock = InternalClock(self.settings.bpm, origin_seconds=0.0)
+        self.performer = Performer(stream, self.clock, self.stage, self.settings)
+
+    def run_until(self, t_seconds: float) -> None:
+        while self.now < t_seconds:
+            self.now = min(t_seconds, self.now + 0.001)
+            wake = self.performer.next_wakeup(self.now)
+            if wake is not None and wake <= self.now:
+                self.performer.update(self.now)
+            self.stage.send_due(self.now)
+
+    def play(self, note: int, seconds: float, velocity: int = 90) -> list:
+        start = len(self.sent)
+        self.performer.note_on(self.now, note, velocity)
+        self.performer.update(self.now)
+        answered = [m for _, m in self.sent[start:]]
+        self.run_until(self.now + seconds)
+        self.performer.note_off(self.now, note)
+        self.performer.update(self.now)
+        return answered
+
+    def messages(self) -> list[list[int]]:
+        return [list(m) for _, m in self.sent]
+
+
+def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tiny_model_path):
+    rig = Rig(tiny_model_path, mode="harmonize")
+    rig.run_until(0.3)
+    for note in [72, 74, 76, 77, 79, 77, 76, 74, 72]:
+        answered = rig.play(note, 0.2)
+        ons = [m for m in answered if m[0] & 0xF0 == 0x90]
+        assert sorted(m[0] & 0x0F for m in ons) == [1, 2, 3], answered  # alto, tenor, bass; never the soprano
+        for m in ons:
+            low, high = enc.VOICE_RANGES[m[0] & 0x0F]
+            assert low <= m[1] <= high
+        rig.run_until(rig.now + 0.05)
+    # The player stops: within about a beat the harmony stops too.
+    rig.run_until(rig.now + 1.0)
+    assert rig.stage.voicer.notes_sounding == 0
+    assert hanging_notes(rig.messages()) == {}
+
+
+def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tiny_model_path):
+    rig = Rig(tiny_model_path, mode="harmonize")
+    rig.run_until(0.5 + 0.02)  # just after a step boundary that was computed ahead
+    answered = rig.play(108, 0.3)  # C8: folded into range, still harmonized
+    assert len([m for m in answered if m[0] & 0xF0 == 0x90]) == 3
+    assert rig.performer.stats.rollbacks >= 1
+    rig.performer.shutdown()
+    assert hanging_notes(rig.messages()) == {}
+
+
+def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_model_path):
+    rig = Rig(tiny_model_path, mode="continue", response_bars=1, listen_gap=1.0, start_on="beat")
+    rig.run_until(0.1)
+    for note in [67, 69, 71, 72]:
+        assert rig.play(note, 0.2) == []  # listening is silent
+    released = rig.now
+    rig.run_until(released + 0.4)  # less than the gap plus a beat: nothing yet
+    assert rig.sent == []
+    rig.run_until(released + 4.0)
+    ons = [(t, m) for t, m in rig.sent if m[0] & 0xF0 == 0x90]
+    assert ons, "no answer"
+    first = ons[0][0]
+    step = rig.clock.step_at(first)
+    assert abs(step - round(step)) < 0.01 and round(step) % 4 == 0  # on a beat (the rig ticks in 1 ms)
+    assert rig.stage.first_lateness and max(rig.stage.first_lateness) <= 0.001
+    assert first >= released + 0.5  # after the one-beat gap
+    last_off = max(t for t, m in rig.sent)
+    assert last_off <= first + 2.0 + 1e-6  # one 4/4 bar at 120 bpm
+    assert rig.performer.stats.answers == 1 and rig.performer.state == "listening"
+    assert hanging_notes(rig.messages()) == {}
+
+
+def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
+    rig = Rig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
+    rig.run_until(0.1)
+    rig.play(72, 0.3)
+    rig.performer.end_of_call()
+    rig.run_until(rig.now + 1.5)
+    assert rig.performer.state == "answering"
+    rig.play(74, 0.1)
+    assert rig.performer.stats.interrupted == 1
+    assert rig.stage.voicer.notes_sounding == 0
+    sent_before = len(rig.sent)
+    rig.run_until(rig.now + 0.2)
+    assert not [m for _, m in rig.sent[sent_before:] if m[0] & 0xF0 == 0x90]
+    assert hanging_notes(rig.messages()) == {}
+
+
+@pytest.mark.parametrize("action", ["panic", "mode", "stop", "cc123"])
+def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model_path, action):
+    rig = Rig(tiny_model_path, mode="continue", response_bars=4)
+    router = Router(rig.performer, rig.clock, rig.settings)
+    rig.run_until(0.1)
+    rig.play(72, 0.3)
+    router.handle(rig.now, [0xB0, rig.settings.cc["end_of_call"], 127])
+    rig.run_until(rig.now + 1.5)
+    assert rig.stage.voicer.notes_sounding > 0
+    if action == "panic":
+        router.handle(rig.now, [0xB0, rig.settings.cc["panic"], 127])
+    elif action == "mode":
+        router.handle(rig.now, [0xB0, rig.settings.cc["mode"], 127])
+        assert rig.performer.mode == "harmonize"
+    elif action == "stop":
+        rig.performer.transport_stopped()
+    else:
+        router.handle(rig.now, [0xB3, 123, 0])
+    assert rig.stage.voicer.notes_sounding == 0 and len(rig.stage.scheduler) == 0
+    assert hanging_notes(rig.messages()) == {}
+
+
+def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
+    rig = Rig(tiny_model_path, mode="harmonize", in_channel=2)
+    router = Router(rig.performer, rig.clock, rig.settings)
+    junk = [[], [0xF0, 1, 2, 3, 0xF7], [0x90, 200, 100], [0x90, 60], [0x42], [0xE0, 0, 64], [0x80, 61, 0], [0x90, 60, 100]]
+    for message in junk:  # the last two are on channel 1, which is not ours
+        router.handle(rig.now, message)
+    assert router.ignored == len(junk) and rig.performer.stats.notes_in == 0
+    router.handle(rig.now, [0xB1, rig.settings.cc["temperature"], 127])
+    assert rig.performer.stream.sampler.config.temperature == pytest.approx(1.8)
+    router.handle(rig.now, [0xB1, rig.settings.cc["response_bars"], 0])
+    assert rig.performer.settings.response_bars == 1
+    rig.run_until(0.3)
+    for k in range(3000):  # a note-on storm
+        router.handle(rig.now, [0x91, 40 + k % 60, 100])
+    rig.performer.update(rig.now)
+    assert len(rig.performer.held) <= 16
+    for k in range(60):
+        router.handle(rig.now, [0x81, 40 + k, 0])
+    rig.run_until(rig.now + 1.0)
+    rig.performer.shutdown()
+    assert hanging_notes(rig.messages()) == {}
+
+
+def test_live_logic_modules_do_not_import_tensorflow_or_rtmidi():
+    import subprocess
+    import sys
+
+    code = ("import sys; import bachd.clock, bachd.scheduler, bachd.sampling, bachd.encoding, bachd.performer, bachd.presets; "
+            "bad = [m for m in ('tensorflow', 'rtmidi', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sampling_restrict_keeps_only_allowed_tokens():
+    sampler = Sampler(SamplingConfig(temperature=1.0, top_p=1.0), rng_seed=0)
+    restrict = np.zeros(enc.VOCAB_SIZE, bool)
+    restrict[enc.attack(60)] = True
+    logits = np.zeros((1, enc.VOCAB_SIZE))
+    tokens = {int(sampler.sample(logits, 1, np.array([enc.REST]), restrict)[0][0]) for _ in range(20)}
+    assert tokens == {enc.attack(60)}
+    restrict[:] = False  # nothing allowed at all: REST
+    assert sampler.sample(logits, 1, np.array([enc.REST]), restrict)[0][0] == enc.REST
+    assert math.isfinite(sampler.sample(logits, 1, np.array([enc.REST]))[1][0])
