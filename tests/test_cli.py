@@ -24,7 +24,7 @@ def test_help_lists_commands_without_importing_tensorflow():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
     result = bachd("--help")
     assert result.returncode == 0
-    for command in ("train", "eval", "generate"):
+    for command in ("train", "eval", "generate", "run", "ports", "presets"):
         assert command in result.stdout
     assert bachd("--version").stdout.startswith("bachd ")
 
@@ -122,3 +122,35 @@ def test_musicxml_melody_seed_gives_the_soprano_only(tmp_path):
     assert seed.known[:, 0].all() and not seed.known[:, 1:].any()
     pitches, attacks = enc.decode_pitches(seed.tokens)
     assert pitches[::4, 0].tolist() == [67, 69, 71, 72] and attacks[::4, 0].all() and not attacks[1::4, 0].any()
+
+
+def test_presets_list_and_show():
+    listed = bachd("presets")
+    assert listed.returncode == 0
+    for name in ("chorale", "harmonizer", "adventurous"):
+        assert name in listed.stdout
+    shown = bachd("presets", "show", "harmonizer")
+    assert shown.returncode == 0 and 'mode = "harmonize"' in shown.stdout and "[cc]" in shown.stdout
+    missing = bachd("presets", "show", "nope")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no preset named 'nope'")
+
+
+def test_run_reports_bad_presets_and_missing_midi_in_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("tempo = 90\n")
+    result = bachd("run", "--preset", bad)
+    assert result.returncode == 1 and result.stderr.strip() == f"error: {bad}: unknown key 'tempo' (known: " + result.stderr.split("(known: ")[1].strip()
+    env = cli_env()
+    env["JACK_DEFAULT_SERVER"] = "bachd-no-such-server"
+    env["JACK_NO_START_SERVER"] = "1"
+    no_jack = subprocess.run([sys.executable, "-m", "bachd", "run", "--backend", "jack"], capture_output=True, text=True, env=env, timeout=120)
+    assert no_jack.returncode == 1
+    assert no_jack.stderr.strip().splitlines() == ["error: cannot use the jack MIDI backend: no JACK server is running (start one, e.g. `jackd -d dummy` on a headless Linux box)"]
+    assert bachd("run", "--velocity", "loud").stderr.startswith("error: --velocity must be 1-127 or 'follow'")
+    assert bachd("run", "--mode", "solo").returncode == 2
+
+
+def test_ports_lists_backends():
+    result = bachd("ports")
+    assert result.returncode == 0
+    assert "jack:" in result.stdout
