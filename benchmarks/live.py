@@ -69,12 +69,18 @@ def jack_floor(notes: int) -> dict:
     return pct(latencies)
 
 
+def xruns(server: JackServer) -> int:
+    server.log.seek(0)
+    return server.log.read().decode(errors="replace").count("XRun")
+
+
 def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
     stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
     args = ["--mode", "harmonize", "--clock", "internal", "--bpm", "100", "--rng-seed", "1", "--stats-json", str(stats_path)]
     bachd = Bachd(server, *args, *(["--model", model] if model else []))
     probe = MidiProbe()
     time.sleep(0.5)
+    xruns_before = xruns(server)
     rng = random.Random(7)
     pitch, latencies, missing, rss = 72, [], 0, []
     for i in range(notes):
@@ -103,7 +109,10 @@ def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
         "scheduled_lateness_ms": pct(stats["lateness_samples_ms"]),
         "inside_bachd_ms": pct(stats["response_samples_ms"]),
         "hanging_after_sigterm": len(hanging_notes([r.message for r in probe.received])),
-
+        "note_ons_sent": stats["notes_out"],
+        "note_ons_received": sum(is_note_on(r.message) for r in probe.received),
+        "bachd_ledger_at_exit": stats["notes_sounding_at_exit"],
+        "jack_xruns": xruns(server) - xruns_before,
         "exit_code": code,
     }
 
@@ -157,10 +166,13 @@ def main() -> None:
     print(f"JACK echo round trip (floor):      {results['jack_echo_round_trip_ms']}")
     print(f"ready after launch:                 {h['ready_seconds']} s, resident memory {h['rss_mb']} MB")
     print(f"harmonize note -> 3 harmony notes:  {h['note_to_harmony_ms']} ms ({h['notes_without_three_voices']} incomplete)")
+    print(f"  of which inside bachd:            {h['inside_bachd_ms']} ms (input polled -> harmony sent)")
     print(f"harmonize scheduled lateness:       {h['scheduled_lateness_ms']} ms")
     print(f"continue first-note lateness:       {c['first_note_lateness_ms']} ms ({c['answers']} answers)")
     print(f"continue scheduled lateness:        {c['scheduled_lateness_ms']} ms")
     print(f"hanging notes after SIGTERM:        harmonize {h['hanging_after_sigterm']}, continue {c['hanging_notes']}")
+    print(f"harmonize: bachd sent {h['note_ons_sent']} note-ons, the client received {h['note_ons_received']}; "
+          f"{h['jack_xruns']} JACK xruns; bachd's ledger at exit: {h['bachd_ledger_at_exit']} notes")
     print(json.dumps(results))
 
 
