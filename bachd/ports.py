@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from bachd.errors import BachdError
+from bachd.tf_setup import quiet_fd2
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 _API_ATTRS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
@@ -39,19 +38,10 @@ def _rtmidi():
     return rtmidi
 
 
-@contextlib.contextmanager
 def _quiet_native_stderr():
     """ALSA and libjack print their connection failures straight to fd 2; bachd reports
     what went wrong in one line of its own instead."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    return quiet_fd2(replay_on_error=False)
 
 
 def compiled_backends() -> list[str]:

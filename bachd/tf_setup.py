@@ -19,7 +19,10 @@ _tf = None
 
 
 @contextlib.contextmanager
-def _quiet_fd2():
+def quiet_fd2(replay_on_error: bool = True):
+    """Point file descriptor 2 at a temporary file for the block: native libraries
+    (TensorFlow, ALSA, libjack) write there directly. On an exception the captured text is
+    shown after all, unless ``replay_on_error`` is False."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
@@ -28,8 +31,9 @@ def _quiet_fd2():
             yield
         except BaseException:
             os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
+            if replay_on_error:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved, 2)
@@ -43,7 +47,7 @@ def import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     warnings.filterwarnings("ignore", module="keras")
-    with _quiet_fd2():
+    with quiet_fd2():
         import tensorflow as tf
         import keras  # noqa: F401
 
