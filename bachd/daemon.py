@@ -145,7 +145,6 @@ class Daemon:
         self.router = Router(self.performer, self.clock, settings)
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
-        self.started_seconds = now()
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -194,6 +193,8 @@ class Daemon:
             worker.join(timeout=2.0)
             self.performer.shutdown()  # note-offs for everything still sounding
             sender.join(timeout=2.0)
+            # Again, in case a thread missed its join deadline and played on: the ledger
+            # makes this a no-op otherwise.
             self.output.silence()
             time.sleep(0.05)  # let the MIDI system deliver the last note-offs
             if self.close_ports:

@@ -324,7 +324,7 @@ class Performer:
         current = round(self.clock.step_at(now))
         for note in list(self.held):
             self._end_note(self.held.pop(note), current)
-        self._finalize_steps(now, through=current - 1 if not self._has_input(current) else current)
+        self._finalize_steps(now, through=current if self._known(current) else current - 1)
         unit = self.settings.steps_per_bar if self.settings.start_on == "bar" else encoding.STEPS_PER_BEAT
         first = math.ceil(self.clock.step_at(now + self.min_lead_seconds))
         first = -(-first // unit) * unit
@@ -451,9 +451,6 @@ class Performer:
         note.off_step = max(off_step, note.on_step + 1)
         self.released.append(note)
 
-    def _has_input(self, step: int) -> bool:
-        return bool(self._known(step))
-
     def _known(self, step: int) -> dict[int, int]:
         """The player's tokens at ``step``: sounding notes, highest first, onto voice slots."""
         notes = [n for n in (*self.held.values(), *self.released) if n.on_step <= step and (n.off_step is None or n.off_step > step)]
@@ -478,7 +475,7 @@ class Performer:
         if self._finalized is not None:
             horizon = min(horizon, self._finalized)
         if len(self.released) > 8:
-            self.released = [n for n in self.released if n.off_step is None or n.off_step > horizon - 1]
+            self.released = [n for n in self.released if n.off_step >= horizon]
 
 
 def _attacks_mask() -> np.ndarray:

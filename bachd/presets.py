@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,9 +55,6 @@ class LiveSettings:
     def out_channels(self) -> tuple[int, ...]:
         """0-based MIDI channel of each voice."""
         return (0, 1, 2, 3) if self.out_channel == 0 else (self.out_channel - 1,) * 4
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _choice(*options: str) -> Callable[[Any], str | None]:

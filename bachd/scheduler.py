@@ -27,7 +27,7 @@ import numpy as np
 
 from bachd import encoding
 
-NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
+NOTE_ON, NOTE_OFF = 0x90, 0x80
 Message = tuple[int, ...]  # raw MIDI bytes
 Sink = Callable[[Message], None]
 
@@ -208,10 +208,6 @@ class OutputStage:
             self.scheduler.cancel()
             self._send_all(self.voicer.release_all())
             self._wake.notify()
-
-    def send_control(self, channel: int, control: int, value: int) -> None:
-        with self._lock:
-            self._sink((CONTROL | channel, control, value))
 
     # --- called by the output thread (or a test) --------------------------------------------
     def send_due(self, now_seconds: float) -> int:

@@ -50,6 +50,10 @@ def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, back
     assert np.allclose(engine.step(tokens[:, 0], 0, 0), a)
     engine.reset()
     assert np.allclose(engine.step(tokens[:, 0], voices[0], beats[0]), full[:, 0], atol=1e-4)
+    # One stream (the live path, which has its own code in the numpy engine) agrees too.
+    single = make_engine(model, batch_size=1, backend=backend)
+    stepped_one = np.stack([single.step(tokens[:1, i], voices[i], beats[i])[0] for i in range(length)])
+    assert np.allclose(stepped_one, full[0], atol=1e-4), np.abs(stepped_one - full[0]).max()
 
 
 def test_generation_keeps_seed_voices_and_fills_the_others(tiny_model_path):
