@@ -157,7 +157,7 @@ class Daemon:
                 wake = performer.next_wakeup(now())
                 if batch or (wake is not None and wake <= now()):
                     performer.update(now())
-                else:
+                elif not performer.background(now()):  # spare time: chords ahead, a step at a time
                     time.sleep(POLL_SECONDS)
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
             self.fatal = error
@@ -242,6 +242,9 @@ class Daemon:
             "answers": self.performer.stats.answers,
             "interrupted": self.performer.stats.interrupted,
             "panics": self.performer.stats.panics,
+            "rollbacks": self.performer.stats.rollbacks,
+            "melody_chords": self.performer.stats.melody_chords,
+            "chords_ahead": self.performer.stats.chords_ahead,
             "ignored_messages": self.router.ignored,
             "dropped_messages": self.ports.dropped,
             "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},

@@ -16,6 +16,7 @@ Both are tested against the full-sequence model's logits.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -160,6 +161,13 @@ class NumpyEngine(StreamingEngine):
         logits = normed @ self._out_kernel
         logits += self._out_bias
         return logits
+
+    def spawn(self, batch_size: int) -> "NumpyEngine":
+        """Another engine on the same (shared, read-only) weights, with its own state."""
+        twin = copy.copy(self)
+        twin.batch_size = int(batch_size)
+        twin.reset()
+        return twin
 
     def reset(self) -> None:
         shape = (self.batch_size, self._units)

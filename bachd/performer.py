@@ -15,6 +15,7 @@ that step back and plays the new harmony at once.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -39,8 +40,13 @@ class Stream:
     critical path of harmonizing a melody note is three engine steps: alto, tenor, bass.
     """
 
+    chord_group = 4  # candidates per batched engine step when computing chords ahead
+
     def __init__(self, engine, sampler: Sampler):
         self.engine, self.sampler = engine, sampler
+        # Chords ahead need a second engine on the same weights, batched over candidates.
+        self._chord_engine = engine.spawn(self.chord_group) if hasattr(engine, "spawn") else None
+        self._versions = itertools.count()
         self.reset()
 
     def reset(self) -> None:
@@ -52,12 +58,14 @@ class Stream:
         self._logits0: Optional[np.ndarray] = None
         self._beat0 = -1
         self._after0: Optional[list] = None
+        self.version = next(self._versions)  # names the context; a restore brings its version back
+        self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
 
     def snapshot(self) -> tuple:
-        return (self._base, self.prev, self.last.copy(), self.grid_step, self._logits0, self._beat0, self._after0)
+        return (self._base, self.prev, self.last.copy(), self.grid_step, self._logits0, self._beat0, self._after0, self.version)
 
     def restore(self, snapshot: tuple) -> None:
-        self._base, self.prev, last, self.grid_step, self._logits0, self._beat0, self._after0 = snapshot
+        self._base, self.prev, last, self.grid_step, self._logits0, self._beat0, self._after0, self.version = snapshot
         self.last = last.copy()
         self.engine.set_state(self._after0 if self._logits0 is not None else self._base)
 
@@ -101,12 +109,74 @@ class Stream:
                 tokens[voice] = known[voice]
             else:
                 tokens[voice] = self.sampler.sample(logits[None], voice, self.last[voice : voice + 1], restrict)[0][0]
+        self._advance(grid_step, tokens, self.engine.get_state())
+        return tokens
+
+    def _advance(self, grid_step: int, tokens: np.ndarray, base: list) -> None:
         self.prev = int(tokens[-1])
         self.last = tokens
         self.grid_step = grid_step
-        self._base = self.engine.get_state()
+        self._base = base
         self._logits0 = self._after0 = None
-        return tokens
+        self.version = next(self._versions)
+
+    # --- chords ahead -----------------------------------------------------------------------
+    # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
+    # the critical path. Between notes there is time to spare, so the chord the model would
+    # sample under each likely next melody note is computed ahead, batched over candidates.
+    # A chord is the model's own sample given the melody note, so using it changes nothing
+    # about the music; it is keyed by the context's version and beat, so a stale one is
+    # never used.
+
+    def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
+        """A generator that computes, one batched engine step per ``next()``, the chord
+        sampled under each of ``soprano_tokens`` at the next step (None when there is nothing
+        to do). The caller interleaves it with its real work."""
+        if self._chord_engine is None or self.grid_step is None:
+            return None
+        beat = (self.grid_step + 1) % encoding.STEPS_PER_BEAT
+        table = self._chords.get((self.version, beat))
+        todo = [t for t in soprano_tokens if table is None or t not in table]
+        return self._compute_chords(todo, restrict, beat) if todo else None
+
+    def _compute_chords(self, todo: list[int], restrict: Optional[np.ndarray], beat: int):
+        self.prepare(beat)
+        key, start, last = (self.version, beat), self._after0, self.last.copy()
+        table = self._chords.setdefault(key, {})
+        while len(self._chords) > 4:  # the current context and a few it may be rolled back to
+            del self._chords[next(iter(self._chords))]
+        engine, group = self._chord_engine, self.chord_group
+        for first in range(0, len(todo), group):
+            chunk = todo[first : first + group]
+            tokens = np.empty((group, V), np.int64)
+            tokens[:, 0] = chunk + chunk[-1:] * (group - len(chunk))
+            engine.set_state(start)
+            for voice in range(1, V):
+                logits = engine.step(tokens[:, voice - 1], voice, beat)
+                yield
+                previous = np.full(group, last[voice], np.int64)
+                tokens[:, voice] = self.sampler.sample(logits, voice, previous, restrict)[0]
+            state = engine.get_state()
+            for row, soprano in enumerate(chunk):
+                table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
+
+    def chord_for(self, grid_step: int, soprano_token: int) -> Optional[tuple]:
+        """The chord computed ahead for ``soprano_token`` at ``grid_step``, if there is one
+        for the current context."""
+        if self.grid_step is None or grid_step != self.grid_step + 1:
+            return None
+        table = self._chords.get((self.version, grid_step % encoding.STEPS_PER_BEAT))
+        return None if table is None else table.get(soprano_token)
+
+    def feed_chord(self, grid_step: int, chord: tuple) -> np.ndarray:
+        """Feed a step whose chord was computed ahead: no engine step at all."""
+        tokens, base = chord
+        self.engine.set_state(base)
+        self._advance(grid_step, tokens.copy(), base)
+        return self.last
+
+    def discard_chords(self) -> None:
+        self._chords.clear()
 
 
 def _continuation(token: int) -> int:
@@ -138,6 +208,8 @@ class PerformerStats:
     interrupted: int = 0
     panics: int = 0
     rollbacks: int = 0
+    melody_chords: int = 0  # harmonize: chords struck under a new melody note
+    chords_ahead: int = 0  # ... of which were computed ahead
 
 
 class Performer:
@@ -172,6 +244,7 @@ class Performer:
         self._harmony: Optional[tuple[int, tuple]] = None  # the last computed step, and the snapshot before it
         self._silent_from: Optional[int] = None
         self._muted = False  # after a panic, harmonize waits for the next melody note
+        self._ahead = None  # harmonize: (stream version, generator) computing chords ahead
 
     @property
     def state(self) -> str:
@@ -243,6 +316,8 @@ class Performer:
 
     def set_temperature(self, temperature: float) -> None:
         self.stream.sampler.config = replace(self.stream.sampler.config, temperature=temperature)
+        self.stream.discard_chords()  # they were sampled at the old temperature
+        self._ahead = None
 
     def set_response_bars(self, bars: int) -> None:
         self.settings = replace(self.settings, response_bars=bars)
@@ -269,6 +344,45 @@ class Performer:
         else:
             self._update_continue(now_seconds)
         self._forget_old_notes()
+
+    speculate_semitones = 12  # chords are computed ahead for melody notes this close to the last
+
+    quiet_before_send_seconds = 0.002  # no spare-time work this close to a scheduled send
+
+    def background(self, now_seconds: float) -> bool:
+        """Spare-time work, called when nothing is due: in harmonize mode, one batched engine
+        step towards the chords under the likely next melody notes (see
+        :meth:`Stream.chords_ahead`). True while more remains."""
+        if self.mode != "harmonize" or not self.clock.running or self.stream.grid_step is None:
+            return False
+        due = self.out.next_due()
+        if due is not None and due - now_seconds < self.quiet_before_send_seconds:
+            return False  # the output thread is about to need the interpreter
+        version = self.stream.version
+        if self._ahead is None or self._ahead[0] != version:
+            job = self.stream.chords_ahead(self._melody_candidates(), self._restrict_attack)
+            if job is None:
+                self._ahead = None
+                return False
+            self._ahead = (version, job)
+        try:
+            next(self._ahead[1])
+            return True
+        except StopIteration:
+            self._ahead = None
+            return False
+
+    def _melody_candidates(self) -> list[int]:
+        """Melody attacks nearest the last melody pitch first, within the model's range."""
+        last = int(self.stream.last[0])
+        if encoding.is_pitch_token(last):
+            centre = encoding.token_pitch(last)
+        else:
+            held = [n.pitch for n in (*self.held.values(), *self.released[-1:])]
+            centre = max(held) if held else 72
+        span = self.speculate_semitones
+        pitches = sorted(range(max(encoding.PITCH_LOW, centre - span), min(encoding.PITCH_HIGH, centre + span) + 1), key=lambda p: (abs(p - centre), p))
+        return [encoding.attack(p) for p in pitches]
 
     def next_wakeup(self, now_seconds: float) -> Optional[float]:
         """The next time :meth:`update` has work to do (None: only input can create work)."""
@@ -429,7 +543,15 @@ class Performer:
         if 0 not in known:
             known[0] = encoding.REST  # the soprano is the player's: bachd never sings it
         snapshot = self.stream.snapshot()
-        tokens = self.stream.feed(step, known, restrict=restrict, pad="rest", max_pad=0)
+        chord = None
+        if restrict is self._restrict_attack and len(known) == 1:
+            self.stats.melody_chords += 1
+            chord = self.stream.chord_for(step, known[0])
+        if chord is not None:
+            self.stats.chords_ahead += 1
+            tokens = self.stream.feed_chord(step, chord)
+        else:
+            tokens = self.stream.feed(step, known, restrict=restrict, pad="rest", max_pad=0)
         self._harmony = (step, snapshot)
         if self._muted:
             return

@@ -192,6 +192,11 @@ class OutputStage:
             if since_seconds is not None:
                 self.response.add(self._now() - since_seconds)
 
+    def next_due(self) -> Optional[float]:
+        """When the next scheduled frame is due (None: nothing is scheduled)."""
+        with self._lock:
+            return self.scheduler.next_due()
+
     def cancel(self, tag: Optional[str] = None) -> None:
         with self._lock:
             self.scheduler.cancel(tag)

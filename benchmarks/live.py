@@ -107,6 +107,8 @@ def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
         "notes_without_three_voices": missing,
         "scheduled_lateness_ms": pct(stats["lateness_samples_ms"]),
         "inside_bachd_ms": pct(stats["response_samples_ms"]),
+        "melody_chords": stats["melody_chords"],
+        "chords_computed_ahead": stats["chords_ahead"],
         "hanging_after_sigterm": len(hanging_notes([r.message for r in probe.received])),
         "note_ons_sent": stats["notes_out"],
         "note_ons_received": sum(is_note_on(r.message) for r in probe.received),

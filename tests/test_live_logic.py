@@ -158,7 +158,7 @@ def test_builtin_presets_are_valid_and_user_presets_shadow_them(tmp_path, monkey
 class Rig:
     """A performer on the tiny model with a manual clock and a recording output."""
 
-    def __init__(self, model_path, **settings):
+    def __init__(self, model_path, ahead: bool = False, **settings):
         from bachd.engine import make_engine
         from bachd.model import load_model
 
@@ -170,6 +170,7 @@ class Rig:
         stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0, top_p=0.95), rng_seed=3))
         self.clock = InternalClock(self.settings.bpm, origin_seconds=0.0)
         self.performer = Performer(stream, self.clock, self.stage, self.settings)
+        self.ahead = ahead  # spend spare time as the daemon does: computing chords ahead
 
     def run_until(self, t_seconds: float) -> None:
         while self.now < t_seconds:
@@ -177,6 +178,9 @@ class Rig:
             wake = self.performer.next_wakeup(self.now)
             if wake is not None and wake <= self.now:
                 self.performer.update(self.now)
+            elif self.ahead:
+                while self.performer.background(self.now):
+                    pass
             self.stage.send_due(self.now)
 
     def play(self, note: int, seconds: float, velocity: int = 90) -> list:
@@ -193,8 +197,9 @@ class Rig:
         return [list(m) for _, m in self.sent]
 
 
-def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tiny_model_path):
-    rig = Rig(tiny_model_path, mode="harmonize")
+@pytest.mark.parametrize("ahead", [False, True], ids=["computed-on-demand", "computed-ahead"])
+def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tiny_model_path, ahead):
+    rig = Rig(tiny_model_path, ahead=ahead, mode="harmonize")
     rig.run_until(0.3)
     for note in [72, 74, 76, 77, 79, 77, 76, 74, 72]:
         answered = rig.play(note, 0.2)
@@ -208,6 +213,44 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
     rig.run_until(rig.now + 1.0)
     assert rig.stage.voicer.notes_sounding == 0
     assert hanging_notes(rig.messages()) == {}
+    stats = rig.performer.stats
+    assert stats.melody_chords == 9
+    assert stats.chords_ahead == (9 if ahead else 0)  # with spare time, no note waits for the model
+
+
+def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_context(tiny_model_path):
+    from bachd.engine import make_engine
+    from bachd.model import load_model
+    from bachd.performer import _attacks_mask
+
+    engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
+    stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=5))
+    for step, pitch in enumerate([72, 72, 74, 76]):
+        stream.feed(step, {0: enc.attack(pitch)})
+    before = stream.snapshot()
+    melody = [enc.attack(p) for p in (76, 77, 74, 79, 72)]  # more than one batch of candidates
+    job = stream.chords_ahead(melody, _attacks_mask())
+    steps = sum(1 for _ in job)
+    assert steps == 2 * 3  # two batches of four, three voices each
+    assert stream.chords_ahead(melody, _attacks_mask()) is None  # nothing left to do
+    assert stream.chord_for(5, enc.attack(77)) is None  # only for the next step
+    chord = stream.chord_for(4, enc.attack(77))
+    tokens = stream.feed_chord(4, chord).copy()
+    assert tokens[0] == enc.attack(77)
+    for voice in (1, 2, 3):
+        low, high = enc.VOICE_RANGES[voice]
+        assert enc.is_attack(int(tokens[voice])) and low <= enc.token_pitch(int(tokens[voice])) <= high
+    stream.prepare()
+    ahead_state, ahead_logits = engine.get_state(), stream._logits0.copy()
+    # The same tokens fed the ordinary way from the same context end in the same state.
+    stream.restore(before)
+    assert stream.chord_for(4, enc.attack(77)) is not None  # the context came back, so did its chords
+    stream.feed(4, {v: int(t) for v, t in enumerate(tokens)})
+    assert stream.chord_for(5, enc.attack(77)) is None  # a new context has no chords yet
+    stream.prepare()
+    for a, b in zip(ahead_state, engine.get_state()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(ahead_logits, stream._logits0, atol=1e-4)
 
 
 def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tiny_model_path):
