@@ -117,6 +117,7 @@ def eval_cli(
     split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.test,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw per-voice pitch NLL and accuracy to this PNG.")] = None,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split."""
     with _errors():
@@ -131,6 +132,11 @@ def eval_cli(
             raise BachdError(f"the {split.value} split of {', '.join(corpus)} is empty")
         figures = evaluate_pieces(loaded, pieces)
         figures.update(model=str(model), split=split.value, corpora=list(corpus), pieces=len(pieces))
+        if plot is not None:
+            from bachd.plots import eval_chart
+
+            _check_suffix(plot, (".png",), "--plot")
+            eval_chart(figures, plot, title=f"{model.name} on {', '.join(corpus)} ({split.value}, {len(pieces)} pieces)")
         if as_json:
             typer.echo(json.dumps(figures))
         else:
@@ -138,6 +144,13 @@ def eval_cli(
             typer.echo(_figures_line(figures))
             for voice, row in figures["per_voice"].items():
                 typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
+            if plot is not None:
+                typer.echo(f"wrote {plot}")
+
+
+def _check_suffix(path: Path, suffixes: tuple[str, ...], option: str) -> None:
+    if path.suffix.lower() not in suffixes:
+        raise BachdError(f"{option} must name a {' or '.join(suffixes)} file, got {path}")
 
 
 @app.command("generate")
@@ -156,6 +169,8 @@ def generate_cli(
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
     rng_seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling (same seed, same music).")] = None,
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
+    wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV with bachd's organ.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
 ) -> None:
     """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
     with _errors():
@@ -163,16 +178,28 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), seed_file=seed_file, seed_chorale=seed_chorale,
             seed_bars=seed_bars, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, temperature=temperature,
             top_p=top_p, variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed,
+            wav=wav, plot=plot,
         )
+
+
+def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
+    """OUT for one file, OUT-k for the k-th of several (as the MIDI files are named)."""
+    if base is None or count == 1:
+        return base
+    return base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
 
 
 def generate_file(
     out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
     beats_per_bar=4, temperature=0.9, top_p=0.95, variations=1, pick_best=False, rng_seed=None, include_seed=False,
+    wav: Optional[Path] = None, plot: Optional[Path] = None,
 ) -> list[Path]:
     """What ``bachd generate`` does; returns the files written."""
-    if out.suffix.lower() not in (".mid", ".midi"):
-        raise BachdError(f"--out must name a .mid file, got {out}")
+    _check_suffix(out, (".mid", ".midi"), "--out")
+    if wav is not None:
+        _check_suffix(wav, (".wav",), "--wav")
+    if plot is not None:
+        _check_suffix(plot, (".png",), "--plot")
     import numpy as np
 
     from bachd.generation import generate, last_bars, load_seed
@@ -195,13 +222,49 @@ def generate_file(
     chosen = [int(ranked[0])] if pick_best or variations == 1 else list(range(variations))
     written = []
     for index in chosen:
-        path = out if len(chosen) == 1 else out.with_name(f"{out.stem}-{index + 1}{out.suffix}")
+        path = _sibling(out, index, len(chosen))
         path.parent.mkdir(parents=True, exist_ok=True)
         notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=beats_per_bar, marker_step=marker)
         written.append(path)
         best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
         typer.echo(f"wrote {path}: {len(notes)} notes, mean log-prob {result.log_prob[index]:.3f}/token{best}")
+        wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
+        if wav_path is not None:
+            seconds = render_file(path, wav_path)
+            written.append(wav_path)
+            typer.echo(f"wrote {wav_path}: {seconds:.1f} s of audio")
+        if png_path is not None:
+            from bachd.plots import piano_roll
+
+            # The picture always shows the seed, shaded, so what bachd added stands apart.
+            title = f"{path.name}: {result.seed_steps // 4} beats of seed, {steps // 4} beats by bachd"
+            piano_roll(result.tokens[index], png_path, seed_steps=result.seed_steps, beats_per_bar=beats_per_bar, title=title)
+            written.append(png_path)
+            typer.echo(f"wrote {png_path}")
     return written
+
+
+def render_file(midi: Path, wav: Path, sample_rate: int = 48000) -> float:
+    """Render a MIDI file with the organ to a WAV file; returns its length in seconds."""
+    from bachd.synth import render_midi, write_wav
+
+    audio = render_midi(midi, sample_rate)
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(wav, audio, sample_rate)
+    return len(audio) / sample_rate
+
+
+@app.command("render")
+def render_cli(
+    midi: Annotated[Path, typer.Argument(help="A MIDI file (any; channels 1-4 sound as soprano, alto, tenor, bass).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The WAV file to write.")],
+    sample_rate: Annotated[int, typer.Option(min=8000, max=192000, help="Sample rate in Hz.")] = 48000,
+) -> None:
+    """Render a MIDI file to WAV with bachd's built-in organ."""
+    with _errors():
+        _check_suffix(out, (".wav",), "--out")
+        seconds = render_file(midi, out, sample_rate)
+        typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
 
 
 class Mode(str, Enum):
@@ -258,6 +321,9 @@ def run_cli(
     engine: Annotated[EngineBackend, typer.Option(help="Streaming engine backend (auto: numpy on CPU, tf on GPU).")] = EngineBackend.auto,
     status: Annotated[Optional[bool], typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal).")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")] = None,
+    monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (built-in organ).")] = False,
+    monitor_input: Annotated[bool, typer.Option("--monitor-input", help="With --monitor: play what you play too (a quieter stop).")] = False,
+    audio_device: Annotated[Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")] = None,
 ) -> None:
     """Play live: open virtual MIDI ports and answer or harmonize what you play."""
     # Tiny matrix-vector products: BLAS threads only spin and steal the MIDI threads' cores.
@@ -283,13 +349,14 @@ def run_cli(
         options = RunOptions(
             settings=settings, model_path=model or default_model_path(), in_name=in_port, out_name=out_port,
             backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
+            monitor=monitor or monitor_input, monitor_input=monitor_input, audio_device=audio_device,
         )
         raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))
 
 
 @app.command("ports")
 def ports_cli() -> None:
-    """List MIDI backends and the ports each one offers."""
+    """List MIDI backends and their ports, and the audio outputs for --monitor."""
     with _errors():
         from bachd.ports import compiled_backends, no_backend_message, probe
 
@@ -303,6 +370,17 @@ def ports_cli() -> None:
                 typer.echo("  outputs (bachd can write to):  " + (", ".join(outputs) or "none"))
         if not usable:
             typer.echo(no_backend_message())
+        try:
+            from bachd.audio import output_devices
+
+            devices = output_devices()
+        except BachdError as error:
+            typer.echo(f"audio (for --monitor): not available: {error}")
+        else:
+            typer.echo("audio outputs (for --monitor --audio-device):" + ("" if devices else " none"))
+            for device in devices:
+                default = "  (default)" if device["default"] else ""
+                typer.echo(f"  {device['index']}: {device['name']} [{device['hostapi']}, {device['channels']} channels]{default}")
 
 
 presets_app = typer.Typer(help="List the live presets, or show one's resolved settings.", no_args_is_help=False)

@@ -19,12 +19,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from bachd.clock import Clock, InternalClock, MidiClock
 from bachd.errors import BachdError
+from bachd.liveview import LiveView, redraw
 from bachd.performer import Performer, Stream
 from bachd.presets import LiveSettings
 from bachd.sampling import Sampler, SamplingConfig
@@ -43,8 +44,11 @@ class RunOptions:
     out_name: str = "bachd-out"
     backend: str = "auto"
     engine: str = "auto"
-    status: Optional[bool] = None  # None: a live status line when stderr is a terminal
+    status: Optional[bool] = None  # None: a live view when stderr is a terminal
     stats_path: Optional[Path] = None
+    monitor: bool = False  # play bachd's output through the audio device
+    monitor_input: bool = False  # ... and the player's notes
+    audio_device: Optional[str] = None
 
 
 class Router:
@@ -86,6 +90,10 @@ class Router:
             self._control(data[1], data[2])
         else:
             self.ignored += 1
+
+    def accepts(self, status: int) -> bool:
+        """Whether a channel message with this status byte is on a channel bachd listens to."""
+        return not self.settings.in_channel or (status & 0x0F) == self.settings.in_channel - 1
 
     def _realtime(self, t_seconds: float, status: int) -> None:
         if not isinstance(self.clock, MidiClock):
@@ -129,7 +137,10 @@ def load_engine(model_path: Path, backend: str = "auto"):
 
 
 class Daemon:
-    def __init__(self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic, close_ports: bool = True):
+    def __init__(
+        self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic,
+        close_ports: bool = True, monitor=None,
+    ):
         self.options, self.ports, self.now = options, ports, now
         self.close_ports = close_ports
         settings = options.settings
@@ -140,11 +151,20 @@ class Daemon:
             self.clock: Clock = MidiClock(initial_bpm=settings.bpm)
         else:
             self.clock = InternalClock(settings.bpm, origin_seconds=now())
-        self.output = OutputStage(ports.send, Voicer(settings.out_channels()), now=now)
+        self.monitor = monitor
+        sink = ports.send
+        if monitor is not None:
+            def sink(message, send=ports.send, feed=monitor.feed):
+                send(message)
+                feed(now(), message)
+        self.output = OutputStage(sink, Voicer(settings.out_channels()), now=now)
+        self.view = LiveView(self.clock, settings.beats_per_bar)
+        self.output.observer = lambda t, frame: self.view.sent(t, frame.voice, frame.token)
         self.performer = Performer(self.stream, self.clock, self.output, settings)
         self.router = Router(self.performer, self.clock, settings)
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
+        self.audio_error: Optional[str] = None
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -154,6 +174,7 @@ class Daemon:
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
                 for t_seconds, data in batch:
                     self.router.handle(t_seconds, data)
+                    self._observe_input(t_seconds, data)
                 wake = performer.next_wakeup(now())
                 if batch or (wake is not None and wake <= now()):
                     performer.update(now())
@@ -162,6 +183,20 @@ class Daemon:
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
             self.fatal = error
             self.stop.set()
+
+    def _observe_input(self, t_seconds: float, data) -> None:
+        if len(data) == 3 and data[0] & 0xE0 == 0x80 and max(data[1:]) < 0x80 and self.router.accepts(data[0]):
+            self.view.played(t_seconds, data[1], on=data[0] & 0xF0 == 0x90 and data[2] > 0)
+            if self.options.monitor_input and self.monitor is not None:
+                self.monitor.feed(t_seconds, data, player=True)
+
+    def _play_audio(self, ready: threading.Event) -> None:
+        """The monitor's loop. Audio trouble never stops the MIDI side: it is reported."""
+        try:
+            self.monitor.run(self.stop, ready)
+        except BaseException as error:  # noqa: BLE001
+            self.audio_error = str(error) if isinstance(error, BachdError) else f"{type(error).__name__}: {error}"
+            ready.set()
 
     def _send(self) -> None:
         try:
@@ -180,7 +215,15 @@ class Daemon:
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly: MIDI threads wait on it
         worker = threading.Thread(target=self._work, name="bachd-worker", daemon=True)
         sender = threading.Thread(target=self._send, name="bachd-output", daemon=True)
+        audio = None
         try:
+            if self.monitor is not None:
+                audio_ready = threading.Event()
+                audio = threading.Thread(target=self._play_audio, args=(audio_ready,), name="bachd-audio", daemon=True)
+                audio.start()
+                audio_ready.wait(10.0)
+                if self.audio_error is not None:
+                    raise BachdError(f"--monitor: {self.audio_error}")
             if isinstance(self.clock, InternalClock):
                 self.clock.origin_seconds = self.now()
             sender.start()
@@ -197,6 +240,8 @@ class Daemon:
             # makes this a no-op otherwise.
             self.output.silence()
             time.sleep(0.05)  # let the MIDI system deliver the last note-offs
+            if audio is not None:
+                audio.join(timeout=2.0)  # it fades out what still sounds, then closes the stream
             if self.close_ports:
                 self.ports.close()
             for signum, handler in previous.items():
@@ -208,10 +253,13 @@ class Daemon:
 
     def _status_loop(self) -> None:
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
-        while not self.stop.wait(0.25):
+        drawn = 0
+        while not self.stop.wait(0.2):
             if show:
-                sys.stderr.write("\r" + self.status_line() + "\x1b[K")
+                lines = self.view.panel(self.now(), self.status_line())
+                sys.stderr.write(redraw(drawn, lines))
                 sys.stderr.flush()
+                drawn = len(lines)
         if show:
             sys.stderr.write("\n")
 
@@ -226,9 +274,15 @@ class Daemon:
     def status_line(self) -> str:
         p50, p99 = self.output.lateness.percentiles_ms(50, 99)
         late = f"late p50 {p50:.2f} p99 {p99:.2f} ms" if self.output.lateness.count else "late -"
+        audio = ""
+        if self.monitor is not None:
+            m = self.monitor.stats
+            audio = f" | audio {(m.output_latency_seconds + m.ring_seconds) * 1000:.0f} ms, {m.underruns} underruns"
+            if self.audio_error:
+                audio = " | audio stopped"
         return (
             f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
-            f"in {self.performer.stats.notes_in} | out {self.output.notes_out} | {late}"
+            f"in {self.performer.stats.notes_in} | out {self.output.notes_out} | {late}{audio}"
         )
 
     def stats(self) -> dict:
@@ -252,6 +306,11 @@ class Daemon:
             "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],
             "response_samples_ms": [round(x * 1000, 4) for x in self.output.response.samples_seconds()],
             "notes_sounding_at_exit": self.output.voicer.notes_sounding,
+            "audio": None if self.monitor is None else {
+                **asdict(self.monitor.stats), "error": self.audio_error,
+                "sample_rate": self.monitor.synth.sample_rate if self.monitor.synth else None,
+                "block_frames": self.monitor.block_frames,
+            },
         }
 
     def _report(self) -> None:
@@ -278,10 +337,15 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
 
     if not Path(options.model_path).is_file():
         raise BachdError(f"model file {options.model_path} does not exist")
+    monitor = None
+    if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
+        from bachd.audio import Monitor, resolve_device
+
+        monitor = Monitor(device=resolve_device(options.audio_device))
     ports = open_ports(options.in_name, options.out_name, options.backend)
     try:
         engine = load_engine(options.model_path, options.engine)
-        daemon = Daemon(options, ports, engine, close_ports=close_ports)
+        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor)
     except BaseException:
         ports.close()
         raise

@@ -174,6 +174,7 @@ class OutputStage:
         self._watched: set[float] = set()
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
+        self.observer: Optional[Callable[[float, Frame], None]] = None  # told of each frame sent (the live view)
 
     # --- called by the performer -----------------------------------------------------------
     def schedule(self, due_seconds: float, frames: Iterable[Frame], tag: str, watch: bool = False) -> None:
@@ -187,10 +188,15 @@ class OutputStage:
         """Send ``frames`` at once; ``since_seconds`` (when the note they answer arrived)
         records bachd's own response time."""
         with self._lock:
+            frames = list(frames)
             for frame in frames:
                 self._send_all(self.voicer.frame(frame))
             if since_seconds is not None:
                 self.response.add(self._now() - since_seconds)
+            if self.observer is not None:
+                sent = self._now()
+                for frame in frames:
+                    self.observer(sent, frame)
 
     def next_due(self) -> Optional[float]:
         """When the next scheduled frame is due (None: nothing is scheduled)."""
@@ -220,6 +226,8 @@ class OutputStage:
             due = self.scheduler.pop_due(now_seconds)
             for due_seconds, frame in due:
                 messages = self.voicer.frame(frame)
+                if self.observer is not None:
+                    self.observer(due_seconds, frame)
                 if messages:
                     self._send_all(messages)
                     late = self._now() - due_seconds

@@ -174,3 +174,27 @@ def test_busy_port_name_and_missing_model_are_clear_errors(jack, tmp_path):
         assert busy.returncode == 1 and "already exists" in busy.stderr and "Traceback" not in busy.stderr
     finally:
         first.kill()
+
+
+def test_monitor_plays_through_portaudio_while_harmony_stays_on_time(play, tmp_path):
+    import json
+
+    stats_path = tmp_path / "stats.json"
+    bachd, probe = play("--mode", "harmonize", "--bpm", "100", "--rng-seed", "5", "--monitor", "--monitor-input",
+                        "--stats-json", str(stats_path))
+    for pitch in [72, 74, 76, 74, 72]:
+        since = len(probe.received)
+        probe.send(0x90, pitch, 90)
+        assert len(probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)) >= 3
+        time.sleep(0.15)
+        probe.send(0x80, pitch, 0)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert hanging_notes(messages(probe)) == {}
+    audio = json.loads(stats_path.read_text())["audio"]
+    assert audio["error"] is None and audio["device"]
+    seconds = audio["blocks"] * audio["block_frames"] / audio["sample_rate"]
+    assert seconds > 1.0  # audio flowed for the whole run
+    assert audio["output_latency_seconds"] > 0
