@@ -66,6 +66,16 @@ def write_midi(
     return notes
 
 
+def open_midi(path: str | Path) -> mido.MidiFile:
+    """A parsed MIDI file, or a one-line error saying why not."""
+    try:
+        return mido.MidiFile(str(path))
+    except FileNotFoundError:
+        raise BachdError(f"{path}: no such file") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise BachdError(f"{path}: not a readable MIDI file ({exc})") from None
+
+
 def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Read a MIDI file as (pitches, attacks, voices_found) on the 16th grid.
 
@@ -73,12 +83,7 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     top-down per step. With fewer than four voices the highest is the soprano and the
     lowest the bass; the voices not present are SILENT.
     """
-    try:
-        mid = mido.MidiFile(str(path))
-    except FileNotFoundError:
-        raise BachdError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise BachdError(f"{path}: not a readable MIDI file ({exc})") from None
+    mid = open_midi(path)
     ticks_per_step = mid.ticks_per_beat / STEPS_PER_BEAT
     streams: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for track_index, track in enumerate(mid.tracks):

@@ -193,16 +193,9 @@ def midi_events(path: str | Path) -> tuple[list[tuple[float, str, tuple]], float
     ``(seconds, kind, args)`` for :meth:`Synth.render_events`, and the file's length.
     Channel c plays with registration c % 4, so bachd's own files (one voice per channel)
     sound as S, A, T, B."""
-    import mido
+    from bachd.midifile import open_midi
 
-    from bachd.errors import BachdError
-
-    try:
-        midi = mido.MidiFile(str(path))
-    except FileNotFoundError:
-        raise BachdError(f"no such MIDI file: {path}") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
-        raise BachdError(f"cannot read {path} as a MIDI file: {error}") from None
+    midi = open_midi(path)
     events: list[tuple[float, str, tuple]] = []
     seconds = 0.0
     for message in midi:  # merged tracks, delta times in seconds

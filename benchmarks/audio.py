@@ -47,7 +47,7 @@ def render_speed(chorale: str) -> dict:
 
 
 def monitor_run(seconds: float) -> dict:
-    from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, is_note_on
+    from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, play_call
 
     with JackServer(period=64) as server:
         stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
@@ -58,14 +58,8 @@ def monitor_run(seconds: float) -> dict:
         rng = random.Random(5)
         started, calls, answered = time.monotonic(), 0, 0
         while time.monotonic() - started < seconds:
-            for pitch in rng.sample([67, 69, 71, 72, 74, 76, 77, 79], 4):
-                probe.send(0x90, pitch, 90)
-                time.sleep(0.12)
-                probe.send(0x80, pitch, 0)
-                time.sleep(0.01)
-            since = len(probe.received)
             calls += 1
-            answered += bool(probe.wait_for(is_note_on, since=since, timeout=1.5))
+            answered += play_call(probe, rng)
             time.sleep(2.4)
         run_seconds = time.monotonic() - started
         code, _, err = bachd.stop(signal.SIGTERM)

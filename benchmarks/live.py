@@ -31,7 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, is_note_on  # noqa: E402
+from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, is_note_on, play_call  # noqa: E402
 
 
 def pct(values_ms: list[float]) -> dict:
@@ -128,15 +128,7 @@ def continue_mode(server: JackServer, calls: int, model: str | None) -> dict:
     rng = random.Random(3)
     answered = 0
     for _ in range(calls):
-        for pitch in rng.sample([67, 69, 71, 72, 74, 76, 77, 79], 4):
-            probe.send(0x90, pitch, 90)
-            time.sleep(0.12)
-            probe.send(0x80, pitch, 0)
-            time.sleep(0.01)
-        since = len(probe.received)
-        # gap 0.5 beat + up to a beat to the grid + one 4/4 bar at 120 bpm, then a little
-        if probe.wait_for(is_note_on, since=since, timeout=1.5):
-            answered += 1
+        answered += play_call(probe, rng)
         time.sleep(2.4)
     code, _, _ = bachd.stop(signal.SIGTERM)
     probe.close()

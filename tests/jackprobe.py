@@ -215,3 +215,16 @@ class Bachd:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+def play_call(probe: "MidiProbe", rng, answer_timeout: float = 1.5) -> bool:
+    """Play a four-note call of eighth notes (at 120 bpm) and wait for an answer's first
+    note-on; True when one came. Shared by the benchmarks' continue-mode runs."""
+    for pitch in rng.sample([67, 69, 71, 72, 74, 76, 77, 79], 4):
+        probe.send(0x90, pitch, 90)
+        time.sleep(0.12)
+        probe.send(0x80, pitch, 0)
+        time.sleep(0.01)
+    since = len(probe.received)
+    # gap 0.5 beat + up to a beat to the grid + one 4/4 bar at 120 bpm, then a little
+    return bool(probe.wait_for(is_note_on, since=since, timeout=answer_timeout))

@@ -124,8 +124,8 @@ def test_render_cli_writes_a_wav_and_reports_bad_input_on_one_line(tmp_path, tin
     with wave.open(str(tmp_path / "r.wav")) as handle:
         assert handle.getframerate() == 22050 and handle.getnframes() > 22050  # a 4/4 bar at 90 bpm is 2.7 s
     for args, message in [
-        (["render", str(tmp_path / "missing.mid"), "-o", str(tmp_path / "x.wav")], "no such MIDI file"),
-        (["render", str(tmp_path / "g.png"), "-o", str(tmp_path / "x.wav")], "cannot read"),
+        (["render", str(tmp_path / "missing.mid"), "-o", str(tmp_path / "x.wav")], "no such file"),
+        (["render", str(tmp_path / "g.png"), "-o", str(tmp_path / "x.wav")], "not a readable MIDI file"),
         (["render", str(midi), "-o", str(tmp_path / "x.mp3")], "--out must name a .wav file"),
     ]:
         result = runner.invoke(app, args)
