@@ -49,10 +49,13 @@ def import_sounddevice():
 def output_devices() -> list[dict]:
     """Audio outputs as dicts: index, name, host API, channels, default."""
     sd = import_sounddevice()
-    default = _default_output(sd)
-    hostapis = sd.query_hostapis()
+    try:
+        default = _default_output(sd)
+        hostapis, devices = sd.query_hostapis(), sd.query_devices()
+    except Exception as error:  # noqa: BLE001 - PortAudioError, or PortAudio not initialized
+        raise BachdError(f"cannot list audio devices: {error}") from None
     found = []
-    for index, device in enumerate(sd.query_devices()):
+    for index, device in enumerate(devices):
         if device["max_output_channels"] > 0:
             found.append({
                 "index": index,
