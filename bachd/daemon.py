@@ -174,10 +174,11 @@ class Daemon:
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
                 for t_seconds, data in batch:
                     self.router.handle(t_seconds, data)
-                    self._observe_input(t_seconds, data)
                 wake = performer.next_wakeup(now())
                 if batch or (wake is not None and wake <= now()):
                     performer.update(now())
+                    for t_seconds, data in batch:  # after the harmony is out: the view waits, notes do not
+                        self._observe_input(t_seconds, data)
                 elif not performer.background(now()):  # spare time: chords ahead, a step at a time
                     time.sleep(POLL_SECONDS)
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd

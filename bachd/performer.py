@@ -36,8 +36,9 @@ class Stream:
     """The model's running context: feeds whole steps (S, A, T, B) through the engine,
     taking the tokens it is given and sampling the rest, with snapshots for rolling back.
 
-    The soprano's logits for the next step are computed ahead (:meth:`prepare`), so the
-    critical path of harmonizing a melody note is three engine steps: alto, tenor, bass.
+    The soprano's logits for the next step are computed ahead (:meth:`prepare`), so
+    harmonizing a melody note costs three engine steps (alto, tenor, bass), or none when its
+    chord was computed ahead (:meth:`chords_ahead`).
     """
 
     chord_group = 4  # candidates per batched engine step when computing chords ahead

@@ -226,8 +226,6 @@ class OutputStage:
             due = self.scheduler.pop_due(now_seconds)
             for due_seconds, frame in due:
                 messages = self.voicer.frame(frame)
-                if self.observer is not None:
-                    self.observer(due_seconds, frame)
                 if messages:
                     self._send_all(messages)
                     late = self._now() - due_seconds
@@ -235,6 +233,9 @@ class OutputStage:
                     if due_seconds in self._watched:
                         self._watched.discard(due_seconds)
                         self.first_lateness.append(late)
+            if self.observer is not None:  # after sending: the view never delays a note
+                for due_seconds, frame in due:
+                    self.observer(due_seconds, frame)
             return len(due)
 
     def run(self, stop: threading.Event) -> None:
