@@ -70,6 +70,9 @@ def train_cli(
     lstm_layers: Annotated[int, typer.Option(min=1, max=8, help="Number of stacked LSTM layers.")] = 2,
     embed_dim: Annotated[int, typer.Option(min=4, max=2048, help="Embedding width.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate.")] = 0.3,
+    voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
+    beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's 16th position within the beat.")] = True,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the training loss (0: plain NLL).")] = 0.0,
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
     window_steps: Annotated[int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")] = 128,
     passes: Annotated[float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")] = 4.0,
@@ -82,6 +85,7 @@ def train_cli(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same --out.")] = False,
     distribute: Annotated[Distribute, typer.Option(help="none, mirrored (all local devices) or multiworker (TF_CONFIG).")] = Distribute.none,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")] = None,
 ) -> None:
     """Train a model on chorale corpora; writes the .keras model, its card and training curves."""
     with _errors():
@@ -94,8 +98,12 @@ def train_cli(
             learning_rate=learning_rate, weight_decay=weight_decay, patience=patience, seed=seed,
             window=WindowConfig(window_steps=window_steps, transpose=transpose, passes=passes),
             distribute=distribute.value, max_minutes=max_minutes, allow_pickle=allow_pickle,
+            label_smoothing=label_smoothing, threads=threads,
         )
-        model_config = ModelConfig(embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout)
+        model_config = ModelConfig(
+            embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout,
+            use_voice=voice_input, use_beat=beat_input,
+        )
         command = "bachd " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
         card = train(config, model_config, resume=resume, command=command)
         typer.echo(f"wrote {out} ({card['parameters']:,} parameters, {card['training_seconds']:.0f} s of training)")

@@ -46,12 +46,18 @@ class TrainConfig:
     distribute: str = "none"
     max_minutes: float | None = None
     allow_pickle: bool = False
+    label_smoothing: float = 0.0
+    threads: int | None = None  # CPU threads for TensorFlow's kernels (None: all cores)
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
             raise BachdError("--epochs, --batch-size and --window-steps must be at least 1")
         if self.distribute not in DISTRIBUTE:
             raise BachdError(f"--distribute must be one of {', '.join(DISTRIBUTE)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise BachdError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.threads is not None and self.threads < 1:
+            raise BachdError("--threads must be at least 1")
         if not self.out.endswith(".keras"):
             raise BachdError(f"--out must name a .keras file, got {self.out}")
         return self
@@ -132,10 +138,45 @@ def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=SmoothedSparseCrossentropy(config.label_smoothing),
+        weighted_metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="nll"),
+        ],
         jit_compile=False,
     )
+
+
+@keras.saving.register_keras_serializable(package="bachd")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer targets with optional label smoothing: the target keeps
+    1 - eps of the mass and eps is spread over the whole vocabulary. eps = 0 is plain NLL."""
+
+    def __init__(self, smoothing: float = 0.0, name: str = "smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true, y_pred):
+        log_probs = keras.ops.log_softmax(keras.ops.cast(y_pred, "float32"), axis=-1)
+        y_true = keras.ops.cast(y_true, "int32")
+        nll = -keras.ops.squeeze(keras.ops.take_along_axis(log_probs, keras.ops.expand_dims(y_true, -1), axis=-1), -1)
+        if not self.smoothing:
+            return nll
+        return (1.0 - self.smoothing) * nll - self.smoothing * keras.ops.mean(log_probs, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smoothing": self.smoothing}
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow to ``threads`` CPU threads; must run before TensorFlow's first op."""
+    if threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        print("--threads ignored: TensorFlow was already running in this process", file=sys.stderr)
 
 
 class RunState(keras.callbacks.Callback):
@@ -153,7 +194,8 @@ class RunState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
-        val_loss = float(logs.get("val_loss", math.inf))
+        # Checkpoints follow the validation NLL, not the loss, which label smoothing changes.
+        val_loss = float(logs.get("val_nll", logs.get("val_loss", math.inf)))
         self.state["epoch"] = epoch + 1
         self.state["elapsed_seconds"] = self.state.get("elapsed_seconds_before", 0.0) + time.monotonic() - self.started
         if val_loss < self.state.get("best_val_loss", math.inf):
@@ -192,6 +234,7 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     """Train a model as configured; returns its model card (also written beside the model)."""
     config.validate()
     model_config.validate()
+    set_threads(config.threads)
     out = Path(config.out)
     directory = run_dir(out)
     if directory.exists() and (directory / "state.json").exists() and not resume:

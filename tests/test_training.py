@@ -24,7 +24,7 @@ def _config(corpus, out, **kw):
 
 def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_path):
     out = tmp_path / "tiny.keras"
-    card = train(_config(tiny_json_corpus, out, epochs=2), TINY, command="bachd train ...")
+    card = train(_config(tiny_json_corpus, out, epochs=2, label_smoothing=0.1), TINY, command="bachd train ...")
     assert out.exists() and (tmp_path / "tiny.curves.png").stat().st_size > 1000
     on_disk = json.loads(card_path(out).read_text())
     assert on_disk["model"]["lstm_units"] == 16 and on_disk["epochs_run"] == 2
@@ -33,10 +33,11 @@ def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_p
     assert load_model(out).count_params() == on_disk["parameters"]
     log_lines = (run_dir(out) / "log.csv").read_text().strip().splitlines()
     assert len(log_lines) == 3  # header + two epochs
+    assert "val_nll" in log_lines[0] and on_disk["training"]["label_smoothing"] == 0.1
 
     with pytest.raises(BachdError, match="--resume"):
         train(_config(tiny_json_corpus, out, epochs=3), TINY)
-    resumed = train(_config(tiny_json_corpus, out, epochs=3), TINY, resume=True)
+    resumed = train(_config(tiny_json_corpus, out, epochs=3, label_smoothing=0.1), TINY, resume=True)
     assert resumed["epochs_run"] == 3 and resumed["training"]["resumed"]
     assert len((run_dir(out) / "log.csv").read_text().strip().splitlines()) == 4  # one more epoch, appended
 
@@ -66,3 +67,22 @@ def test_mirrored_strategy_over_two_logical_cpus(tiny_json_corpus, tmp_path):
     assert "replicas 2" in result.stdout
     assert "2 device(s)" in result.stderr
     assert float(result.stdout.split("pitch_nll")[1]) > 0
+
+
+def test_label_smoothing_loss_matches_its_definition():
+    import numpy as np
+    from bachd.training import SmoothedSparseCrossentropy
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 5, 7)).astype("float32")
+    targets = rng.integers(0, 7, (2, 5))
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+    plain = SmoothedSparseCrossentropy(0.0)(targets, logits)
+    assert np.isclose(float(plain), nll.mean(), atol=1e-5)
+    eps = 0.2
+    smoothed = SmoothedSparseCrossentropy(eps)(targets, logits)
+    assert np.isclose(float(smoothed), ((1 - eps) * nll - eps * log_probs.mean(-1)).mean(), atol=1e-5)
+    confident = np.where(np.eye(7)[targets] > 0, 30.0, 0.0).astype("float32")
+    assert float(SmoothedSparseCrossentropy(0.0)(targets, confident)) < 1e-6
+    assert float(SmoothedSparseCrossentropy(eps)(targets, confident)) > 1.0  # certainty is penalized
