@@ -120,40 +120,102 @@ def _figures_line(figures: dict) -> str:
 
 @app.command("eval")
 def eval_cli(
-    model: Annotated[Path, typer.Argument(help="A bachd .keras model.")],
+    model: Annotated[Path, typer.Argument(help="A bachd .keras model; with --music also a MIDI file or a folder of them.")],
     corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="Corpora to evaluate on (default: bach). Repeatable.")] = ["bach"],
     split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.test,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw per-voice pitch NLL and accuracy to this PNG.")] = None,
+    music: Annotated[bool, typer.Option("--music", help="Also report musical checks of generated music against the split's chorales.")] = False,
+    pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
+    bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
+    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.9,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.95,
+    rng_seed: Annotated[int, typer.Option(help="With --music: random seed for sampling.")] = 0,
+    check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
 ) -> None:
-    """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split."""
+    """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
+    with --music, musical checks of its generated music (or of MIDI files) against the chorales."""
     with _errors():
         from bachd.corpus import load_corpora
-        from bachd.evaluate import evaluate_pieces
-        from bachd.model import load_model
 
-        loaded = load_model(model)
-        corpora = load_corpora(list(corpus), allow_pickle=allow_pickle)
-        pieces = [p for c in corpora for p in c.split(split.value)]
-        if not pieces:
-            raise BachdError(f"the {split.value} split of {', '.join(corpus)} is empty")
-        figures = evaluate_pieces(loaded, pieces)
-        figures.update(model=str(model), split=split.value, corpora=list(corpus), pieces=len(pieces))
+        is_midi = model.is_dir() or model.suffix.lower() in (".mid", ".midi")
+        if is_midi and not music:
+            raise BachdError(f"{model} is MIDI: pass --music to check it against the chorales")
+        if check and not music:
+            raise BachdError("--check needs --music")
         if plot is not None:
-            from bachd.plots import eval_chart
-
             _check_suffix(plot, (".png",), "--plot")
-            eval_chart(figures, plot, title=f"{model.name} on {', '.join(corpus)} ({split.value}, {len(pieces)} pieces)")
+        samples = _midi_samples(model) if is_midi else None
+        loaded = None
+        if not is_midi:
+            from bachd.model import load_model
+
+            loaded = load_model(model)
+        corpora = load_corpora(list(corpus), allow_pickle=allow_pickle)
+        chosen = [p for c in corpora for p in c.split(split.value)]
+        if not chosen:
+            raise BachdError(f"the {split.value} split of {', '.join(corpus)} is empty")
+        where = f"{', '.join(corpus)} ({split.value}, {len(chosen)} pieces)"
+        figures: dict = {"model": str(model), "split": split.value, "corpora": list(corpus), "pieces": len(chosen)}
+        if loaded is not None:
+            from bachd.evaluate import evaluate_pieces
+
+            figures.update(evaluate_pieces(loaded, chosen))
+            if plot is not None:
+                from bachd.plots import eval_chart
+
+                eval_chart(figures, plot, title=f"{model.name} on {where}")
+        if music:
+            from bachd.evaluate import generated_pieces, music_report
+
+            if samples is None:
+                steps = bars * 4 * 4
+                samples = generated_pieces(loaded, pieces, steps, temperature, top_p, rng_seed)
+                figures["generation"] = {"pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p, "rng_seed": rng_seed}
+            figures["music"] = music_report(samples, [p.tokens for p in chosen])
         if as_json:
             typer.echo(json.dumps(figures))
         else:
-            typer.echo(f"{model} on {', '.join(corpus)} ({split.value}, {len(pieces)} pieces)")
-            typer.echo(_figures_line(figures))
-            for voice, row in figures["per_voice"].items():
-                typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
+            typer.echo(f"{model} on {where}")
+            if loaded is not None:
+                typer.echo(_figures_line(figures))
+                for voice, row in figures["per_voice"].items():
+                    typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
+            if music:
+                _print_music(figures["music"], "generated" if not is_midi else "files")
             if plot is not None:
                 typer.echo(f"wrote {plot}")
+        if check and not figures["music"]["within_margins"]:
+            raise typer.Exit(1)
+
+
+def _midi_samples(path: Path) -> list:
+    """The four-voice token arrays of a MIDI file or of every MIDI file in a folder."""
+    import numpy as np
+
+    from bachd import encoding
+    from bachd.midifile import read_midi
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".mid", ".midi")) if path.is_dir() else [path]
+    if not files:
+        raise BachdError(f"{path} holds no .mid files")
+    samples = []
+    for file in files:
+        pitches, attacks, _ = read_midi(file)
+        samples.append(encoding.encode_pitches(np.where(pitches < 0, np.nan, pitches), attacks))
+    return samples
+
+
+def _print_music(report: dict, what: str) -> None:
+    model, corpus = report["model"], report["corpus"]
+    typer.echo(f"musical checks: {model['pieces']} {what} pieces ({model['steps']:,} steps) "
+               f"against {corpus['pieces']} chorale stretches of the same length")
+    typer.echo(f"  {'figure':40s} {'chorales':>9s} {what:>9s}  margin")
+    for row in report["rows"]:
+        mark = "ok" if row["ok"] else "OUTSIDE"
+        typer.echo(f"  {row['label']:40s} {row['corpus']:9.3f} {row['model']:9.3f}  {row['margin']} ({mark})")
+    typer.echo("within every margin" if report["within_margins"] else "outside a margin: see the rows marked OUTSIDE")
 
 
 def _check_suffix(path: Path, suffixes: tuple[str, ...], option: str) -> None:

@@ -72,3 +72,27 @@ def summarize(totals: np.ndarray) -> dict:
     result = figures(totals.sum(axis=0))
     result["per_voice"] = {name: figures(totals[i]) for i, name in enumerate(encoding.VOICES)}
     return result
+
+
+def generated_pieces(model: "keras.Model", pieces: int, steps: int, temperature: float, top_p: float, rng_seed: int | None):
+    """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
+    from bachd.engine import make_engine
+    from bachd.generation import generate
+    from bachd.sampling import Sampler, SamplingConfig
+
+    engine = make_engine(model, batch_size=pieces)
+    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p), rng_seed=rng_seed)
+    result = generate(engine, sampler, None, steps)
+    return [result.tokens[k] for k in range(pieces)]
+
+
+def music_report(samples: list[np.ndarray], reference: list[np.ndarray]) -> dict:
+    """Musical figures of ``samples`` and of ``reference`` (real chorales, cut to the samples'
+    length so that per-piece figures compare), with the margin check of each figure."""
+    from bachd import music
+
+    length = int(np.median([s.shape[0] for s in samples]))
+    corpus = music.measure(music.crops(reference, length))
+    model = music.measure(samples)
+    rows = music.compare(model, corpus)
+    return {"model": model, "corpus": corpus, "rows": rows, "within_margins": all(r["ok"] for r in rows)}
