@@ -132,6 +132,7 @@ def eval_cli(
     temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.9,
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.95,
     rng_seed: Annotated[int, typer.Option(help="With --music: random seed for sampling.")] = 0,
+    allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="With --music: sample without the no-parallel-fifths/octaves rule.")] = False,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
@@ -171,8 +172,11 @@ def eval_cli(
 
             if samples is None:
                 steps = bars * 4 * 4
-                samples = generated_pieces(loaded, pieces, steps, temperature, top_p, rng_seed)
-                figures["generation"] = {"pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p, "rng_seed": rng_seed}
+                samples = generated_pieces(loaded, pieces, steps, temperature, top_p, rng_seed, not allow_parallels)
+                figures["generation"] = {
+                    "pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p, "rng_seed": rng_seed,
+                    "avoid_parallels": not allow_parallels,
+                }
             figures["music"] = music_report(samples, [p.tokens for p in chosen])
         if as_json:
             typer.echo(json.dumps(figures))
@@ -238,6 +242,7 @@ def generate_cli(
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
     rng_seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling (same seed, same music).")] = None,
+    allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="Let the lower voices move in parallel fifths and octaves with the upper ones.")] = False,
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
     wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV with bachd's organ.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
@@ -248,7 +253,7 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), seed_file=seed_file, seed_chorale=seed_chorale,
             seed_bars=seed_bars, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, temperature=temperature,
             top_p=top_p, variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed,
-            wav=wav, plot=plot,
+            wav=wav, plot=plot, avoid_parallels=not allow_parallels,
         )
 
 
@@ -262,7 +267,7 @@ def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
 def generate_file(
     out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
     beats_per_bar=4, temperature=0.9, top_p=0.95, variations=1, pick_best=False, rng_seed=None, include_seed=False,
-    wav: Optional[Path] = None, plot: Optional[Path] = None,
+    wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True,
 ) -> list[Path]:
     """What ``bachd generate`` does; returns the files written."""
     _check_suffix(out, (".mid", ".midi"), "--out")
@@ -283,7 +288,7 @@ def generate_file(
     from bachd.model import load_model
 
     engine = make_engine(load_model(model_path), batch_size=variations)
-    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p), rng_seed=rng_seed)
+    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels), rng_seed=rng_seed)
     steps = bars * beats_per_bar * 4
     result = generate(engine, sampler, seed, steps)
     first = 0 if include_seed else result.seed_steps

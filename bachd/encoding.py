@@ -34,8 +34,9 @@ SILENT = -1  # pitch value for a silent voice in pitch arrays
 # soprano, two lines are the outer voices.
 VOICE_SLOTS: dict[int, tuple[int, ...]] = {1: (0,), 2: (0, 3), 3: (0, 1, 3), 4: (0, 1, 2, 3)}
 
-# Bach's vocal ranges widened by a few semitones; generation keeps each voice inside.
-VOICE_RANGES: tuple[tuple[int, int], ...] = ((57, 84), (50, 77), (43, 72), (33, 67))
+# The lowest and highest pitch of each voice in Bach's chorales (the JSB set); generation
+# keeps each sampled voice inside, and ``bachd eval --music`` counts notes outside.
+VOICE_RANGES: tuple[tuple[int, int], ...] = ((60, 81), (52, 74), (46, 69), (36, 66))
 
 
 def attack(pitch: int) -> int:

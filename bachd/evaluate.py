@@ -74,14 +74,17 @@ def summarize(totals: np.ndarray) -> dict:
     return result
 
 
-def generated_pieces(model: "keras.Model", pieces: int, steps: int, temperature: float, top_p: float, rng_seed: int | None):
+def generated_pieces(
+    model: "keras.Model", pieces: int, steps: int, temperature: float, top_p: float, rng_seed: int | None,
+    avoid_parallels: bool = True,
+):
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
     from bachd.engine import make_engine
     from bachd.generation import generate
     from bachd.sampling import Sampler, SamplingConfig
 
     engine = make_engine(model, batch_size=pieces)
-    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p), rng_seed=rng_seed)
+    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels), rng_seed=rng_seed)
     result = generate(engine, sampler, None, steps)
     return [result.tokens[k] for k in range(pieces)]
 

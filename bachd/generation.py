@@ -52,7 +52,10 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generat
             if step < seed_tokens.shape[0] and known[step, voice]:
                 token = np.full(batch, seed_tokens[step, voice], np.int32)
             else:
-                token, token_log_prob = sampler.sample(logits, voice, last_of_voice[:, voice])
+                before = out[:, step - 1] if step else None
+                token, token_log_prob = sampler.sample(
+                    logits, voice, last_of_voice[:, voice], before=before, above=out[:, step, :voice]
+                )
                 if step >= seed_tokens.shape[0]:
                     log_prob += token_log_prob
                     sampled += 1

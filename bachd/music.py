@@ -25,8 +25,7 @@ import numpy as np
 from bachd import encoding
 
 SILENT = encoding.SILENT
-# The lowest and highest pitch each voice has in the JSB chorales (train and valid).
-VOICE_RANGES = ((60, 81), (52, 74), (46, 69), (36, 66))
+VOICE_RANGES = encoding.VOICE_RANGES
 COLLAPSE_STEPS = 16 * encoding.STEPS_PER_BEAT  # four 4/4 bars
 
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

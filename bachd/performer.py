@@ -109,7 +109,9 @@ class Stream:
             if voice in known:
                 tokens[voice] = known[voice]
             else:
-                tokens[voice] = self.sampler.sample(logits[None], voice, self.last[voice : voice + 1], restrict)[0][0]
+                tokens[voice] = self.sampler.sample(
+                    logits[None], voice, self.last[voice : voice + 1], restrict, before=self.last, above=tokens[:voice]
+                )[0][0]
         self._advance(grid_step, tokens, self.engine.get_state())
         return tokens
 
@@ -156,7 +158,8 @@ class Stream:
                 logits = engine.step(tokens[:, voice - 1], voice, beat)
                 yield
                 previous = np.full(group, last[voice], np.int64)
-                tokens[:, voice] = self.sampler.sample(logits, voice, previous, restrict)[0]
+                before = np.broadcast_to(last, (group, V))
+                tokens[:, voice] = self.sampler.sample(logits, voice, previous, restrict, before=before, above=tokens[:, :voice])[0]
             state = engine.get_state()
             for row, soprano in enumerate(chunk):
                 table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])

@@ -49,3 +49,40 @@ def test_seeded_rng_repeats_and_log_probs_are_model_probabilities():
     assert np.array_equal(a[0], b[0])
     expected = logits[np.arange(4), a[0]] - np.log(np.exp(logits).sum(axis=1))
     assert np.allclose(a[1], expected)
+
+
+def test_parallels_rule_masks_exactly_the_parallel_attacks():
+    from bachd.sampling import parallel_mask
+
+    a = enc.attack
+
+    def forbidden(voice, before, above):
+        mask = parallel_mask(voice, np.array([before]), np.array([above]))
+        return {p for p in range(enc.PITCH_LOW, enc.PITCH_HIGH + 1) if not mask[0, a(p)]}, mask
+
+    # Soprano C5 → D5 over a bass C3 (a compound octave): the bass may not rise to any D.
+    banned, mask = forbidden(3, [a(72), enc.REST, enc.REST, a(48)], [a(74), enc.REST, enc.REST])
+    assert banned == {50, 62, 74, 86}
+    assert mask[0, a(38)] and mask[0, a(47)] and mask[0, enc.hold(48)]  # falling to D, another note, holding
+    # Soprano C4 → Bb3 over an alto F3 (a fifth): the alto may not fall to any Eb.
+    banned, _ = forbidden(1, [a(60), a(53), enc.REST, enc.REST], [a(58)])
+    assert banned == {51, 39, 27}
+    # A fourth is not a perfect interval here, and a soprano that holds moves nothing.
+    assert forbidden(1, [a(60), a(55), enc.REST, enc.REST], [a(62)])[0] == set()
+    assert forbidden(1, [a(60), a(53), enc.REST, enc.REST], [enc.hold(60)])[0] == set()
+
+
+def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
+    from bachd import music
+    from bachd.engine import make_engine
+    from bachd.generation import generate
+    from bachd.model import load_model
+    from bachd.sampling import Sampler, SamplingConfig
+
+    engine = make_engine(load_model(tiny_model_path), batch_size=8)
+    counts = {}
+    for rule in (False, True):
+        sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)
+        pieces = generate(engine, sampler, None, 96).tokens
+        counts[rule] = sum(music.piece_counts(p)["parallels"] for p in pieces)
+    assert counts[False] > 0 and counts[True] == 0
