@@ -196,19 +196,15 @@ def eval_cli(
 
 def _midi_samples(path: Path) -> list:
     """The four-voice token arrays of a MIDI file or of every MIDI file in a folder."""
-    import numpy as np
+    from bachd.corpus import load_midi_files, midi_files
 
-    from bachd import encoding
-    from bachd.midifile import read_midi
-
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".mid", ".midi")) if path.is_dir() else [path]
+    files = midi_files(path) if path.is_dir() else [path]
     if not files:
         raise BachdError(f"{path} holds no .mid files")
-    samples = []
-    for file in files:
-        pitches, attacks, _ = read_midi(file)
-        samples.append(encoding.encode_pitches(np.where(pitches < 0, np.nan, pitches), attacks))
-    return samples
+    loaded = load_midi_files(path if path.is_dir() else path.parent, files)
+    if loaded.skipped:
+        raise BachdError(loaded.skipped[0])
+    return [piece.tokens for piece in loaded.pieces]
 
 
 def _print_music(report: dict, what: str) -> None:

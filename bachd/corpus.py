@@ -72,11 +72,11 @@ def load_corpus(spec: str, allow_pickle: bool = False) -> Corpus:
     if not path.exists():
         raise BachdError(f"corpus {spec!r} does not exist (use 'bach' or a .json/.npz file or a MIDI folder)")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+        files = midi_files(path)
         if not files:
             raise BachdError(f"corpus folder {spec} holds no .mid files")
         fingerprint = [(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        corpus = _cached(str(path.resolve()), fingerprint, lambda: _load_midi_folder(path, files))
+        corpus = _cached(str(path.resolve()), fingerprint, lambda: load_midi_files(path, files))
     elif path.suffix.lower() == ".json":
         corpus = _cached(str(path.resolve()), _file_fingerprint(path), lambda: _load_json(path))
     elif path.suffix.lower() == ".npz":
@@ -203,7 +203,14 @@ def _load_npz(path: Path, allow_pickle: bool) -> Corpus:
         return _from_groups(path, groups)
 
 
-def _load_midi_folder(root: Path, files: list[Path]) -> Corpus:
+def midi_files(folder: Path) -> list[Path]:
+    """Every .mid/.midi file under ``folder``, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+
+
+def load_midi_files(root: Path, files: list[Path]) -> Corpus:
+    """Four-voice pieces from MIDI ``files`` (named relative to ``root``); a file that cannot
+    be read or has fewer than four voices is listed in ``skipped``."""
     from bachd.midifile import read_midi
 
     pieces: list[Piece] = []

@@ -32,7 +32,6 @@ _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39,
 _MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 _MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
-_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,6 @@ def detect_key(pitches: np.ndarray) -> tuple[int, bool]:
             if score > best:
                 best, best_key = score, (tonic, minor)
     return best_key
-
-
-def key_name(tonic: int, minor: bool) -> str:
-    return f"{_PITCH_NAMES[tonic]} {'minor' if minor else 'major'}"
 
 
 def piece_counts(tokens: np.ndarray) -> dict[str, float]:

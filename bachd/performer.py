@@ -154,11 +154,11 @@ class Stream:
             tokens = np.empty((group, V), np.int64)
             tokens[:, 0] = chunk + chunk[-1:] * (group - len(chunk))
             engine.set_state(start)
+            before = np.broadcast_to(last, (group, V))
             for voice in range(1, V):
                 logits = engine.step(tokens[:, voice - 1], voice, beat)
                 yield
                 previous = np.full(group, last[voice], np.int64)
-                before = np.broadcast_to(last, (group, V))
                 tokens[:, voice] = self.sampler.sample(logits, voice, previous, restrict, before=before, above=tokens[:, :voice])[0]
             state = engine.get_state()
             for row, soprano in enumerate(chunk):

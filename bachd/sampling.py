@@ -140,10 +140,6 @@ _REST_ONLY = np.array([encoding.REST])
 _PERFECT = (0, 7)  # unison/octave and fifth, as intervals modulo the octave
 
 
-def _pitch(token: int) -> int | None:
-    return encoding.PITCH_LOW + (token - _FIRST_ATTACK) // 2 if token >= _FIRST_ATTACK else None
-
-
 def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarray:
     """(batch, vocab) mask: False on the attacks of ``voice`` that would move in parallel
     fifths or octaves (or unisons) with a voice above it, from the step ``before`` to this one.
@@ -154,12 +150,12 @@ def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
     batch = before.shape[0]
     mask = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
     for row in range(batch):
-        mine = _pitch(int(before[row, voice]))
-        if mine is None:
+        mine = encoding.token_pitch(int(before[row, voice]))
+        if mine == encoding.SILENT:
             continue
         for upper in range(voice):
-            was, now = _pitch(int(before[row, upper])), _pitch(int(above[row, upper]))
-            if was is None or now is None or was == now:
+            was, now = encoding.token_pitch(int(before[row, upper])), encoding.token_pitch(int(above[row, upper]))
+            if encoding.SILENT in (was, now) or was == now:
                 continue
             interval = abs(was - mine) % 12
             if interval not in _PERFECT:

@@ -21,10 +21,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 # Rows are compared on a proxy: a 2×128 model on a fixed short schedule (208 batches of 32
@@ -88,18 +85,9 @@ def train_rows(args) -> None:
 
 
 def engine_p99(model, tokens: int = 4000) -> float:
-    from bachd import encoding
-    from bachd.engine import make_engine
+    from engine import time_engine  # benchmarks/engine.py, beside this script
 
-    engine = make_engine(model, batch_size=1, backend="numpy")
-    engine.warm_up()
-    stream = np.random.default_rng(0).integers(3, encoding.VOCAB_SIZE, size=tokens)
-    samples = []
-    for i, token in enumerate(stream):
-        start = time.perf_counter()
-        engine.step(int(token), i % 4, (i // 4) % 4)
-        samples.append(time.perf_counter() - start)
-    return float(np.percentile(np.array(samples[200:]) * 1e3, 99))
+    return time_engine(model, "numpy", tokens)["p99_ms"]
 
 
 def table(args) -> None:
