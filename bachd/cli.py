@@ -381,6 +381,7 @@ def run_cli(
     listen_gap: Annotated[Optional[float], typer.Option(min=0.25, max=16.0, help="Continue mode: beats of silence that end your call.")] = None,
     start_on: Annotated[Optional[StartOn], typer.Option(help="Continue mode: answers start on the next beat or bar.")] = None,
     allow_overlap: Annotated[Optional[bool], typer.Option("--allow-overlap/--no-allow-overlap", help="Continue mode: keep answering when you play over an answer.")] = None,
+    allow_parallels: Annotated[Optional[bool], typer.Option("--allow-parallels/--no-allow-parallels", help="Let the lower voices move in parallel fifths and octaves.")] = None,
     rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling.")] = None,
     in_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Listen to this channel only (1-16; 0 = all).")] = None,
     out_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).")] = None,
@@ -414,7 +415,7 @@ def run_cli(
             "mode": mode.value if mode else None, "clock": clock.value if clock else None, "bpm": bpm,
             "beats_per_bar": beats_per_bar, "temperature": temperature, "top_p": top_p,
             "response_bars": response_bars, "listen_gap": listen_gap, "start_on": start_on.value if start_on else None,
-            "allow_overlap": allow_overlap, "rng_seed": rng_seed, "in_channel": in_channel,
+            "allow_overlap": allow_overlap, "allow_parallels": allow_parallels, "rng_seed": rng_seed, "in_channel": in_channel,
             "out_channel": out_channel, "velocity": velocity_value,
         })
         options = RunOptions(

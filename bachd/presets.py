@@ -40,6 +40,7 @@ class LiveSettings:
     listen_gap: float = 1.0  # beats of silence after the last note-off that end a call
     start_on: str = "beat"  # beat | bar: where an answer starts
     allow_overlap: bool = False  # keep answering when the player comes back in
+    allow_parallels: bool = False  # let lower voices move in parallel fifths and octaves
     rng_seed: int | None = None
     in_channel: int = 0  # 0 = all channels, else 1-16
     out_channel: int = 0  # 0 = one channel per voice (1-4 for S, A, T, B), else 1-16 for all
@@ -96,6 +97,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "listen_gap": _number(0.25, 16.0),
     "start_on": _choice("beat", "bar"),
     "allow_overlap": lambda v: None if isinstance(v, bool) else "must be true or false",
+    "allow_parallels": lambda v: None if isinstance(v, bool) else "must be true or false",
     "rng_seed": _seed,
     "in_channel": _number(0, 16, integer=True),
     "out_channel": _number(0, 16, integer=True),

@@ -146,26 +146,61 @@ def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
 
     Two voices move in parallel when both change pitch in the same direction and the
     interval between them, modulo the octave, is the same perfect interval on both steps.
+    Vectorised over streams, upper voices and candidate pitches: it runs once per voice
+    per step on the live path.
     """
-    batch = before.shape[0]
-    mask = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
-    for row in range(batch):
-        mine = encoding.token_pitch(int(before[row, voice]))
-        if mine == encoding.SILENT:
-            continue
-        for upper in range(voice):
-            was, now = encoding.token_pitch(int(before[row, upper])), encoding.token_pitch(int(above[row, upper]))
-            if encoding.SILENT in (was, now) or was == now:
-                continue
-            interval = abs(was - mine) % 12
-            if interval not in _PERFECT:
-                continue
-            direction = 1 if now > was else -1
-            for distance in range(interval, encoding.NUM_PITCHES, 12):  # simple and compound
-                for target in (now - distance, now + distance):
-                    if (target - mine) * direction > 0 and encoding.PITCH_LOW <= target <= encoding.PITCH_HIGH:
-                        mask[row, encoding.attack(target)] = False
+    before = np.asarray(before, dtype=np.int64)
+    above = np.asarray(above, dtype=np.int64)
+    if before.shape[0] == 1:
+        return _parallel_row(voice, before[0], above[0])[None, :]
+    mine = _pitches(before[:, voice])[:, None, None]  # (batch, 1, 1)
+    was = _pitches(before[:, :voice])[..., None]  # (batch, voice, 1)
+    now = _pitches(above[:, :voice])[..., None]
+    interval = np.abs(was - mine) % 12
+    moving = (mine != encoding.SILENT) & (was != encoding.SILENT) & (now != encoding.SILENT) & (was != now)
+    perfect = moving & ((interval == _PERFECT[0]) | (interval == _PERFECT[1]))
+    same_interval = np.abs(now - _PITCHES) % 12 == interval
+    same_direction = (_PITCHES - mine) * np.sign(now - was) > 0
+    forbidden = (perfect & same_interval & same_direction).any(axis=1)  # (batch, pitches)
+    mask = np.ones((before.shape[0], encoding.VOCAB_SIZE), dtype=bool)
+    mask[:, _ATTACKS] = ~forbidden
     return mask
+
+
+_PITCHES = np.arange(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)
+_ATTACKS = _FIRST_ATTACK + 2 * np.arange(encoding.NUM_PITCHES)
+# _SAME_INTERVAL[k][n, t]: pitch index t lies a unison/octave (k=0) or a fifth (k=1),
+# simple or compound, from pitch index n.
+_SAME_INTERVAL = [np.abs(_PITCHES[:, None] - _PITCHES[None, :]) % 12 == interval for interval in _PERFECT]
+
+
+def _parallel_row(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """``parallel_mask`` for one stream, with table lookups in place of array arithmetic:
+    the live path calls it for every voice of every step."""
+    mask = np.ones(encoding.VOCAB_SIZE, dtype=bool)
+    mine = encoding.token_pitch(int(before[voice]))
+    if mine == encoding.SILENT:
+        return mask
+    split = mine - encoding.PITCH_LOW + 1  # pitch indices from here up lie above ``mine``
+    for upper in range(voice):
+        was, now = encoding.token_pitch(int(before[upper])), encoding.token_pitch(int(above[upper]))
+        if encoding.SILENT in (was, now) or was == now:
+            continue
+        interval = abs(was - mine) % 12
+        if interval not in _PERFECT:
+            continue
+        same = _SAME_INTERVAL[_PERFECT.index(interval)][now - encoding.PITCH_LOW]
+        if now > was:
+            mask[_ATTACKS[split:][same[split:]]] = False
+        else:
+            mask[_ATTACKS[: split - 1][same[: split - 1]]] = False
+    return mask
+
+
+def _pitches(tokens: np.ndarray) -> np.ndarray:
+    """``encoding.token_pitch`` over an array."""
+    sounding = (tokens >= _FIRST_ATTACK) & (tokens < encoding.VOCAB_SIZE)
+    return np.where(sounding, encoding.PITCH_LOW + (tokens - _FIRST_ATTACK) // 2, encoding.SILENT)
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:

@@ -125,6 +125,24 @@ def test_preset_precedence_defaults_preset_flags(tmp_path):
     assert "mode = \"harmonize\"" in describe(settings)
 
 
+@pytest.mark.parametrize("flag", [None, True])
+def test_the_daemon_samples_with_the_parallels_rule_unless_allowed(tiny_model_path, flag):
+    from pathlib import Path
+
+    from bachd.daemon import Daemon, RunOptions
+    from bachd.engine import make_engine
+    from bachd.model import load_model
+
+    class Ports:
+        def send(self, message):
+            pass
+
+    settings = resolve(None, {"allow_parallels": flag})
+    engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
+    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), Ports(), engine)
+    assert daemon.stream.sampler.config.avoid_parallels is (flag is None)
+
+
 @pytest.mark.parametrize("text, message", [
     ("tempo = 90\n", r"mine.toml: unknown key 'tempo'"),
     ("bpm = 9000\n", r"mine.toml: key 'bpm' must be between"),

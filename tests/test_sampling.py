@@ -86,3 +86,41 @@ def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
         pieces = generate(engine, sampler, None, 96).tokens
         counts[rule] = sum(music.piece_counts(p)["parallels"] for p in pieces)
     assert counts[False] > 0 and counts[True] == 0
+
+
+def test_parallels_rule_matches_the_definition_on_random_batches():
+    """Batched streams with every voice above: the mask bans an attack exactly when it
+    would make parallel perfect intervals with some upper voice."""
+    from bachd.sampling import parallel_mask
+
+    rng = np.random.default_rng(3)
+    pitches = list(range(40, 80))
+    batch = 64
+
+    def token(pitch):
+        return enc.REST if pitch is None else int(rng.choice([enc.attack(pitch), enc.hold(pitch)]))
+
+    def draw():
+        return None if rng.random() < 0.1 else int(rng.choice(pitches))
+
+    for voice in (1, 2, 3):
+        was = [[draw() for _ in range(4)] for _ in range(batch)]
+        now = [[draw() for _ in range(voice)] for _ in range(batch)]
+        before = np.array([[token(p) for p in row] for row in was])
+        above = np.array([[token(p) for p in row] for row in now])
+        mask = parallel_mask(voice, before, above)
+        for row in range(batch):
+            mine = was[row][voice]
+            for target in range(enc.PITCH_LOW, enc.PITCH_HIGH + 1):
+                parallel = mine is not None and any(
+                    was[row][u] is not None and now[row][u] is not None and now[row][u] != was[row][u]
+                    and abs(was[row][u] - mine) % 12 in (0, 7)
+                    and abs(now[row][u] - target) % 12 == abs(was[row][u] - mine) % 12
+                    and (now[row][u] > was[row][u]) == (target > mine) and target != mine
+                    for u in range(voice)
+                )
+                assert mask[row, enc.attack(target)] == (not parallel), (voice, row, target)
+            assert mask[row, enc.REST] and mask[row, enc.hold(enc.PITCH_LOW)]
+        for row in range(0, batch, 7):  # one stream at a time takes the live path's lookup
+            single = parallel_mask(voice, before[row : row + 1], above[row : row + 1])
+            assert np.array_equal(single[0], mask[row]), (voice, row)
