@@ -96,6 +96,9 @@ class NumpyEngine(StreamingEngine):
             gamma, beta = norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
             self._epsilons.append(float(norm.epsilon))
         self._recurrent0 = self._input_kernels[0][first_kernel.shape[0] :]
+        self._window = 0
+        if "attention" in layers:
+            gamma, beta = self._load_attention(layers["attention"], gamma, beta, layers["norm_attention"])
 
         def project(layer_name: str) -> np.ndarray:
             if layer_name not in layers:
@@ -132,7 +135,53 @@ class NumpyEngine(StreamingEngine):
             self._c[layer] = c
             centered = h - h @ self._mean_vector
             normed = centered / np.sqrt((centered * centered) @ self._mean_vector + self._epsilons[layer])
+        if self._window:
+            normed = self._attend(normed)
         return normed @ self._out_kernel + self._out_bias
+
+    # --- causal attention over the last K steps -----------------------------------------------
+    # The keys and values of the last ``window`` tokens are kept in a shifting buffer, newest
+    # last, as (batch, heads, window, key_dim); slot j is ``window - 1 - j`` tokens back.
+
+    def _load_attention(self, attention, gamma, beta, norm):
+        """Read the attention layer, folding the last LSTM norm into its projections; return
+        the attention norm's gamma and beta for the output layer to fold in."""
+        self._window, self._heads = attention.window, attention.heads
+        self._key_dim = self._units // self._heads
+        weight = {w.path.split("/")[-1]: w.numpy().astype(np.float64) for w in attention.weights}
+        qkv = np.hstack([weight["query"] / math.sqrt(self._key_dim), weight["key"], weight["value"]])
+        self._qkv_kernel = (gamma[:, None] * qkv).astype(np.float32)
+        self._qkv_bias = (beta @ qkv).astype(np.float32)
+        self._norm_scale, self._norm_shift = gamma.astype(np.float32), beta.astype(np.float32)
+        self._att_out_kernel = weight["output_kernel"].astype(np.float32)
+        self._att_out_bias = weight["output_bias"].astype(np.float32)
+        # Distance bias in slot order, and -inf on the slots not yet filled, per fill count.
+        by_slot = weight["distance_bias"][:, ::-1]
+        self._slot_bias = np.repeat(by_slot[None], self._window + 1, axis=0)
+        for count in range(self._window + 1):
+            self._slot_bias[count, :, : self._window - count] = -np.inf
+        self._slot_bias = self._slot_bias.astype(np.float32)
+        self._att_epsilon = float(norm.epsilon)
+        return norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
+
+    def _attend(self, normed: np.ndarray) -> np.ndarray:
+        """(batch, units) normalised LSTM output → normalised attention block output."""
+        batch, units, heads, window = normed.shape[0], self._units, self._heads, self._window
+        qkv = normed @ self._qkv_kernel + self._qkv_bias
+        keys, values = self._keys, self._values
+        keys[:, :, :-1] = keys[:, :, 1:]
+        values[:, :, :-1] = values[:, :, 1:]
+        keys[:, :, -1] = qkv[:, units : 2 * units].reshape(batch, heads, -1)
+        values[:, :, -1] = qkv[:, 2 * units :].reshape(batch, heads, -1)
+        self._count = min(self._count + 1, window)
+        query = qkv[:, :units].reshape(batch, heads, -1, 1)
+        scores = (keys @ query)[..., 0] + self._slot_bias[self._count]  # (batch, heads, window)
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        attended = (weights[:, :, None, :] @ values).reshape(batch, units)
+        x = normed * self._norm_scale + self._norm_shift + attended @ self._att_out_kernel + self._att_out_bias
+        centered = x - x.mean(axis=-1, keepdims=True)
+        return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + self._att_epsilon)
 
     def _step_one(self, token: int, voice: int, beat: int) -> np.ndarray:
         """The same step for one stream on 1-D vectors: the live path's case, where numpy's
@@ -158,6 +207,8 @@ class NumpyEngine(StreamingEngine):
             self._c[layer] = c[None, :]
             centered = h - float(h.sum()) * scale
             normed = centered * (1.0 / math.sqrt(float(centered @ centered) * scale + self._epsilons[layer]))
+        if self._window:
+            normed = self._attend(normed[None, :])[0]
         logits = normed @ self._out_kernel
         logits += self._out_bias
         return logits
@@ -173,15 +224,28 @@ class NumpyEngine(StreamingEngine):
         shape = (self.batch_size, self._units)
         self._h = [np.zeros(shape, np.float32) for _ in self._input_kernels]
         self._c = [np.zeros(shape, np.float32) for _ in self._input_kernels]
+        if self._window:
+            cache = (self.batch_size, self._heads, self._window, self._key_dim)
+            self._keys, self._values = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
+            self._count = 0  # streams step in lockstep, so one fill count serves the batch
 
     def get_state(self) -> list[np.ndarray]:
-        return [a.copy() for a in (*self._h, *self._c)]
+        state = [a.copy() for a in (*self._h, *self._c)]
+        if self._window:
+            state += [self._keys.copy(), self._values.copy(), np.full(self.batch_size, self._count)]
+        return state
 
     def set_state(self, state: list[np.ndarray]) -> None:
         n = len(self._h)
         shape = (self.batch_size, self._units)
         self._h = [np.array(np.broadcast_to(s, shape), np.float32) for s in state[:n]]
-        self._c = [np.array(np.broadcast_to(s, shape), np.float32) for s in state[n:]]
+        self._c = [np.array(np.broadcast_to(s, shape), np.float32) for s in state[n : 2 * n]]
+        if self._window:
+            keys, values, count = state[2 * n :]
+            cache = (self.batch_size, *keys.shape[1:])
+            self._keys = np.array(np.broadcast_to(keys, cache), np.float32)
+            self._values = np.array(np.broadcast_to(values, cache), np.float32)
+            self._count = int(np.asarray(count).reshape(-1)[0])
 
 
 class TFEngine(StreamingEngine):
@@ -198,6 +262,16 @@ class TFEngine(StreamingEngine):
         units = self.config.lstm_units
         self._h = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
         self._c = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
+        self._cache: list = []
+        self._attention = layers.get("attention")
+        if self._attention is not None:  # as NumpyEngine: last ``window`` keys and values, newest last
+            attention = self._attention
+            self._norm_attention = layers["norm_attention"]
+            cache = (self.batch_size, attention.heads, attention.window, units // attention.heads)
+            self._cache = [
+                tf.Variable(tf.zeros(cache), trainable=False), tf.Variable(tf.zeros(cache), trainable=False),
+                tf.Variable(tf.zeros((self.batch_size,), tf.int32), trainable=False),
+            ]
         spec = tf.TensorSpec((self.batch_size,), tf.int32)
         step = tf.function(self._step_graph, input_signature=[spec, spec, spec], jit_compile=jit_compile)
         self._step_fn = step.get_concrete_function()  # traced once; skips per-call dispatch
@@ -215,7 +289,25 @@ class TFEngine(StreamingEngine):
             h.assign(new_h)
             c.assign(new_c)
             x = norm(out)
+        if self._attention is not None:
+            x = self._norm_attention(x + self._attend(x))
         return self._logits(x)
+
+    def _attend(self, x):
+        layer, (keys, values, count) = self._attention, self._cache
+        heads, window, batch = layer.heads, layer.window, self.batch_size
+
+        def split(kernel):
+            return tf.reshape(tf.matmul(x, kernel), (batch, heads, 1, -1))
+
+        keys.assign(tf.concat([keys[:, :, 1:], split(layer.key)], axis=2))
+        values.assign(tf.concat([values[:, :, 1:], split(layer.value)], axis=2))
+        count.assign(tf.minimum(count + 1, window))
+        scores = tf.matmul(split(layer.query), keys, transpose_b=True)[:, :, 0] / float(layer.key_dim) ** 0.5
+        filled = tf.range(window)[None, :] >= window - count[:, None]  # (batch, window)
+        scores = tf.where(filled[:, None], scores + tf.reverse(layer.distance_bias, [1])[None], -1e9)
+        attended = tf.matmul(tf.nn.softmax(scores)[:, :, None], values)  # (batch, heads, 1, key_dim)
+        return tf.matmul(tf.reshape(attended, (batch, -1)), layer.output_kernel) + layer.output_bias
 
     def step(self, tokens, voice: int, beat: int) -> np.ndarray:
         tokens = np.broadcast_to(np.asarray(tokens, dtype=np.int32), (self.batch_size,))
@@ -224,12 +316,12 @@ class TFEngine(StreamingEngine):
         return self._step_fn(tf.constant(tokens), tf.constant(self._voice_buf), tf.constant(self._beat_buf)).numpy()
 
     def reset(self) -> None:
-        for variable in (*self._h, *self._c):
+        for variable in (*self._h, *self._c, *self._cache):
             variable.assign(tf.zeros_like(variable))
 
     def get_state(self) -> list[np.ndarray]:
-        return [v.numpy() for v in (*self._h, *self._c)]
+        return [v.numpy() for v in (*self._h, *self._c, *self._cache)]
 
     def set_state(self, state: list[np.ndarray]) -> None:
-        for variable, value in zip((*self._h, *self._c), state):
+        for variable, value in zip((*self._h, *self._c, *self._cache), state):
             variable.assign(np.broadcast_to(value, variable.shape))

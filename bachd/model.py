@@ -1,4 +1,5 @@
-"""The Keras LSTM: token, voice and beat-position embeddings → stacked LSTM → logits.
+"""The Keras LSTM: token, voice and beat-position embeddings → stacked LSTM → (optional
+causal attention over the last K steps) → logits.
 
 The training model runs whole sequences. :mod:`bachd.engine` steps the same layers one
 token at a time. Every hyperparameter lives in :class:`ModelConfig`, saved with the model.
@@ -28,10 +29,16 @@ class ModelConfig:
     dropout: float = 0.3
     use_voice: bool = True
     use_beat: bool = True
+    attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
+    attention_heads: int = 4
 
     def validate(self) -> "ModelConfig":
         if self.lstm_layers < 1 or self.lstm_units < 1 or self.embed_dim < 1:
             raise BachdError("model size options must be positive")
+        if self.attention_steps < 0:
+            raise BachdError(f"attention steps must be 0 (off) or positive, got {self.attention_steps}")
+        if self.attention_steps and (self.attention_heads < 1 or self.lstm_units % self.attention_heads):
+            raise BachdError(f"attention heads ({self.attention_heads}) must divide the LSTM width ({self.lstm_units})")
         if not 0.0 <= self.dropout < 1.0:
             raise BachdError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
@@ -43,6 +50,59 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@keras.saving.register_keras_serializable(package="bachd")
+class LocalAttention(keras.layers.Layer):
+    """Causal multi-head self-attention over the last ``window`` tokens, with a learned bias
+    per head for each distance back (0 = the token itself).
+
+    A band, not the whole past, so a streamed token costs the same at bar 1 and bar 500:
+    the engine keeps the last ``window`` keys and values and attends over them.
+    """
+
+    def __init__(self, window: int, heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.window, self.heads = int(window), int(heads)
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.key_dim = width // self.heads
+        dense = keras.initializers.GlorotUniform()
+        self.query = self.add_weight(name="query", shape=(width, width), initializer=dense)
+        self.key = self.add_weight(name="key", shape=(width, width), initializer=dense)
+        self.value = self.add_weight(name="value", shape=(width, width), initializer=dense)
+        self.output_kernel = self.add_weight(name="output_kernel", shape=(width, width), initializer=dense)
+        self.output_bias = self.add_weight(name="output_bias", shape=(width,), initializer="zeros")
+        self.distance_bias = self.add_weight(name="distance_bias", shape=(self.heads, self.window), initializer="zeros")
+
+    def _split(self, x, batch, length):
+        x = keras.ops.reshape(x, (batch, length, self.heads, self.key_dim))
+        return keras.ops.transpose(x, (0, 2, 1, 3))  # (batch, heads, length, key_dim)
+
+    def call(self, x):
+        ops = keras.ops
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x32 = ops.cast(x, "float32")
+        q = self._split(ops.matmul(x32, ops.cast(self.query, "float32")), batch, length)
+        k = self._split(ops.matmul(x32, ops.cast(self.key, "float32")), batch, length)
+        v = self._split(ops.matmul(x32, ops.cast(self.value, "float32")), batch, length)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / float(self.key_dim) ** 0.5)
+        positions = ops.arange(length)
+        distance = positions[:, None] - positions[None, :]  # query minus key
+        inside = ops.logical_and(distance >= 0, distance < self.window)
+        bias = ops.take(ops.cast(self.distance_bias, "float32"), ops.clip(distance, 0, self.window - 1), axis=1)
+        scores = ops.where(inside[None, None], scores + bias[None], -1e9)
+        attended = ops.matmul(ops.softmax(scores, axis=-1), v)  # (batch, heads, length, key_dim)
+        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (batch, length, self.heads * self.key_dim))
+        out = ops.matmul(attended, ops.cast(self.output_kernel, "float32")) + ops.cast(self.output_bias, "float32")
+        return ops.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "heads": self.heads}
 
 
 def build_model(config: ModelConfig) -> "keras.Model":
@@ -61,6 +121,11 @@ def build_model(config: ModelConfig) -> "keras.Model":
         # Defaults kept (tanh, sigmoid, no recurrent dropout, no unroll): the cuDNN kernel.
         x = keras.layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{layer}")(x)
         x = keras.layers.LayerNormalization(name=f"norm_{layer}")(x)
+    if config.attention_steps:
+        window = config.attention_steps * encoding.NUM_VOICES
+        attended = LocalAttention(window, config.attention_heads, name="attention")(x)
+        attended = keras.layers.Dropout(config.dropout, name="dropout_attention")(attended)
+        x = keras.layers.LayerNormalization(name="norm_attention")(x + attended)
     x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
     logits = keras.layers.Dense(config.vocab_size, name="logits", dtype="float32")(x)
     return keras.Model({"tokens": tokens, "voices": voices, "beats": beats}, logits, name="bachd_lstm")
@@ -98,6 +163,8 @@ def config_of(model: "keras.Model") -> ModelConfig:
         dropout=float(dropout),
         use_voice="voice_embedding" in names,
         use_beat="beat_embedding" in names,
+        attention_steps=names["attention"].window // encoding.NUM_VOICES if "attention" in names else 0,
+        attention_heads=names["attention"].heads if "attention" in names else ModelConfig.attention_heads,
     )
 
 

@@ -37,20 +37,34 @@ def tiny_json_corpus(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory) -> Path:
+def _tiny_model(directory: Path, **options) -> Path:
     from bachd.model import ModelConfig, build_model
 
-    model = build_model(ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0))
-    # Non-trivial LayerNorm parameters, so the engine's folding of them is really tested.
+    model = build_model(ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, **options))
+    # Non-trivial LayerNorm parameters and distance biases, so the engine's folding of them
+    # is really tested.
     rng = np.random.default_rng(0)
     for layer in model.layers:
         if layer.name.startswith("norm_"):
             layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
             layer.beta.assign(rng.normal(0, 0.2, layer.beta.shape))
-    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+        if layer.name == "attention":
+            layer.distance_bias.assign(rng.normal(0, 1.0, layer.distance_bias.shape))
+            layer.output_bias.assign(rng.normal(0, 0.2, layer.output_bias.shape))
+    path = directory / "tiny.keras"
     model.save(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    return _tiny_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_attention_model_path(tmp_path_factory) -> Path:
+    """Attention over the last 3 steps: a 12-token band, shorter than the tests' sequences."""
+    return _tiny_model(tmp_path_factory.mktemp("attention"), attention_steps=3, attention_heads=2)
 
 
 def cli_env() -> dict:

@@ -19,6 +19,23 @@ def test_save_load_round_trip_in_safe_mode(tiny_model_path, tmp_path):
     assert np.allclose(model(x).numpy(), again(x).numpy())
 
 
+def test_attention_is_causal_and_limited_to_its_band():
+    """Attention alone (no LSTM path): a token's output depends on exactly the tokens
+    0..window-1 back, never on later ones or ones further back."""
+    from bachd.model import LocalAttention
+
+    window, length = 5, 16
+    layer = LocalAttention(window, 2)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, length, 8)).astype(np.float32)
+    base = layer(x).numpy()
+    for changed in (3, 9):
+        y = x.copy()
+        y[0, changed] += 1.0
+        moved = np.abs(layer(y).numpy() - base).max(axis=-1)[0] > 1e-6
+        assert list(np.flatnonzero(moved)) == list(range(changed, min(changed + window, length)))
+
+
 def test_missing_and_corrupt_models_are_clear_errors(tmp_path):
     with pytest.raises(BachdError, match="does not exist"):
         load_model(tmp_path / "none.keras")
@@ -32,9 +49,10 @@ def test_missing_and_corrupt_models_are_clear_errors(tmp_path):
         load_model(weights_only)
 
 
+@pytest.mark.parametrize("attention", [False, True], ids=["lstm", "lstm+attention"])
 @pytest.mark.parametrize("backend", ["numpy", "tf"])
-def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, backend):
-    model = load_model(tiny_model_path)
+def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, tiny_attention_model_path, backend, attention):
+    model = load_model(tiny_attention_model_path if attention else tiny_model_path)
     rng = np.random.default_rng(0)
     length = 48
     tokens = rng.integers(1, enc.VOCAB_SIZE, size=(2, length)).astype(np.int32)
