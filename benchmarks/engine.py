@@ -1,9 +1,13 @@
 """Per-token cost of the streaming engine against re-running the network over a window.
 
     python benchmarks/engine.py [--model models/default.keras] [--tokens 5000]
+    python benchmarks/engine.py --attention-steps 0 4 16 64 [--tokens 5000]
 
 Prints p50/p99 of one token step for each engine backend, the cost of one token the way
 the research scripts produce it (the full model over the last 256 tokens), and the ratio.
+With ``--attention-steps``, it instead times one streamed token (numpy engine, one stream)
+for models of the given model's shape with causal attention over each K (0: none); the
+weights are untrained, which does not change the cost.
 """
 
 from __future__ import annotations
@@ -58,14 +62,34 @@ def time_window(model, window: int, repeats: int) -> dict:
     return percentiles(samples)
 
 
+def attention_cost(model, steps: list[int], tokens: int) -> None:
+    from dataclasses import replace
+
+    from bachd.model import build_model, config_of
+
+    shape = config_of(model)
+    results = []
+    for k in steps:
+        candidate = build_model(replace(shape, attention_steps=k))
+        timing = time_engine(candidate, "numpy", tokens)
+        results.append({"attention_steps": k, "parameters": int(candidate.count_params()), **timing})
+        print(f"attention over {k:3d} steps  {results[-1]['parameters']:>9,} parameters  "
+              f"p50 {timing['p50_ms']:.3f} ms  p99 {timing['p99_ms']:.3f} ms", flush=True)
+    print(json.dumps(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "default.keras"))
     parser.add_argument("--tokens", type=int, default=5000)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--window-repeats", type=int, default=50)
+    parser.add_argument("--attention-steps", type=int, nargs="*", help="Time attention over these K steps instead.")
     args = parser.parse_args()
     model = load_model(args.model)
+    if args.attention_steps:
+        attention_cost(model, args.attention_steps, args.tokens)
+        return
     results = {"model": args.model, "parameters": int(model.count_params())}
     for backend in ("numpy", "tf"):
         results[f"engine_{backend}"] = time_engine(model, backend, args.tokens)

@@ -35,6 +35,7 @@ ROWS: list[tuple[str, str, list[str]]] = [
     ("no-side-inputs", "no voice or beat-position inputs", ["--no-voice-input", "--no-beat-input"]),
     ("transpose-0", "no transposition", ["--transpose", "0"]),
     ("js-fakes", "JS Fake Chorales added to the training data", ["@JSF"]),
+    ("attention-16", "causal attention over the last 16 steps (a 4/4 bar)", ["--attention-steps", "16"]),
     ("smooth-0.1", "label smoothing 0.1", ["--label-smoothing", "0.1"]),
     ("dropout-0.5", "dropout 0.5", ["--dropout", "0.5"]),
     ("3x128", "three layers", ["--lstm-layers", "3"]),
