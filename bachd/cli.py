@@ -383,7 +383,7 @@ def run_cli(
     listen_gap: Annotated[Optional[float], typer.Option(min=0.25, max=16.0, help="Continue mode: beats of silence that end your call.")] = None,
     start_on: Annotated[Optional[StartOn], typer.Option(help="Continue mode: answers start on the next beat or bar.")] = None,
     allow_overlap: Annotated[Optional[bool], typer.Option("--allow-overlap/--no-allow-overlap", help="Continue mode: keep answering when you play over an answer.")] = None,
-    allow_parallels: Annotated[Optional[bool], typer.Option("--allow-parallels/--no-allow-parallels", help="Let the lower voices move in parallel fifths and octaves.")] = None,
+    allow_parallels: Annotated[Optional[bool], typer.Option("--allow-parallels/--no-allow-parallels", help="Let the lower voices move in parallel fifths and octaves (live default: allowed; --no-allow-parallels adds latency).")] = None,
     rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling.")] = None,
     in_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Listen to this channel only (1-16; 0 = all).")] = None,
     out_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).")] = None,

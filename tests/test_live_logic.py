@@ -125,8 +125,8 @@ def test_preset_precedence_defaults_preset_flags(tmp_path):
     assert "mode = \"harmonize\"" in describe(settings)
 
 
-@pytest.mark.parametrize("flag", [None, True])
-def test_the_daemon_samples_with_the_parallels_rule_unless_allowed(tiny_model_path, flag):
+@pytest.mark.parametrize("flag", [None, False, True])
+def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, flag):
     from pathlib import Path
 
     from bachd.daemon import Daemon, RunOptions
@@ -140,7 +140,7 @@ def test_the_daemon_samples_with_the_parallels_rule_unless_allowed(tiny_model_pa
     settings = resolve(None, {"allow_parallels": flag})
     engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
     daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), Ports(), engine)
-    assert daemon.stream.sampler.config.avoid_parallels is (flag is None)
+    assert daemon.stream.sampler.config.avoid_parallels is (flag is False)  # live default: allowed
 
 
 @pytest.mark.parametrize("text, message", [
