@@ -1,0 +1,50 @@
+"""The models bachd ships: each loads, matches its card, and streams; the JSB benchmark model
+reproduces its card's validation figure (which is below 0.45 nats) from the JSB data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bachd import encoding as enc
+from bachd.engine import make_engine
+from bachd.model import ModelConfig, card_path, config_of, load_model
+
+from conftest import SHARED_DATA
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+JSB = SHARED_DATA / "jsb" / "Jsb16thSeparated.trainvalid.json"
+
+
+@pytest.mark.parametrize("name", ["default", "jsb16"])
+def test_a_shipped_model_matches_its_card_and_streams(name):
+    path = MODELS / f"{name}.keras"
+    card = json.loads(card_path(path).read_text())
+    model = load_model(path)
+    assert model.count_params() == card["parameters"]
+    assert config_of(model) == ModelConfig.from_dict(card["model"])
+    assert card["representation"]["vocab_size"] == enc.VOCAB_SIZE
+    assert card["command"].startswith("bachd train")
+    engine = make_engine(model, batch_size=1, backend="numpy")
+    logits = engine.step(enc.BOS, 0, 0)
+    assert logits.shape == (1, enc.VOCAB_SIZE) and np.all(np.isfinite(logits))
+
+
+def test_the_jsb_model_was_trained_on_the_jsb_train_split_only():
+    card = json.loads(card_path(MODELS / "jsb16.keras").read_text())
+    assert [Path(c["spec"]).name for c in card["corpora"]] == ["Jsb16thSeparated.trainvalid.json"]
+    assert card["training_seconds"] <= 2 * 3600
+    assert card["metrics"]["valid"]["pitch_nll"] < 0.45
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JSB.exists(), reason="needs ../shared/data (JSB chorales)")
+def test_the_jsb_model_reproduces_its_validation_figure():
+    from bachd.corpus import load_corpus
+    from bachd.evaluate import evaluate_pieces
+
+    card = json.loads(card_path(MODELS / "jsb16.keras").read_text())
+    figures = evaluate_pieces(load_model(MODELS / "jsb16.keras"), load_corpus(str(JSB)).split("valid"))
+    assert figures["pitch_nll"] == pytest.approx(card["metrics"]["valid"]["pitch_nll"], abs=1e-3)
+    assert figures["pitch_nll"] < 0.45
