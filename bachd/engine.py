@@ -140,14 +140,15 @@ class NumpyEngine(StreamingEngine):
         return normed @ self._out_kernel + self._out_bias
 
     # --- causal attention over the last K steps -----------------------------------------------
-    # The keys and values of the last ``window`` tokens are kept in a shifting buffer, newest
-    # last, as (batch, heads, window, key_dim); slot j is ``window - 1 - j`` tokens back.
+    # The keys and values of the last ``window`` tokens are kept in a ring, (batch, heads,
+    # window, key_dim); token n is written to slot n % window, so a step writes one slot and
+    # never shifts the buffer. The distance bias is laid out per write slot in advance.
 
     def _load_attention(self, attention, gamma, beta, norm):
         """Read the attention layer, folding the last LSTM norm into its projections; return
         the attention norm's gamma and beta for the output layer to fold in."""
-        self._window, self._heads = attention.window, attention.heads
-        self._key_dim = self._units // self._heads
+        self._window, self._heads = window, heads = attention.window, attention.heads
+        self._key_dim = self._units // heads
         weight = {w.path.split("/")[-1]: w.numpy().astype(np.float64) for w in attention.weights}
         qkv = np.hstack([weight["query"] / math.sqrt(self._key_dim), weight["key"], weight["value"]])
         self._qkv_kernel = (gamma[:, None] * qkv).astype(np.float32)
@@ -155,12 +156,13 @@ class NumpyEngine(StreamingEngine):
         self._norm_scale, self._norm_shift = gamma.astype(np.float32), beta.astype(np.float32)
         self._att_out_kernel = weight["output_kernel"].astype(np.float32)
         self._att_out_bias = weight["output_bias"].astype(np.float32)
-        # Distance bias in slot order, and -inf on the slots not yet filled, per fill count.
-        by_slot = weight["distance_bias"][:, ::-1]
-        self._slot_bias = np.repeat(by_slot[None], self._window + 1, axis=0)
-        for count in range(self._window + 1):
-            self._slot_bias[count, :, : self._window - count] = -np.inf
-        self._slot_bias = self._slot_bias.astype(np.float32)
+        # _ring_bias[full][slot]: (heads, window) bias of each slot when the newest token is in
+        # ``slot``; before the ring has wrapped (full=0), slots after it are empty: -inf.
+        distance = (np.arange(window)[:, None] - np.arange(window)[None, :]) % window  # [slot, j]
+        full = np.transpose(weight["distance_bias"][:, distance], (1, 0, 2))  # (slot, heads, j)
+        partial = np.where((np.arange(window)[None, :] > np.arange(window)[:, None])[:, None, :], -np.inf, full)
+        self._ring_bias = (partial.astype(np.float32), full.astype(np.float32))
+        self._att_shift = self._norm_shift + self._att_out_bias
         self._att_epsilon = float(norm.epsilon)
         return norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
 
@@ -168,20 +170,38 @@ class NumpyEngine(StreamingEngine):
         """(batch, units) normalised LSTM output → normalised attention block output."""
         batch, units, heads, window = normed.shape[0], self._units, self._heads, self._window
         qkv = normed @ self._qkv_kernel + self._qkv_bias
-        keys, values = self._keys, self._values
-        keys[:, :, :-1] = keys[:, :, 1:]
-        values[:, :, :-1] = values[:, :, 1:]
-        keys[:, :, -1] = qkv[:, units : 2 * units].reshape(batch, heads, -1)
-        values[:, :, -1] = qkv[:, 2 * units :].reshape(batch, heads, -1)
-        self._count = min(self._count + 1, window)
+        slot = self._count % window
+        self._keys[:, :, slot] = qkv[:, units : 2 * units].reshape(batch, heads, -1)
+        self._values[:, :, slot] = qkv[:, 2 * units :].reshape(batch, heads, -1)
+        self._count += 1
         query = qkv[:, :units].reshape(batch, heads, -1, 1)
-        scores = (keys @ query)[..., 0] + self._slot_bias[self._count]  # (batch, heads, window)
+        scores = (self._keys @ query)[..., 0] + self._ring_bias[self._count >= window][slot]
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)
-        attended = (weights[:, :, None, :] @ values).reshape(batch, units)
+        attended = (weights[:, :, None, :] @ self._values).reshape(batch, units)
         x = normed * self._norm_scale + self._norm_shift + attended @ self._att_out_kernel + self._att_out_bias
         centered = x - x.mean(axis=-1, keepdims=True)
         return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + self._att_epsilon)
+
+    def _attend_one(self, normed: np.ndarray) -> np.ndarray:
+        """``_attend`` for one stream on 1-D vectors (the live path)."""
+        units, window = self._units, self._window
+        qkv = normed @ self._qkv_kernel
+        qkv += self._qkv_bias
+        slot = self._count % window
+        keys, values = self._keys[0], self._values[0]
+        keys[:, slot] = qkv[units : 2 * units].reshape(self._heads, -1)
+        values[:, slot] = qkv[2 * units :].reshape(self._heads, -1)
+        self._count += 1
+        scores = (keys @ qkv[:units].reshape(self._heads, -1, 1))[..., 0]
+        scores += self._ring_bias[self._count >= window][slot]
+        weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+        weights *= 1.0 / weights.sum(axis=1, keepdims=True)
+        x = (weights[:, None, :] @ values).reshape(units) @ self._att_out_kernel
+        x += normed * self._norm_scale
+        x += self._att_shift
+        centered = x - float(x.sum()) * (1.0 / units)
+        return centered * (1.0 / math.sqrt(float(centered @ centered) * (1.0 / units) + self._att_epsilon))
 
     def _step_one(self, token: int, voice: int, beat: int) -> np.ndarray:
         """The same step for one stream on 1-D vectors: the live path's case, where numpy's
@@ -208,7 +228,7 @@ class NumpyEngine(StreamingEngine):
             centered = h - float(h.sum()) * scale
             normed = centered * (1.0 / math.sqrt(float(centered @ centered) * scale + self._epsilons[layer]))
         if self._window:
-            normed = self._attend(normed[None, :])[0]
+            normed = self._attend_one(normed)
         logits = normed @ self._out_kernel
         logits += self._out_bias
         return logits
@@ -227,7 +247,7 @@ class NumpyEngine(StreamingEngine):
         if self._window:
             cache = (self.batch_size, self._heads, self._window, self._key_dim)
             self._keys, self._values = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
-            self._count = 0  # streams step in lockstep, so one fill count serves the batch
+            self._count = 0  # tokens seen; streams step in lockstep, so one count serves the batch
 
     def get_state(self) -> list[np.ndarray]:
         state = [a.copy() for a in (*self._h, *self._c)]
