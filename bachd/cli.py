@@ -73,7 +73,8 @@ def train_cli(
     voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
     beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's 16th position within the beat.")] = True,
     attention_steps: Annotated[int, typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none).")] = 0,
-    attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads (must divide --lstm-units).")] = 4,
+    attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
+    attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the training loss (0: plain NLL).")] = 0.0,
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
     window_steps: Annotated[int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")] = 128,
@@ -105,6 +106,7 @@ def train_cli(
         model_config = ModelConfig(
             embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout,
             use_voice=voice_input, use_beat=beat_input, attention_steps=attention_steps, attention_heads=attention_heads,
+            attention_key_dim=attention_key_dim,
         )
         command = "bachd " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
         card = train(config, model_config, resume=resume, command=command)

@@ -148,7 +148,8 @@ class NumpyEngine(StreamingEngine):
         """Read the attention layer, folding the last LSTM norm into its projections; return
         the attention norm's gamma and beta for the output layer to fold in."""
         self._window, self._heads = window, heads = attention.window, attention.heads
-        self._key_dim = self._units // heads
+        self._key_dim = attention.key_dim
+        self._inner = heads * attention.key_dim
         weight = {w.path.split("/")[-1]: w.numpy().astype(np.float64) for w in attention.weights}
         qkv = np.hstack([weight["query"] / math.sqrt(self._key_dim), weight["key"], weight["value"]])
         self._qkv_kernel = (gamma[:, None] * qkv).astype(np.float32)
@@ -168,36 +169,36 @@ class NumpyEngine(StreamingEngine):
 
     def _attend(self, normed: np.ndarray) -> np.ndarray:
         """(batch, units) normalised LSTM output → normalised attention block output."""
-        batch, units, heads, window = normed.shape[0], self._units, self._heads, self._window
+        batch, inner, heads, window = normed.shape[0], self._inner, self._heads, self._window
         qkv = normed @ self._qkv_kernel + self._qkv_bias
         slot = self._count % window
-        self._keys[:, :, slot] = qkv[:, units : 2 * units].reshape(batch, heads, -1)
-        self._values[:, :, slot] = qkv[:, 2 * units :].reshape(batch, heads, -1)
+        self._keys[:, :, slot] = qkv[:, inner : 2 * inner].reshape(batch, heads, -1)
+        self._values[:, :, slot] = qkv[:, 2 * inner :].reshape(batch, heads, -1)
         self._count += 1
-        query = qkv[:, :units].reshape(batch, heads, -1, 1)
+        query = qkv[:, :inner].reshape(batch, heads, -1, 1)
         scores = (self._keys @ query)[..., 0] + self._ring_bias[self._count >= window][slot]
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)
-        attended = (weights[:, :, None, :] @ self._values).reshape(batch, units)
+        attended = (weights[:, :, None, :] @ self._values).reshape(batch, inner)
         x = normed * self._norm_scale + self._norm_shift + attended @ self._att_out_kernel + self._att_out_bias
         centered = x - x.mean(axis=-1, keepdims=True)
         return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + self._att_epsilon)
 
     def _attend_one(self, normed: np.ndarray) -> np.ndarray:
         """``_attend`` for one stream on 1-D vectors (the live path)."""
-        units, window = self._units, self._window
+        units, inner, window = self._units, self._inner, self._window
         qkv = normed @ self._qkv_kernel
         qkv += self._qkv_bias
         slot = self._count % window
         keys, values = self._keys[0], self._values[0]
-        keys[:, slot] = qkv[units : 2 * units].reshape(self._heads, -1)
-        values[:, slot] = qkv[2 * units :].reshape(self._heads, -1)
+        keys[:, slot] = qkv[inner : 2 * inner].reshape(self._heads, -1)
+        values[:, slot] = qkv[2 * inner :].reshape(self._heads, -1)
         self._count += 1
-        scores = (keys @ qkv[:units].reshape(self._heads, -1, 1))[..., 0]
+        scores = (keys @ qkv[:inner].reshape(self._heads, -1, 1))[..., 0]
         scores += self._ring_bias[self._count >= window][slot]
         weights = np.exp(scores - scores.max(axis=1, keepdims=True))
         weights *= 1.0 / weights.sum(axis=1, keepdims=True)
-        x = (weights[:, None, :] @ values).reshape(units) @ self._att_out_kernel
+        x = (weights[:, None, :] @ values).reshape(inner) @ self._att_out_kernel
         x += normed * self._norm_scale
         x += self._att_shift
         centered = x - float(x.sum()) * (1.0 / units)
@@ -287,7 +288,7 @@ class TFEngine(StreamingEngine):
         if self._attention is not None:  # as NumpyEngine: last ``window`` keys and values, newest last
             attention = self._attention
             self._norm_attention = layers["norm_attention"]
-            cache = (self.batch_size, attention.heads, attention.window, units // attention.heads)
+            cache = (self.batch_size, attention.heads, attention.window, attention.key_dim)
             self._cache = [
                 tf.Variable(tf.zeros(cache), trainable=False), tf.Variable(tf.zeros(cache), trainable=False),
                 tf.Variable(tf.zeros((self.batch_size,), tf.int32), trainable=False),

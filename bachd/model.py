@@ -31,14 +31,15 @@ class ModelConfig:
     use_beat: bool = True
     attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
     attention_heads: int = 4
+    attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
 
     def validate(self) -> "ModelConfig":
         if self.lstm_layers < 1 or self.lstm_units < 1 or self.embed_dim < 1:
             raise BachdError("model size options must be positive")
         if self.attention_steps < 0:
             raise BachdError(f"attention steps must be 0 (off) or positive, got {self.attention_steps}")
-        if self.attention_steps and (self.attention_heads < 1 or self.lstm_units % self.attention_heads):
-            raise BachdError(f"attention heads ({self.attention_heads}) must divide the LSTM width ({self.lstm_units})")
+        if self.attention_steps and (self.attention_heads < 1 or self.attention_key_dim < 1):
+            raise BachdError("attention heads and key width must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise BachdError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
@@ -61,18 +62,17 @@ class LocalAttention(keras.layers.Layer):
     the engine keeps the last ``window`` keys and values and attends over them.
     """
 
-    def __init__(self, window: int, heads: int, **kwargs):
+    def __init__(self, window: int, heads: int, key_dim: int, **kwargs):
         super().__init__(**kwargs)
-        self.window, self.heads = int(window), int(heads)
+        self.window, self.heads, self.key_dim = int(window), int(heads), int(key_dim)
 
     def build(self, input_shape):
-        width = int(input_shape[-1])
-        self.key_dim = width // self.heads
+        width, inner = int(input_shape[-1]), self.heads * self.key_dim
         dense = keras.initializers.GlorotUniform()
-        self.query = self.add_weight(name="query", shape=(width, width), initializer=dense)
-        self.key = self.add_weight(name="key", shape=(width, width), initializer=dense)
-        self.value = self.add_weight(name="value", shape=(width, width), initializer=dense)
-        self.output_kernel = self.add_weight(name="output_kernel", shape=(width, width), initializer=dense)
+        self.query = self.add_weight(name="query", shape=(width, inner), initializer=dense)
+        self.key = self.add_weight(name="key", shape=(width, inner), initializer=dense)
+        self.value = self.add_weight(name="value", shape=(width, inner), initializer=dense)
+        self.output_kernel = self.add_weight(name="output_kernel", shape=(inner, width), initializer=dense)
         self.output_bias = self.add_weight(name="output_bias", shape=(width,), initializer="zeros")
         self.distance_bias = self.add_weight(name="distance_bias", shape=(self.heads, self.window), initializer="zeros")
 
@@ -102,7 +102,7 @@ class LocalAttention(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "window": self.window, "heads": self.heads}
+        return {**super().get_config(), "window": self.window, "heads": self.heads, "key_dim": self.key_dim}
 
 
 def build_model(config: ModelConfig) -> "keras.Model":
@@ -123,7 +123,7 @@ def build_model(config: ModelConfig) -> "keras.Model":
         x = keras.layers.LayerNormalization(name=f"norm_{layer}")(x)
     if config.attention_steps:
         window = config.attention_steps * encoding.NUM_VOICES
-        attended = LocalAttention(window, config.attention_heads, name="attention")(x)
+        attended = LocalAttention(window, config.attention_heads, config.attention_key_dim, name="attention")(x)
         attended = keras.layers.Dropout(config.dropout, name="dropout_attention")(attended)
         x = keras.layers.LayerNormalization(name="norm_attention")(x + attended)
     x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
@@ -165,6 +165,7 @@ def config_of(model: "keras.Model") -> ModelConfig:
         use_beat="beat_embedding" in names,
         attention_steps=names["attention"].window // encoding.NUM_VOICES if "attention" in names else 0,
         attention_heads=names["attention"].heads if "attention" in names else ModelConfig.attention_heads,
+        attention_key_dim=names["attention"].key_dim if "attention" in names else ModelConfig.attention_key_dim,
     )
 
 

@@ -64,7 +64,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_attention_model_path(tmp_path_factory) -> Path:
     """Attention over the last 3 steps: a 12-token band, shorter than the tests' sequences."""
-    return _tiny_model(tmp_path_factory.mktemp("attention"), attention_steps=3, attention_heads=2)
+    return _tiny_model(tmp_path_factory.mktemp("attention"), attention_steps=3, attention_heads=2, attention_key_dim=5)
 
 
 def cli_env() -> dict:

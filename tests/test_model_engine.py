@@ -25,7 +25,7 @@ def test_attention_is_causal_and_limited_to_its_band():
     from bachd.model import LocalAttention
 
     window, length = 5, 16
-    layer = LocalAttention(window, 2)
+    layer = LocalAttention(window, 2, 3)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, length, 8)).astype(np.float32)
     base = layer(x).numpy()
