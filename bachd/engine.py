@@ -154,16 +154,17 @@ class NumpyEngine(StreamingEngine):
         qkv = np.hstack([weight["query"] / math.sqrt(self._key_dim), weight["key"], weight["value"]])
         self._qkv_kernel = (gamma[:, None] * qkv).astype(np.float32)
         self._qkv_bias = (beta @ qkv).astype(np.float32)
-        self._norm_scale, self._norm_shift = gamma.astype(np.float32), beta.astype(np.float32)
+        # The residual adds the last LSTM norm's output: scale, plus one shift that also
+        # carries the attention's output bias.
+        self._norm_scale = gamma.astype(np.float32)
+        self._att_shift = (beta + weight["output_bias"]).astype(np.float32)
         self._att_out_kernel = weight["output_kernel"].astype(np.float32)
-        self._att_out_bias = weight["output_bias"].astype(np.float32)
         # _ring_bias[full][slot]: (heads, window) bias of each slot when the newest token is in
         # ``slot``; before the ring has wrapped (full=0), slots after it are empty: -inf.
         distance = (np.arange(window)[:, None] - np.arange(window)[None, :]) % window  # [slot, j]
         full = np.transpose(weight["distance_bias"][:, distance], (1, 0, 2))  # (slot, heads, j)
         partial = np.where((np.arange(window)[None, :] > np.arange(window)[:, None])[:, None, :], -np.inf, full)
         self._ring_bias = (partial.astype(np.float32), full.astype(np.float32))
-        self._att_shift = self._norm_shift + self._att_out_bias
         self._att_epsilon = float(norm.epsilon)
         return norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
 
@@ -180,7 +181,7 @@ class NumpyEngine(StreamingEngine):
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)
         attended = (weights[:, :, None, :] @ self._values).reshape(batch, inner)
-        x = normed * self._norm_scale + self._norm_shift + attended @ self._att_out_kernel + self._att_out_bias
+        x = normed * self._norm_scale + self._att_shift + attended @ self._att_out_kernel
         centered = x - x.mean(axis=-1, keepdims=True)
         return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + self._att_epsilon)
 

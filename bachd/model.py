@@ -155,6 +155,7 @@ def config_of(model: "keras.Model") -> ModelConfig:
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     token_embedding = names["token_embedding"]
     dropout = names["dropout_out"].rate
+    attention = names.get("attention")
     return ModelConfig(
         vocab_size=token_embedding.input_dim,
         embed_dim=token_embedding.output_dim,
@@ -163,9 +164,9 @@ def config_of(model: "keras.Model") -> ModelConfig:
         dropout=float(dropout),
         use_voice="voice_embedding" in names,
         use_beat="beat_embedding" in names,
-        attention_steps=names["attention"].window // encoding.NUM_VOICES if "attention" in names else 0,
-        attention_heads=names["attention"].heads if "attention" in names else ModelConfig.attention_heads,
-        attention_key_dim=names["attention"].key_dim if "attention" in names else ModelConfig.attention_key_dim,
+        attention_steps=attention.window // encoding.NUM_VOICES if attention else 0,
+        attention_heads=attention.heads if attention else ModelConfig.attention_heads,
+        attention_key_dim=attention.key_dim if attention else ModelConfig.attention_key_dim,
     )
 
 
