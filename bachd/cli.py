@@ -135,6 +135,7 @@ def eval_cli(
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
     temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.9,
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.95,
+    rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
     rng_seed: Annotated[int, typer.Option(help="With --music: random seed for sampling.")] = 0,
     allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="With --music: sample without the no-parallel-fifths/octaves rule.")] = False,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
@@ -176,9 +177,12 @@ def eval_cli(
 
             if samples is None:
                 steps = bars * 4 * 4
-                samples = generated_pieces(loaded, pieces, steps, temperature, top_p, rng_seed, not allow_parallels)
+                samples = generated_pieces(
+                    loaded, pieces, steps, temperature, top_p, rng_seed, not allow_parallels, rhythm_temperature
+                )
                 figures["generation"] = {
-                    "pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p, "rng_seed": rng_seed,
+                    "pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p,
+                    "rhythm_temperature": rhythm_temperature, "rng_seed": rng_seed,
                     "avoid_parallels": not allow_parallels,
                 }
             figures["music"] = music_report(samples, [p.tokens for p in chosen])
@@ -239,6 +243,7 @@ def generate_cli(
     beats_per_bar: Annotated[int, typer.Option(min=1, max=12, help="Quarter-note beats per bar (4 for 4/4, 3 for 3/4).")] = 4,
     temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Sampling temperature (lower is safer).")] = 0.9,
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling: keep the most likely tokens up to this mass.")] = 0.95,
+    rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
     rng_seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling (same seed, same music).")] = None,
@@ -253,7 +258,7 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), seed_file=seed_file, seed_chorale=seed_chorale,
             seed_bars=seed_bars, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, temperature=temperature,
             top_p=top_p, variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed,
-            wav=wav, plot=plot, avoid_parallels=not allow_parallels,
+            wav=wav, plot=plot, avoid_parallels=not allow_parallels, rhythm_temperature=rhythm_temperature,
         )
 
 
@@ -267,7 +272,7 @@ def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
 def generate_file(
     out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
     beats_per_bar=4, temperature=0.9, top_p=0.95, variations=1, pick_best=False, rng_seed=None, include_seed=False,
-    wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True,
+    wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
 ) -> list[Path]:
     """What ``bachd generate`` does; returns the files written."""
     _check_suffix(out, (".mid", ".midi"), "--out")
@@ -288,7 +293,10 @@ def generate_file(
     from bachd.model import load_model
 
     engine = make_engine(load_model(model_path), batch_size=variations)
-    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels), rng_seed=rng_seed)
+    config = SamplingConfig(
+        temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels, rhythm_temperature=rhythm_temperature
+    )
+    sampler = Sampler(config, rng_seed=rng_seed)
     steps = bars * beats_per_bar * 4
     result = generate(engine, sampler, seed, steps)
     first = 0 if include_seed else result.seed_steps
@@ -381,6 +389,7 @@ def run_cli(
     beats_per_bar: Annotated[Optional[int], typer.Option(min=2, max=12, help="Quarter-note beats per bar.")] = None,
     temperature: Annotated[Optional[float], typer.Option(min=0.05, max=5.0, help="Sampling temperature.")] = None,
     top_p: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass.")] = None,
+    rhythm_temperature: Annotated[Optional[float], typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = None,
     response_bars: Annotated[Optional[int], typer.Option(min=1, max=64, help="Continue mode: bars in each answer.")] = None,
     listen_gap: Annotated[Optional[float], typer.Option(min=0.25, max=16.0, help="Continue mode: beats of silence that end your call.")] = None,
     start_on: Annotated[Optional[StartOn], typer.Option(help="Continue mode: answers start on the next beat or bar.")] = None,
@@ -418,7 +427,7 @@ def run_cli(
         settings = resolve(preset, {
             "mode": mode.value if mode else None, "clock": clock.value if clock else None, "bpm": bpm,
             "beats_per_bar": beats_per_bar, "temperature": temperature, "top_p": top_p,
-            "response_bars": response_bars, "listen_gap": listen_gap, "start_on": start_on.value if start_on else None,
+            "rhythm_temperature": rhythm_temperature, "response_bars": response_bars, "listen_gap": listen_gap, "start_on": start_on.value if start_on else None,
             "allow_overlap": allow_overlap, "allow_parallels": allow_parallels, "rng_seed": rng_seed, "in_channel": in_channel,
             "out_channel": out_channel, "velocity": velocity_value,
         })

@@ -146,7 +146,8 @@ class Daemon:
         settings = options.settings
         sampler = Sampler(
             SamplingConfig(
-                temperature=settings.temperature, top_p=settings.top_p, avoid_parallels=not settings.allow_parallels
+                temperature=settings.temperature, top_p=settings.top_p, avoid_parallels=not settings.allow_parallels,
+                rhythm_temperature=settings.rhythm_temperature,
             ),
             settings.rng_seed,
         )

@@ -76,7 +76,7 @@ def summarize(totals: np.ndarray) -> dict:
 
 def generated_pieces(
     model: "keras.Model", pieces: int, steps: int, temperature: float, top_p: float, rng_seed: int | None,
-    avoid_parallels: bool = True,
+    avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
 ):
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
     from bachd.engine import make_engine
@@ -84,7 +84,10 @@ def generated_pieces(
     from bachd.sampling import Sampler, SamplingConfig
 
     engine = make_engine(model, batch_size=pieces)
-    sampler = Sampler(SamplingConfig(temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels), rng_seed=rng_seed)
+    config = SamplingConfig(
+        temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels, rhythm_temperature=rhythm_temperature
+    )
+    sampler = Sampler(config, rng_seed=rng_seed)
     result = generate(engine, sampler, None, steps)
     return [result.tokens[k] for k in range(pieces)]
 

@@ -36,6 +36,7 @@ class LiveSettings:
     beats_per_bar: int = 4
     temperature: float = 0.9
     top_p: float = 0.95
+    rhythm_temperature: float = 1.0  # the hold-or-move choice, drawn apart from pitch
     response_bars: int = 2
     listen_gap: float = 1.0  # beats of silence after the last note-off that end a call
     start_on: str = "beat"  # beat | bar: where an answer starts
@@ -95,6 +96,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "beats_per_bar": _number(2, 12, integer=True),
     "temperature": _number(0.05, 5.0),
     "top_p": _number(0.01, 1.0),
+    "rhythm_temperature": _number(0.05, 5.0),
     "response_bars": _number(1, 64, integer=True),
     "listen_gap": _number(0.25, 16.0),
     "start_on": _choice("beat", "bar"),
@@ -136,7 +138,7 @@ def validate(values: dict[str, Any], source: str) -> dict[str, Any]:
         problem = CHECKS[key](value)
         if problem:
             raise BachdError(f"{source}: key '{key}' {problem}, got {value!r}")
-        checked[key] = float(value) if key in ("bpm", "temperature", "top_p", "listen_gap") else value
+        checked[key] = float(value) if key in ("bpm", "temperature", "top_p", "rhythm_temperature", "listen_gap") else value
     return checked
 
 

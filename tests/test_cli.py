@@ -65,7 +65,7 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
         assert soprano == [67, 69, 71, 72]  # the seed melody, as played
         assert mido.MidiFile(file).length == pytest.approx((4 + 4) * 60 / 90, abs=1e-4)
     best = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--bars", "1", "--variations", "3",
-                               "--pick-best", "-o", str(tmp_path / "best.mid")])
+                               "--pick-best", "--rhythm-temperature", "1.3", "-o", str(tmp_path / "best.mid")])
     assert best.exit_code == 0 and (tmp_path / "best.mid").exists() and not list(tmp_path.glob("best-*.mid"))
 
 
@@ -92,6 +92,7 @@ def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_p
 
 
 @pytest.mark.parametrize("args", [["generate", "-o", "x.mid", "--temperature", "0"], ["generate", "-o", "x.mid", "--bars", "-2"],
+                                  ["generate", "-o", "x.mid", "--rhythm-temperature", "0"],
                                   ["train", "--epochs", "0"], ["eval", "m.keras", "--split", "nope"]])
 def test_out_of_range_options_exit_with_usage_error(args):
     result = runner.invoke(app, args)

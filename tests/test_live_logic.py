@@ -137,10 +137,13 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
         def send(self, message):
             pass
 
-    settings = resolve(None, {"allow_parallels": flag})
+    settings = resolve(None, {"allow_parallels": flag, "rhythm_temperature": None if flag is None else 1.4})
     engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
     daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), Ports(), engine)
     assert daemon.stream.sampler.config.avoid_parallels is (flag is False)  # live default: allowed
+    assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
+    daemon.performer.set_temperature(0.5)  # the temperature knob leaves the rhythm alone
+    assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -149,6 +152,7 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
     ('mode = "solo"\n', r"key 'mode' must be one of continue, harmonize"),
     ("[cc]\nvolume = 7\n", r"unknown key 'cc.volume'"),
     ("bpm = \n", r"not valid TOML"),
+    ("rhythm_temperature = 0\n", r"key 'rhythm_temperature' must be between"),
 ])
 def test_bad_presets_name_the_file_and_key(tmp_path, text, message):
     path = tmp_path / "mine.toml"

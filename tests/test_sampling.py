@@ -124,3 +124,47 @@ def test_parallels_rule_matches_the_definition_on_random_batches():
         for row in range(0, batch, 7):  # one stream at a time takes the live path's lookup
             single = parallel_mask(voice, before[row : row + 1], above[row : row + 1])
             assert np.array_equal(single[0], mask[row]), (voice, row)
+
+
+def _hold_frequency(config: SamplingConfig, logits: np.ndarray, streams: int) -> tuple[float, set]:
+    """Share of draws that hold, and the set of tokens drawn, for a soprano sounding 72."""
+    sampler = Sampler(config, rng_seed=21)
+    if streams == 1:
+        drawn = [int(sampler.sample(logits[None], 0, np.array([enc.attack(72)]))[0][0]) for _ in range(4000)]
+    else:
+        drawn = sampler.sample(np.repeat(logits[None], streams, 0), 0, np.full(streams, enc.attack(72)))[0].tolist()
+    return float(np.mean([t == enc.hold(72) for t in drawn])), set(drawn)
+
+
+def test_holding_is_drawn_at_the_models_odds_whatever_the_pitch_temperature():
+    # The model: hold 72 with probability 0.6; the other 0.4 spread over five new notes.
+    # One joint draw at temperature 0.5 and top-p 0.9 would hold almost always (and drop
+    # the unlikely notes); bachd keeps holding at 0.6 and sharpens only the choice of note.
+    probs = {enc.hold(72): 0.6, enc.attack(74): 0.2, enc.attack(71): 0.1,
+             enc.attack(69): 0.05, enc.attack(76): 0.03, enc.attack(67): 0.02}
+    logits = np.full(enc.VOCAB_SIZE, -30.0)
+    for token, p in probs.items():
+        logits[token] = np.log(p)
+    for streams in (1, 4000):
+        held, drawn = _hold_frequency(SamplingConfig(temperature=0.5, top_p=0.9, avoid_parallels=False), logits, streams)
+        assert abs(held - 0.6) < 0.03, (streams, held)
+        assert drawn <= {enc.hold(72), enc.attack(74), enc.attack(71)}, streams  # the nucleus of the new notes
+        assert enc.attack(74) in drawn
+        hot, _ = _hold_frequency(SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=2.0), logits, streams)
+        cold, _ = _hold_frequency(SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=0.5), logits, streams)
+        # p**(1/t) / (p**(1/t) + (1-p)**(1/t)) for p = 0.6
+        assert abs(hot - 0.5505) < 0.03 and abs(cold - 0.6923) < 0.03, (streams, hot, cold)
+
+
+def test_a_forced_hold_still_holds_and_a_rest_cannot_hold():
+    logits = np.full(enc.VOCAB_SIZE, -30.0)
+    logits[enc.hold(72)] = 0.0
+    logits[enc.attack(74)] = 0.0
+    only_hold = np.zeros(enc.VOCAB_SIZE, bool)
+    only_hold[enc.hold(72)] = True  # e.g. a live "no new note" restriction that keeps the hold
+    for streams in (1, 64):
+        sampler = Sampler(SamplingConfig(temperature=0.3), rng_seed=2)
+        tokens, _ = sampler.sample(np.repeat(logits[None], streams, 0), 0, np.full(streams, enc.attack(72)), restrict=only_hold)
+        assert set(tokens.tolist()) == {enc.hold(72)}
+        tokens, _ = sampler.sample(np.repeat(logits[None], streams, 0), 0, np.full(streams, enc.REST))
+        assert set(tokens.tolist()) == {enc.attack(74)}
