@@ -141,8 +141,9 @@ class Sampler:
         """One stream, on 1-D arrays and with as few numpy calls as possible: the live path,
         where each call's overhead counts. Same distribution as the batched path."""
         allowed = self._allowed_index[voice]
-        if previous >= _FIRST_ATTACK:
-            allowed = np.append(allowed, _hold_of(previous))
+        hold = _hold_of(previous) if previous >= _FIRST_ATTACK else -1
+        if hold >= 0:
+            allowed = np.append(allowed, hold)
         if restrict is not None:
             allowed = allowed[restrict.reshape(-1)[allowed]]
             if allowed.size == 0:
@@ -150,17 +151,20 @@ class Sampler:
         if rule is not None:
             ruled = allowed[rule[allowed]]
             allowed = ruled if ruled.size else allowed
-        if previous >= _FIRST_ATTACK and allowed.size > 1 and allowed[-1] == _hold_of(previous):
+        chosen = logits[allowed]
+        inverse_temperature = 1.0 / self.config.temperature
+        if hold >= 0 and allowed.size > 1 and allowed[-1] == hold:
             # Rhythm first, at the model's odds: hold, or choose among the rest.
-            chosen = logits[allowed]
-            top = chosen.max()
-            weights = np.exp(chosen - top)
-            p_hold = _rhythm_odds(weights[-1] / weights.sum(), self.config.rhythm_temperature)
+            weights = np.exp(chosen - chosen.max())
+            p_hold = float(weights[-1]) / float(weights.sum())
+            if self.config.rhythm_temperature != 1.0:
+                p_hold = _rhythm_odds(p_hold, self.config.rhythm_temperature)
             if self.rng.random() < p_hold:
-                return self._result(logits, int(allowed[-1]))
-            allowed = allowed[:-1]
-        scaled = logits[allowed] * (1.0 / self.config.temperature)
-        probs = np.exp(scaled - scaled.max())
+                return self._result(logits, hold)
+            allowed, chosen = allowed[:-1], chosen[:-1]
+            probs = weights[:-1] if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+        else:
+            probs = np.exp((chosen - chosen.max()) * inverse_temperature)
         draw = self.rng.random()
         if self.config.top_p < 1.0 and allowed.size > 1:
             order = np.argsort(-probs)
