@@ -1,11 +1,12 @@
 """Choosing tokens from logits: temperature, top-p and hard per-voice constraints.
 
-Rhythm and pitch are drawn apart. Whether a sounding voice holds its note is decided first,
-at the model's own odds (sharpened or flattened only by ``rhythm_temperature``, 1 by
-default); temperature and top-p then shape only which new note or rest comes. A single
-draw with temperature below 1 and a nucleus would favour "hold" at every step, since hold
-is the likeliest token on most 16ths: voices then move half as often as Bach's and chords
-stick (``bachd eval --music`` shows it), and that pull compounds step after step.
+Rhythm and pitch are drawn apart. For a sounding voice, whether it holds its note, strikes
+the same pitch again or moves is decided first, at the model's own odds (sharpened or
+flattened only by ``rhythm_temperature``, 1 by default); temperature and top-p then shape
+only where a moving voice goes. In a single draw, temperature below 1 and a nucleus favour
+"hold" (the likeliest token on most 16ths) and then the re-strike (the likeliest "new"
+note): voices move less often than Bach's and chords stand still (``bachd eval --music``
+shows it), and that pull compounds step after step.
 
 Pure numpy, no TensorFlow: the constraints are musical rules that must hold whatever the
 model says. A voice stays in its range, and a hold may only continue the pitch the same
@@ -98,7 +99,7 @@ class Sampler:
             ruled = mask & parallels
             keep = ruled.any(axis=-1)
             mask[keep] = ruled[keep]
-        holding = self._draw_holds(logits, mask, previous)
+        staying = self._draw_stays(logits, mask, previous)
         scaled = np.where(mask, logits / self.config.temperature, -np.inf)
         probs = np.exp(scaled - _logsumexp(scaled))
         if self.config.top_p < 1.0:
@@ -110,30 +111,40 @@ class Sampler:
         bad = ~mask[np.arange(len(tokens)), tokens]
         if np.any(bad):
             tokens[bad] = np.argmax(probs[bad], axis=-1)
-        tokens = np.where(holding >= 0, holding, tokens)
+        tokens = np.where(staying >= 0, staying, tokens)
         return tokens.astype(np.int32), log_probs[np.arange(len(tokens)), tokens]
 
-    def _draw_holds(self, logits: np.ndarray, mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        """For each stream, the hold token if the voice holds at this step, else -1; a
-        stream that does not hold has its hold taken out of ``mask``, so the second draw
-        is among new notes and rest only."""
+    def _draw_stays(self, logits: np.ndarray, mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """For each stream whose voice is sounding, the rhythm draw at the model's odds:
+        hold the note, strike the same pitch again, or move. Returns the hold or re-strike
+        token, or -1 where the voice moves (or is silent); a stream that moves has both
+        taken out of ``mask``, so the second draw is among other notes and rest only."""
         previous = np.asarray(previous, dtype=np.int64).reshape(-1)
-        holds = np.where(previous >= _FIRST_ATTACK, previous - ((previous - _FIRST_ATTACK) % 2) + 1, 0)
         rows = np.arange(len(previous))
-        can_hold = (holds > 0) & mask[rows, holds]
+        sounding = previous >= _FIRST_ATTACK
+        holds = np.where(sounding, previous - ((previous - _FIRST_ATTACK) % 2) + 1, encoding.REST)
+        strikes = np.where(sounding, holds - 1, encoding.REST)
+        can_hold = sounding & mask[rows, holds]
+        can_strike = sounding & mask[rows, strikes]
         result = np.full(len(previous), -1, np.int64)
-        if not can_hold.any():
+        deciding = can_hold | can_strike
+        if not deciding.any():
             return result
         masked = np.where(mask, logits, -np.inf)
-        hold_log_prob = masked[rows, holds] - _logsumexp(masked)[:, 0]
-        p_hold = _rhythm_odds(np.exp(hold_log_prob), self.config.rhythm_temperature)
-        alone = mask.sum(axis=-1) == 1  # the hold is the only thing allowed
-        hold = can_hold & ((self.rng.random(len(previous)) < p_hold) | alone)
+        total = _logsumexp(masked)[:, 0]
+        p_hold = np.where(can_hold, np.exp(masked[rows, holds] - total), 0.0)
+        p_strike = np.where(can_strike, np.exp(masked[rows, strikes] - total), 0.0)
+        p_hold, p_strike = _rhythm_odds(p_hold, p_strike, self.config.rhythm_temperature)
+        draw = self.rng.random(len(previous))
+        others = mask.sum(axis=-1) - can_hold - can_strike
+        hold = deciding & ((draw < p_hold) | ((others == 0) & can_hold & (p_hold >= p_strike)))
+        strike = deciding & ~hold & ((draw < p_hold + p_strike) | (others == 0))
         result[hold] = holds[hold]
-        moving = can_hold & ~hold
+        result[strike] = strikes[strike]
+        moving = deciding & ~hold & ~strike
         mask[rows[moving], holds[moving]] = False
+        mask[rows[moving], strikes[moving]] = False
         return result
-
 
     def _sample_one(
         self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None, rule: np.ndarray | None = None
@@ -153,16 +164,33 @@ class Sampler:
             allowed = ruled if ruled.size else allowed
         chosen = logits[allowed]
         inverse_temperature = 1.0 / self.config.temperature
-        if hold >= 0 and allowed.size > 1 and allowed[-1] == hold:
-            # Rhythm first, at the model's odds: hold, or choose among the rest.
-            weights = np.exp(chosen - chosen.max())
-            p_hold = float(weights[-1]) / float(weights.sum())
-            if self.config.rhythm_temperature != 1.0:
-                p_hold = _rhythm_odds(p_hold, self.config.rhythm_temperature)
-            if self.rng.random() < p_hold:
-                return self._result(logits, hold)
-            allowed, chosen = allowed[:-1], chosen[:-1]
-            probs = weights[:-1] if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+        if hold >= 0 and allowed.size > 1:
+            # Rhythm first, at the model's odds: hold, strike the same pitch again, or move.
+            # ``allowed`` is sorted but for the hold appended last; the re-strike sits in it.
+            has_hold = allowed[-1] == hold
+            at = int(np.searchsorted(allowed[:-1] if has_hold else allowed, hold - 1))
+            has_strike = at < allowed.size and allowed[at] == hold - 1
+            if has_hold or has_strike:
+                weights = np.exp(chosen - chosen.max())
+                total = float(weights.sum())
+                p_hold = float(weights[-1]) / total if has_hold else 0.0
+                p_strike = float(weights[at]) / total if has_strike else 0.0
+                if self.config.rhythm_temperature != 1.0:
+                    p_hold, p_strike = _rhythm_odds(p_hold, p_strike, self.config.rhythm_temperature)
+                draw = self.rng.random()
+                if draw < p_hold:
+                    return self._result(logits, hold)
+                stays = int(has_hold) + int(has_strike)
+                if draw < p_hold + p_strike or allowed.size == stays:
+                    return self._result(logits, hold - 1 if has_strike else hold)
+                keep = np.ones(allowed.size, bool)
+                keep[-1] = not has_hold
+                if has_strike:
+                    keep[at] = False
+                allowed, chosen, weights = allowed[keep], chosen[keep], weights[keep]
+                probs = weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+            else:
+                probs = np.exp((chosen - chosen.max()) * inverse_temperature)
         else:
             probs = np.exp((chosen - chosen.max()) * inverse_temperature)
         draw = self.rng.random()
@@ -191,13 +219,15 @@ def _hold_of(previous: int) -> int:
     return previous - ((previous - _FIRST_ATTACK) % 2) + 1
 
 
-def _rhythm_odds(p_hold, temperature: float):
-    """Probability of holding after ``temperature`` is applied to the two-way choice."""
+def _rhythm_odds(p_hold, p_strike, temperature: float):
+    """Probabilities of holding and of re-striking after ``temperature`` is applied to the
+    three-way choice hold / strike again / move (scalars or arrays)."""
     if temperature == 1.0:
-        return p_hold
-    p_hold = np.clip(p_hold, 1e-12, 1 - 1e-12)
-    hold, move = p_hold ** (1.0 / temperature), (1 - p_hold) ** (1.0 / temperature)
-    return hold / (hold + move)
+        return p_hold, p_strike
+    p_move = np.clip(1.0 - p_hold - p_strike, 0.0, 1.0)
+    hold, strike, move = (np.power(p, 1.0 / temperature) for p in (p_hold, p_strike, p_move))
+    total = hold + strike + move
+    return hold / total, strike / total
 
 
 _REST_ONLY = np.array([encoding.REST])
