@@ -189,3 +189,36 @@ def test_striking_the_same_pitch_again_is_part_of_the_rhythm_draw():
         assert abs(shares[enc.hold(72)] - 0.3) < 0.03 and abs(shares[enc.attack(72)] - 0.3) < 0.03, (streams, shares)
         # Among moves, temperature 0.3 sharpens 0.25 : 0.15 to about 0.85 : 0.15.
         assert shares[enc.attack(74)] > 3 * shares[enc.attack(71)] > 0, (streams, shares)
+
+
+class _RestingEngine:
+    """An engine whose model wants every voice to rest, except on the seed's steps."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+
+    def reset(self):
+        pass
+
+    def step(self, previous, voice, beat):
+        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -5.0)
+        logits[:, enc.REST] = 8.0
+        return logits
+
+
+def test_generation_never_rests_all_voices_for_more_than_two_beats():
+    from bachd.generation import MAX_SILENT_STEPS, Seed, generate
+
+    seed_tokens = np.full((4, 4), enc.REST, np.int16)  # a seed that ends in a beat of silence
+    seed = Seed(seed_tokens, np.ones((4, 4), bool))
+    result = generate(_RestingEngine(8), Sampler(SamplingConfig(temperature=1.0), rng_seed=4), seed, 64)
+    pitches, _ = enc.decode_pitches(result.tokens[0])
+    silent = (pitches == enc.SILENT).all(axis=1)
+    runs, run = [], 0
+    for is_silent in silent:
+        run = run + 1 if is_silent else 0
+        runs.append(run)
+    assert max(runs) == MAX_SILENT_STEPS == 8  # the model rests as long as it may...
+    assert not silent[MAX_SILENT_STEPS]  # ...then the soprano comes in,
+    assert silent[MAX_SILENT_STEPS + 1 :].sum() > 20  # and the model may rest again later
+    assert (result.tokens[:, MAX_SILENT_STEPS, 0] != enc.REST).all()  # in every stream
