@@ -133,8 +133,8 @@ def eval_cli(
     music: Annotated[bool, typer.Option("--music", help="Also report musical checks of generated music against the split's chorales.")] = False,
     pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
-    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.9,
-    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.95,
+    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.7,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.9,
     rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
     rng_seed: Annotated[int, typer.Option(help="With --music: random seed for sampling.")] = 0,
     allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="With --music: sample without the no-parallel-fifths/octaves rule.")] = False,
@@ -241,8 +241,8 @@ def generate_cli(
     bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
     bpm: Annotated[float, typer.Option(min=10.0, max=400.0, help="Tempo in quarter-note beats per minute.")] = 90.0,
     beats_per_bar: Annotated[int, typer.Option(min=1, max=12, help="Quarter-note beats per bar (4 for 4/4, 3 for 3/4).")] = 4,
-    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Sampling temperature (lower is safer).")] = 0.9,
-    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling: keep the most likely tokens up to this mass.")] = 0.95,
+    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Sampling temperature of the pitch choice (lower is safer).")] = 0.7,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling: keep the most likely tokens up to this mass.")] = 0.9,
     rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
@@ -271,7 +271,7 @@ def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
 
 def generate_file(
     out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
-    beats_per_bar=4, temperature=0.9, top_p=0.95, variations=1, pick_best=False, rng_seed=None, include_seed=False,
+    beats_per_bar=4, temperature=0.7, top_p=0.9, variations=1, pick_best=False, rng_seed=None, include_seed=False,
     wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
 ) -> list[Path]:
     """What ``bachd generate`` does; returns the files written."""
