@@ -66,8 +66,7 @@ class Sampler:
         sounding = previous >= encoding.attack(encoding.PITCH_LOW)
         rows = np.nonzero(sounding)[0]
         # attack(p) and hold(p) are adjacent: hold(p) = attack(p) + 1.
-        holds = previous[rows] - ((previous[rows] - encoding.attack(encoding.PITCH_LOW)) % 2) + 1
-        mask[rows, holds] = True
+        mask[rows, _hold_of(previous[rows])] = True
         return mask
 
     def sample(
@@ -122,7 +121,7 @@ class Sampler:
         previous = np.asarray(previous, dtype=np.int64).reshape(-1)
         rows = np.arange(len(previous))
         sounding = previous >= _FIRST_ATTACK
-        holds = np.where(sounding, previous - ((previous - _FIRST_ATTACK) % 2) + 1, encoding.REST)
+        holds = np.where(sounding, _hold_of(previous), encoding.REST)
         strikes = np.where(sounding, holds - 1, encoding.REST)
         can_hold = sounding & mask[rows, holds]
         can_strike = sounding & mask[rows, strikes]
@@ -137,8 +136,9 @@ class Sampler:
         p_hold, p_strike = _rhythm_odds(p_hold, p_strike, self.config.rhythm_temperature)
         draw = self.rng.random(len(previous))
         others = mask.sum(axis=-1) - can_hold - can_strike
-        hold = deciding & ((draw < p_hold) | ((others == 0) & can_hold & (p_hold >= p_strike)))
-        strike = deciding & ~hold & ((draw < p_hold + p_strike) | (others == 0))
+        # Where nothing else is allowed, the voice stays whatever the (rounded) draw says.
+        hold = deciding & ((draw < p_hold) | ((others == 0) & ~can_strike))
+        strike = deciding & ~hold & can_strike & ((draw < p_hold + p_strike) | (others == 0))
         result[hold] = holds[hold]
         result[strike] = strikes[strike]
         moving = deciding & ~hold & ~strike
@@ -214,8 +214,9 @@ class Sampler:
 _FIRST_ATTACK = encoding.attack(encoding.PITCH_LOW)
 
 
-def _hold_of(previous: int) -> int:
-    """The hold token that continues the note of token ``previous`` (a sounding token)."""
+def _hold_of(previous):
+    """The hold token that continues the note of token ``previous`` (a sounding token; an
+    int or an array of them)."""
     return previous - ((previous - _FIRST_ATTACK) % 2) + 1
 
 

@@ -222,3 +222,16 @@ def test_generation_never_rests_all_voices_for_more_than_two_beats():
     assert not silent[MAX_SILENT_STEPS]  # ...then the soprano comes in,
     assert silent[MAX_SILENT_STEPS + 1 :].sum() > 20  # and the model may rest again later
     assert (result.tokens[:, MAX_SILENT_STEPS, 0] != enc.REST).all()  # in every stream
+
+
+def test_with_only_hold_and_re_strike_allowed_both_keep_their_odds():
+    logits = np.full(enc.VOCAB_SIZE, -30.0)
+    logits[enc.hold(72)], logits[enc.attack(72)], logits[enc.attack(74)] = np.log(0.7), np.log(0.3), 0.0
+    stay = np.zeros(enc.VOCAB_SIZE, bool)
+    stay[[enc.hold(72), enc.attack(72)]] = True
+    sampler = Sampler(SamplingConfig(temperature=0.2), rng_seed=6)
+    batched = sampler.sample(np.repeat(logits[None], 4000, 0), 0, np.full(4000, enc.attack(72)), restrict=stay)[0]
+    single = [sampler.sample(logits[None], 0, np.array([enc.attack(72)]), restrict=stay)[0][0] for _ in range(4000)]
+    for drawn in (batched, np.array(single)):
+        assert set(drawn.tolist()) == {enc.hold(72), enc.attack(72)}
+        assert abs(np.mean(drawn == enc.hold(72)) - 0.7) < 0.03
