@@ -164,6 +164,7 @@ class Sampler:
             allowed = ruled if ruled.size else allowed
         chosen = logits[allowed]
         inverse_temperature = 1.0 / self.config.temperature
+        probs = None
         if hold >= 0 and allowed.size > 1:
             # Rhythm first, at the model's odds: hold, strike the same pitch again, or move.
             # ``allowed`` is sorted but for the hold appended last; the re-strike sits in it.
@@ -180,18 +181,16 @@ class Sampler:
                 draw = self.rng.random()
                 if draw < p_hold:
                     return self._result(logits, hold)
-                stays = int(has_hold) + int(has_strike)
-                if draw < p_hold + p_strike or allowed.size == stays:
+                if draw < p_hold + p_strike or allowed.size == int(has_hold) + int(has_strike):
                     return self._result(logits, hold - 1 if has_strike else hold)
-                keep = np.ones(allowed.size, bool)
-                keep[-1] = not has_hold
-                if has_strike:
-                    keep[at] = False
-                allowed, chosen, weights = allowed[keep], chosen[keep], weights[keep]
+                # The voice moves: the hold and the re-strike get no weight in the pitch draw
+                # (a zero-weight token is never drawn below).
                 probs = weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
-            else:
-                probs = np.exp((chosen - chosen.max()) * inverse_temperature)
-        else:
+                if has_hold:
+                    probs[-1] = 0.0
+                if has_strike:
+                    probs[at] = 0.0
+        if probs is None:
             probs = np.exp((chosen - chosen.max()) * inverse_temperature)
         draw = self.rng.random()
         if self.config.top_p < 1.0 and allowed.size > 1:
