@@ -15,13 +15,7 @@ from bachd import encoding
 from bachd.errors import BachdError
 from bachd.sampling import Sampler
 
-# The longest all-voice silence bachd writes, in 16th steps. Bach's chorales rest all four
-# voices between phrases now and then, nearly always for one beat (168 of the 183 such
-# rests in music21's chorales; 2 last two beats, 6 longer). A sampled model that rests
-# once can rest for good: past two beats, the soprano has to come back in.
-MAX_SILENT_STEPS = 2 * encoding.STEPS_PER_BEAT
-_NO_REST = np.ones(encoding.VOCAB_SIZE, dtype=bool)
-_NO_REST[encoding.REST] = False
+from bachd.sampling import MAX_SILENT_STEPS, Sampler, NO_REST as _NO_REST
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 from bachd import encoding
 from bachd.clock import Clock
 from bachd.presets import LiveSettings
-from bachd.sampling import Sampler
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 from bachd.scheduler import Frame, OutputStage
 
 V = encoding.NUM_VOICES
@@ -39,6 +39,10 @@ class Stream:
     The soprano's logits for the next step are computed ahead (:meth:`prepare`), so
     harmonizing a melody note costs three engine steps (alto, tenor, bass), or none when its
     chord was computed ahead (:meth:`chords_ahead`).
+
+    A sampled soprano may not let all four voices rest for more than
+    :data:`~bachd.sampling.MAX_SILENT_STEPS` in a row, as in offline generation: an answer
+    that falls silent comes back in.
     """
 
     chord_group = 4  # candidates per batched engine step when computing chords ahead
@@ -55,6 +59,7 @@ class Stream:
         self.prev = encoding.BOS
         self.last = np.full(V, encoding.REST, np.int64)
         self.grid_step: Optional[int] = None
+        self.silent_steps = 0  # steps in a row, up to the last one, with all four voices resting
         self._base = self.engine.get_state()  # state before the previous token is consumed
         self._logits0: Optional[np.ndarray] = None
         self._beat0 = -1
@@ -63,10 +68,16 @@ class Stream:
         self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
 
     def snapshot(self) -> tuple:
-        return (self._base, self.prev, self.last.copy(), self.grid_step, self._logits0, self._beat0, self._after0, self.version)
+        return (
+            self._base, self.prev, self.last.copy(), self.grid_step, self.silent_steps,
+            self._logits0, self._beat0, self._after0, self.version,
+        )
 
     def restore(self, snapshot: tuple) -> None:
-        self._base, self.prev, last, self.grid_step, self._logits0, self._beat0, self._after0, self.version = snapshot
+        (
+            self._base, self.prev, last, self.grid_step, self.silent_steps,
+            self._logits0, self._beat0, self._after0, self.version,
+        ) = snapshot
         self.last = last.copy()
         self.engine.set_state(self._after0 if self._logits0 is not None else self._base)
 
@@ -109,13 +120,17 @@ class Stream:
             if voice in known:
                 tokens[voice] = known[voice]
             else:
+                rule = restrict
+                if voice == 0 and self.silent_steps >= MAX_SILENT_STEPS:
+                    rule = NO_REST if restrict is None else restrict & NO_REST
                 tokens[voice] = self.sampler.sample(
-                    logits[None], voice, self.last[voice : voice + 1], restrict, before=self.last, above=tokens[:voice]
+                    logits[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice]
                 )[0][0]
         self._advance(grid_step, tokens, self.engine.get_state())
         return tokens
 
     def _advance(self, grid_step: int, tokens: np.ndarray, base: list) -> None:
+        self.silent_steps = self.silent_steps + 1 if (tokens == encoding.REST).all() else 0
         self.prev = int(tokens[-1])
         self.last = tokens
         self.grid_step = grid_step

@@ -388,3 +388,78 @@ def test_sampling_restrict_keeps_only_allowed_tokens():
     restrict[:] = False  # nothing allowed at all: REST
     assert sampler.sample(logits, 1, np.array([enc.REST]), restrict)[0][0] == enc.REST
     assert math.isfinite(sampler.sample(logits, 1, np.array([enc.REST]))[1][0])
+
+
+class _RestingEngine:
+    """A one-stream engine whose model wants every voice to rest, always."""
+
+    batch_size = 1
+
+    def __init__(self):
+        self.state = [np.zeros((1, 1))]
+
+    def reset(self):
+        self.state = [np.zeros((1, 1))]
+
+    def step(self, previous, voice, beat):
+        self.state = [self.state[0] + 1]
+        logits = np.full((1, enc.VOCAB_SIZE), -5.0)
+        logits[:, enc.REST] = 8.0
+        return logits
+
+    def get_state(self):
+        return [a.copy() for a in self.state]
+
+    def set_state(self, state):
+        self.state = [a.copy() for a in state]
+
+
+def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
+    from bachd.sampling import MAX_SILENT_STEPS
+
+    stream = Stream(_RestingEngine(), Sampler(SamplingConfig(temperature=1.0), rng_seed=2))
+    stream.feed(0, {0: enc.attack(72), 3: enc.attack(48)})  # the call
+    silent, run = [], 0
+    for step in range(1, 41):
+        tokens = stream.feed(step, {})
+        silent.append((tokens == enc.REST).all())
+        run = run + 1 if silent[-1] else 0
+        assert run <= MAX_SILENT_STEPS
+        if step == MAX_SILENT_STEPS:
+            snapshot = stream.snapshot()
+    assert silent[:MAX_SILENT_STEPS] == [True] * MAX_SILENT_STEPS  # the model rests as long as it may,
+    assert not silent[MAX_SILENT_STEPS]  # then the soprano comes in,
+    assert sum(silent[MAX_SILENT_STEPS + 1 :]) > 20  # and the model may rest again later
+    # Rolling back to a silent stretch brings its length back too.
+    stream.restore(snapshot)
+    assert stream.silent_steps == MAX_SILENT_STEPS
+    assert enc.is_attack(int(stream.feed(MAX_SILENT_STEPS + 1, {})[0]))
+
+
+def test_a_continue_answer_from_a_resting_model_still_sounds():
+    settings = LiveSettings(bpm=120.0, rng_seed=3, mode="continue", response_bars=1, listen_gap=0.5, start_on="beat")
+    now = [0.0]
+    sent = []
+    stage = OutputStage(lambda m: sent.append((now[0], m)), Voicer(settings.out_channels()), now=lambda: now[0])
+    clock = InternalClock(settings.bpm, origin_seconds=0.0)
+    performer = Performer(Stream(_RestingEngine(), Sampler(SamplingConfig(), rng_seed=3)), clock, stage, settings)
+
+    def run_until(t):
+        while now[0] < t:
+            now[0] = min(t, now[0] + 0.001)
+            wake = performer.next_wakeup(now[0])
+            if wake is not None and wake <= now[0]:
+                performer.update(now[0])
+            stage.send_due(now[0])
+
+    run_until(0.1)
+    performer.note_on(now[0], 72, 90)
+    run_until(0.4)
+    performer.note_off(now[0], 72)
+    performer.end_of_call()
+    run_until(5.0)
+    assert performer.stats.answers == 1
+    ons = [t for t, m in sent if m[0] & 0xF0 == 0x90]
+    assert ons, "a resting model left the answer silent"
+    assert all(m[0] & 0x0F == 0 for t, m in sent if m[0] & 0xF0 == 0x90)  # the soprano comes in, nothing else
+    assert hanging_notes([list(m) for _, m in sent]) == {}
