@@ -44,6 +44,7 @@ ROWS: list[tuple[str, str, list[str]]] = [
     ("transpose-3", "±3 semitones", ["--transpose", "3"]),
     ("wd-0.1", "weight decay 0.1", ["--weight-decay", "0.1"]),
     ("window-256", "256-step windows", ["--window-steps", "256"]),
+    ("window-32", "32-step windows", ["--window-steps", "32"]),
     # js-fakes on the base's compute: 0.8 passes over 643 pieces is the base's 208 batches.
     ("js-fakes-208", "JS Fake Chorales added, same 208 batches as the base", ["@JSF", "--passes", "0.8"]),
 ]
