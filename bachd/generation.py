@@ -13,9 +13,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
-from bachd.sampling import Sampler
-
-from bachd.sampling import MAX_SILENT_STEPS, Sampler, NO_REST as _NO_REST
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
 
 @dataclass
@@ -59,7 +57,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generat
                 restrict = None
                 if voice == 0 and np.any(silent_steps >= MAX_SILENT_STEPS):
                     restrict = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
-                    restrict[silent_steps >= MAX_SILENT_STEPS] = _NO_REST
+                    restrict[silent_steps >= MAX_SILENT_STEPS] = NO_REST
                 token, token_log_prob = sampler.sample(
                     logits, voice, last_of_voice[:, voice], restrict, before=before, above=out[:, step, :voice]
                 )
