@@ -1,3 +1,3 @@
 """bachd: a real-time Bach chorale generator for your DAW."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

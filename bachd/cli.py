@@ -28,7 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.keras"
 
 
 class Distribute(str, Enum):
@@ -58,6 +57,8 @@ def _main(
 
 
 def default_model_path() -> Path:
+    from bachd.paths import DEFAULT_MODEL
+
     return DEFAULT_MODEL
 
 
@@ -290,9 +291,8 @@ def generate_file(
     if seed is not None and seed_bars:
         seed = last_bars(seed, seed_bars, beats_per_bar)
     from bachd.engine import make_engine
-    from bachd.model import load_model
 
-    engine = make_engine(load_model(model_path), batch_size=variations)
+    engine = make_engine(model_path, batch_size=variations)
     config = SamplingConfig(
         temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels, rhythm_temperature=rhythm_temperature
     )

@@ -129,9 +129,8 @@ class Router:
 
 def load_engine(model_path: Path, backend: str = "auto"):
     from bachd.engine import make_engine
-    from bachd.model import load_model
 
-    engine = make_engine(load_model(model_path), batch_size=1, backend=backend)
+    engine = make_engine(model_path, batch_size=1, backend=backend)
     engine.warm_up()
     return engine
 

@@ -5,12 +5,12 @@ here each token costs one cell step per layer, on the weights of the loaded Kera
 
 Two interchangeable steppers share one interface:
 
-- ``numpy`` (the default on CPU): the step written out in numpy on weights read from the
-  model once. The first layer's input projection is linear in the three embeddings, so it
+- ``numpy`` (the default): the step written out in numpy on the weights read straight from
+  the .keras file (:func:`bachd.modelfile.read_weights`), without importing TensorFlow. The first layer's input projection is linear in the three embeddings, so it
   is folded into lookup tables. On a small CPU a TensorFlow call costs more than the whole
   step (see benchmarks/engine.py), so this is what keeps a token well under a millisecond.
-- ``tf``: a ``tf.function`` traced once on the model's own layers (XLA optional), for GPUs
-  and large batches.
+- ``tf`` (:mod:`bachd.tfengine`): a ``tf.function`` traced once on the Keras model's own
+  layers (XLA optional), for GPUs and large batches; the only engine that imports TensorFlow.
 Both are tested against the full-sequence model's logits.
 """
 
@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from bachd.model import config_of, keras, tf
+from bachd import encoding
+from bachd.errors import BachdError
+from bachd.modelfile import ModelWeights, read_weights
+
+BACKENDS = ("auto", "numpy", "tf", "xla")
 
 
 class StreamingEngine:
@@ -49,18 +55,37 @@ class StreamingEngine:
         self.set_state(state)
 
 
-def make_engine(model: "keras.Model", batch_size: int = 1, backend: str = "auto") -> StreamingEngine:
+def make_engine(model, batch_size: int = 1, backend: str = "auto") -> StreamingEngine:
+    """An engine on ``model``: a .keras path, :class:`ModelWeights`, or a loaded Keras model.
+
+    ``auto`` is the numpy engine, unless TensorFlow is already loaded in this process (training,
+    evaluation) and sees a GPU. Only ``tf`` and ``xla`` import TensorFlow."""
+    if backend not in BACKENDS:
+        raise BachdError(f"unknown engine backend {backend!r} ({', '.join(BACKENDS)})")
     if backend == "auto":
-        backend = "tf" if tf.config.list_physical_devices("GPU") else "numpy"
+        backend = "tf" if _tf_sees_gpu() else "numpy"
     if backend == "numpy":
+        if isinstance(model, (str, Path)):
+            model = read_weights(model)
+        elif not isinstance(model, ModelWeights):
+            from bachd.model import weights_of
+
+            model = weights_of(model)
         return NumpyEngine(model, batch_size)
-    if backend in ("tf", "xla"):
-        return TFEngine(model, batch_size, jit_compile=backend == "xla")
-    raise ValueError(f"unknown engine backend {backend!r} (auto, numpy, tf, xla)")
+    from bachd.tfengine import TFEngine
+
+    if isinstance(model, (str, Path)):
+        from bachd.model import load_model
+
+        model = load_model(model)
+    elif isinstance(model, ModelWeights):
+        raise BachdError("the tf engine needs the Keras model or its file, not its weights")
+    return TFEngine(model, batch_size, jit_compile=backend == "xla")
 
 
-def _layers(model: "keras.Model") -> dict:
-    return {layer.name: layer for layer in model.layers}
+def _tf_sees_gpu() -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and bool(tf.config.list_physical_devices("GPU"))
 
 
 class NumpyEngine(StreamingEngine):
@@ -72,19 +97,22 @@ class NumpyEngine(StreamingEngine):
       sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o and tanh(z) for the cell input.
     """
 
-    def __init__(self, model: "keras.Model", batch_size: int = 1):
-        self.config = config_of(model)
+    def __init__(self, weights: ModelWeights, batch_size: int = 1):
+        self.config = config = weights.config
         self.batch_size = int(batch_size)
-        layers = _layers(model)
-        units = self._units = self.config.lstm_units
+
+        def read(key: str) -> np.ndarray:
+            return np.asarray(weights[key], np.float64)
+
+        units = self._units = config.lstm_units
         gate_scale = np.full(4 * units, 0.5, np.float32)
         gate_scale[2 * units : 3 * units] = 1.0
         self._input_kernels: list[np.ndarray] = []  # kernel rows for x, then for h, stacked
         self._biases: list[np.ndarray] = []
-        self._epsilons: list[float] = []
+        self._epsilons = [config.norm_epsilon] * config.lstm_layers
         gamma = beta = None
-        for i in range(self.config.lstm_layers):
-            kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in layers[f"lstm_{i}"].cell.weights)
+        for i in range(config.lstm_layers):
+            kernel, recurrent, bias = (read(f"lstm_{i}/{name}") for name in ("kernel", "recurrent_kernel", "bias"))
             if i == 0:
                 first_kernel, first_bias = kernel, bias
             else:
@@ -92,26 +120,24 @@ class NumpyEngine(StreamingEngine):
                 kernel = gamma[:, None] * kernel
             self._input_kernels.append((np.vstack([kernel, recurrent]) * gate_scale).astype(np.float32))
             self._biases.append((bias * gate_scale).astype(np.float32))
-            norm = layers[f"norm_{i}"]
-            gamma, beta = norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
-            self._epsilons.append(float(norm.epsilon))
+            gamma, beta = read(f"norm_{i}/gamma"), read(f"norm_{i}/beta")
         self._recurrent0 = self._input_kernels[0][first_kernel.shape[0] :]
         self._window = 0
-        if "attention" in layers:
-            gamma, beta = self._load_attention(layers["attention"], gamma, beta, layers["norm_attention"])
+        if config.attention_steps:
+            gamma, beta = self._load_attention(weights, gamma, beta)
 
         def project(layer_name: str) -> np.ndarray:
-            if layer_name not in layers:
+            key = f"{layer_name}/embeddings"
+            if key not in weights:
                 return np.zeros((4, 4 * units), np.float32)
-            return (layers[layer_name].embeddings.numpy() @ first_kernel * gate_scale).astype(np.float32)
+            return (read(key) @ first_kernel * gate_scale).astype(np.float32)
 
-        self._token_proj = ((layers["token_embedding"].embeddings.numpy() @ first_kernel + first_bias) * gate_scale).astype(np.float32)
+        self._token_proj = ((read("token_embedding/embeddings") @ first_kernel + first_bias) * gate_scale).astype(np.float32)
         self._voice_proj = project("voice_embedding")
         self._beat_proj = project("beat_embedding")
-        dense = layers["logits"]
-        out_kernel = dense.kernel.numpy().astype(np.float64)
+        out_kernel = read("logits/kernel")
         self._out_kernel = (gamma[:, None] * out_kernel).astype(np.float32)
-        self._out_bias = (dense.bias.numpy() + beta @ out_kernel).astype(np.float32)
+        self._out_bias = (read("logits/bias") + beta @ out_kernel).astype(np.float32)
         self._mean_vector = np.full((units, 1), 1.0 / units, np.float32)
         self._side_proj = (self._voice_proj[:, None, :] + self._beat_proj[None, :, :]).astype(np.float32)
         self.reset()
@@ -144,13 +170,16 @@ class NumpyEngine(StreamingEngine):
     # window, key_dim); token n is written to slot n % window, so a step writes one slot and
     # never shifts the buffer. The distance bias is laid out per write slot in advance.
 
-    def _load_attention(self, attention, gamma, beta, norm):
+    def _load_attention(self, weights: ModelWeights, gamma, beta):
         """Read the attention layer, folding the last LSTM norm into its projections; return
         the attention norm's gamma and beta for the output layer to fold in."""
-        self._window, self._heads = window, heads = attention.window, attention.heads
-        self._key_dim = attention.key_dim
-        self._inner = heads * attention.key_dim
-        weight = {w.path.split("/")[-1]: w.numpy().astype(np.float64) for w in attention.weights}
+        config = self.config
+        self._window = window = config.attention_steps * encoding.NUM_VOICES
+        self._heads = heads = config.attention_heads
+        self._key_dim = config.attention_key_dim
+        self._inner = heads * config.attention_key_dim
+        weight = {name: np.asarray(weights[f"attention/{name}"], np.float64) for name in (
+            "query", "key", "value", "output_kernel", "output_bias", "distance_bias")}
         qkv = np.hstack([weight["query"] / math.sqrt(self._key_dim), weight["key"], weight["value"]])
         self._qkv_kernel = (gamma[:, None] * qkv).astype(np.float32)
         self._qkv_bias = (beta @ qkv).astype(np.float32)
@@ -165,8 +194,8 @@ class NumpyEngine(StreamingEngine):
         full = np.transpose(weight["distance_bias"][:, distance], (1, 0, 2))  # (slot, heads, j)
         partial = np.where((np.arange(window)[None, :] > np.arange(window)[:, None])[:, None, :], -np.inf, full)
         self._ring_bias = (partial.astype(np.float32), full.astype(np.float32))
-        self._att_epsilon = float(norm.epsilon)
-        return norm.gamma.numpy().astype(np.float64), norm.beta.numpy().astype(np.float64)
+        self._att_epsilon = config.norm_epsilon
+        return np.asarray(weights["norm_attention/gamma"], np.float64), np.asarray(weights["norm_attention/beta"], np.float64)
 
     def _attend(self, normed: np.ndarray) -> np.ndarray:
         """(batch, units) normalised LSTM output → normalised attention block output."""
@@ -268,82 +297,3 @@ class NumpyEngine(StreamingEngine):
             self._keys = np.array(np.broadcast_to(keys, cache), np.float32)
             self._values = np.array(np.broadcast_to(values, cache), np.float32)
             self._count = int(np.asarray(count).reshape(-1)[0])
-
-
-class TFEngine(StreamingEngine):
-    def __init__(self, model: "keras.Model", batch_size: int = 1, jit_compile: bool = False):
-        self.config = config_of(model)
-        self.batch_size = int(batch_size)
-        layers = _layers(model)
-        self._token_embedding = layers["token_embedding"]
-        self._voice_embedding = layers.get("voice_embedding")
-        self._beat_embedding = layers.get("beat_embedding")
-        self._cells = [layers[f"lstm_{i}"].cell for i in range(self.config.lstm_layers)]
-        self._norms = [layers[f"norm_{i}"] for i in range(self.config.lstm_layers)]
-        self._logits = layers["logits"]
-        units = self.config.lstm_units
-        self._h = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
-        self._c = [tf.Variable(tf.zeros((self.batch_size, units)), trainable=False) for _ in self._cells]
-        self._cache: list = []
-        self._attention = layers.get("attention")
-        if self._attention is not None:  # as NumpyEngine: last ``window`` keys and values, newest last
-            attention = self._attention
-            self._norm_attention = layers["norm_attention"]
-            cache = (self.batch_size, attention.heads, attention.window, attention.key_dim)
-            self._cache = [
-                tf.Variable(tf.zeros(cache), trainable=False), tf.Variable(tf.zeros(cache), trainable=False),
-                tf.Variable(tf.zeros((self.batch_size,), tf.int32), trainable=False),
-            ]
-        spec = tf.TensorSpec((self.batch_size,), tf.int32)
-        step = tf.function(self._step_graph, input_signature=[spec, spec, spec], jit_compile=jit_compile)
-        self._step_fn = step.get_concrete_function()  # traced once; skips per-call dispatch
-        self._voice_buf = np.zeros(self.batch_size, dtype=np.int32)
-        self._beat_buf = np.zeros(self.batch_size, dtype=np.int32)
-
-    def _step_graph(self, tokens, voices, beats):
-        x = self._token_embedding(tokens)
-        if self._voice_embedding is not None:
-            x = x + self._voice_embedding(voices)
-        if self._beat_embedding is not None:
-            x = x + self._beat_embedding(beats)
-        for cell, norm, h, c in zip(self._cells, self._norms, self._h, self._c):
-            out, (new_h, new_c) = cell(x, [h, c], training=False)
-            h.assign(new_h)
-            c.assign(new_c)
-            x = norm(out)
-        if self._attention is not None:
-            x = self._norm_attention(x + self._attend(x))
-        return self._logits(x)
-
-    def _attend(self, x):
-        layer, (keys, values, count) = self._attention, self._cache
-        heads, window, batch = layer.heads, layer.window, self.batch_size
-
-        def split(kernel):
-            return tf.reshape(tf.matmul(x, kernel), (batch, heads, 1, -1))
-
-        keys.assign(tf.concat([keys[:, :, 1:], split(layer.key)], axis=2))
-        values.assign(tf.concat([values[:, :, 1:], split(layer.value)], axis=2))
-        count.assign(tf.minimum(count + 1, window))
-        scores = tf.matmul(split(layer.query), keys, transpose_b=True)[:, :, 0] / float(layer.key_dim) ** 0.5
-        filled = tf.range(window)[None, :] >= window - count[:, None]  # (batch, window)
-        scores = tf.where(filled[:, None], scores + tf.reverse(layer.distance_bias, [1])[None], -1e9)
-        attended = tf.matmul(tf.nn.softmax(scores)[:, :, None], values)  # (batch, heads, 1, key_dim)
-        return tf.matmul(tf.reshape(attended, (batch, -1)), layer.output_kernel) + layer.output_bias
-
-    def step(self, tokens, voice: int, beat: int) -> np.ndarray:
-        tokens = np.broadcast_to(np.asarray(tokens, dtype=np.int32), (self.batch_size,))
-        self._voice_buf.fill(voice)
-        self._beat_buf.fill(beat)
-        return self._step_fn(tf.constant(tokens), tf.constant(self._voice_buf), tf.constant(self._beat_buf)).numpy()
-
-    def reset(self) -> None:
-        for variable in (*self._h, *self._c, *self._cache):
-            variable.assign(tf.zeros_like(variable))
-
-    def get_state(self) -> list[np.ndarray]:
-        return [v.numpy() for v in (*self._h, *self._c, *self._cache)]
-
-    def set_state(self, state: list[np.ndarray]) -> None:
-        for variable, value in zip((*self._h, *self._c, *self._cache), state):
-            variable.assign(np.broadcast_to(value, variable.shape))

@@ -2,55 +2,25 @@
 causal attention over the last K steps) → logits.
 
 The training model runs whole sequences. :mod:`bachd.engine` steps the same layers one
-token at a time. Every hyperparameter lives in :class:`ModelConfig`, saved with the model.
+token at a time. Every hyperparameter lives in :class:`~bachd.modelfile.ModelConfig`: the model is built
+from it, and it is saved inside the .keras file (``bachd.json``).
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
+from bachd.modelfile import ModelConfig, ModelWeights, check_model_path, read_config, write_config
 from bachd.tf_setup import import_tf
 
 tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow is quiet)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = encoding.VOCAB_SIZE
-    embed_dim: int = 128
-    lstm_units: int = 384
-    lstm_layers: int = 2
-    dropout: float = 0.3
-    use_voice: bool = True
-    use_beat: bool = True
-    attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
-    attention_heads: int = 4
-    attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
-
-    def validate(self) -> "ModelConfig":
-        if self.lstm_layers < 1 or self.lstm_units < 1 or self.embed_dim < 1:
-            raise BachdError("model size options must be positive")
-        if self.attention_steps < 0:
-            raise BachdError(f"attention steps must be 0 (off) or positive, got {self.attention_steps}")
-        if self.attention_steps and (self.attention_heads < 1 or self.attention_key_dim < 1):
-            raise BachdError("attention heads and key width must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise BachdError(f"dropout must be in [0, 1), got {self.dropout}")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @keras.saving.register_keras_serializable(package="bachd")
@@ -120,66 +90,50 @@ def build_model(config: ModelConfig) -> "keras.Model":
         x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
         # Defaults kept (tanh, sigmoid, no recurrent dropout, no unroll): the cuDNN kernel.
         x = keras.layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{layer}")(x)
-        x = keras.layers.LayerNormalization(name=f"norm_{layer}")(x)
+        x = keras.layers.LayerNormalization(epsilon=config.norm_epsilon, name=f"norm_{layer}")(x)
     if config.attention_steps:
         window = config.attention_steps * encoding.NUM_VOICES
         attended = LocalAttention(window, config.attention_heads, config.attention_key_dim, name="attention")(x)
         attended = keras.layers.Dropout(config.dropout, name="dropout_attention")(attended)
-        x = keras.layers.LayerNormalization(name="norm_attention")(x + attended)
+        x = keras.layers.LayerNormalization(epsilon=config.norm_epsilon, name="norm_attention")(x + attended)
     x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
     logits = keras.layers.Dense(config.vocab_size, name="logits", dtype="float32")(x)
-    return keras.Model({"tokens": tokens, "voices": voices, "beats": beats}, logits, name="bachd_lstm")
+    model = keras.Model({"tokens": tokens, "voices": voices, "beats": beats}, logits, name="bachd_lstm")
+    model.bachd_config = config
+    return model
 
 
 def save_model(model: "keras.Model", path: str | Path) -> None:
+    """Save the model with its ModelConfig inside, so it can be rebuilt without Keras."""
     model.save(str(path))
+    write_config(path, config_of(model))
 
 
 def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
     """Load a bachd model with Keras safe mode; a bad file is a one-line BachdError."""
-    path = Path(path)
-    if not path.exists():
-        raise BachdError(f"model {path} does not exist (train one with 'bachd train')")
-    if path.suffix != ".keras":
-        raise BachdError(f"model {path}: expected a .keras file")
+    path = check_model_path(path)
+    config = read_config(path)  # also rejects a .keras file that is not a bachd model
     try:
-        return keras.models.load_model(str(path), compile=compile, safe_mode=True)
+        model = keras.models.load_model(str(path), compile=compile, safe_mode=True)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BachdError(f"model {path} could not be loaded: {first[:200]}") from None
+    model.bachd_config = config
+    return model
 
 
 def config_of(model: "keras.Model") -> ModelConfig:
-    """Recover the ModelConfig from a built model's layers."""
-    names = {layer.name: layer for layer in model.layers}
-    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    token_embedding = names["token_embedding"]
-    dropout = names["dropout_out"].rate
-    attention = names.get("attention")
-    return ModelConfig(
-        vocab_size=token_embedding.input_dim,
-        embed_dim=token_embedding.output_dim,
-        lstm_units=lstms[0].units,
-        lstm_layers=len(lstms),
-        dropout=float(dropout),
-        use_voice="voice_embedding" in names,
-        use_beat="beat_embedding" in names,
-        attention_steps=attention.window // encoding.NUM_VOICES if attention else 0,
-        attention_heads=attention.heads if attention else ModelConfig.attention_heads,
-        attention_key_dim=attention.key_dim if attention else ModelConfig.attention_key_dim,
-    )
+    """The ModelConfig a model was built from (by :func:`build_model` or read by :func:`load_model`)."""
+    return model.bachd_config
 
 
-def card_path(model_path: str | Path) -> Path:
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.stem + ".card.json")
-
-
-def read_card(model_path: str | Path) -> dict:
-    path = card_path(model_path)
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+def weights_of(model: "keras.Model") -> ModelWeights:
+    """A built model's weights as the numpy engine takes them (as :func:`bachd.modelfile.read_weights`
+    reads them from a file)."""
+    layers = {layer.name: layer for layer in model.layers}
+    arrays = {}
+    config = config_of(model)
+    for name in config.layer_names():
+        for variable in layers[name].weights:
+            arrays[f"{name}/{variable.path.split('/')[-1]}"] = np.asarray(variable.numpy())
+    return ModelWeights(config, arrays)

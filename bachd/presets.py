@@ -2,7 +2,7 @@
 
 Precedence, resolved once: built-in defaults < preset file < command-line flags. Every key
 is checked against the table below; an unknown key or a bad value is an error that names
-the file and the key. Built-in presets live in the repository's ``presets/`` folder, user
+the file and the key. Built-in presets are installed with the package (:mod:`bachd.paths`), user
 presets in ``$BACHD_CONFIG_DIR/presets`` (default ``~/.config/bachd/presets``, or
 ``$XDG_CONFIG_HOME/bachd/presets``); a user preset shadows a built-in one of the same name.
 """
@@ -22,8 +22,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bachd.errors import BachdError
+from bachd.paths import PRESETS_DIR
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "presets"
+BUILTIN_DIR = PRESETS_DIR
 CC_ROLES = ("temperature", "response_bars", "mode", "end_of_call", "panic")
 
 

@@ -26,7 +26,8 @@ from bachd.corpus import Corpus, Piece, load_corpora
 from bachd.data import CropSampler, WindowConfig, sequence_arrays
 from bachd.errors import BachdError
 from bachd.evaluate import evaluate_pieces
-from bachd.model import ModelConfig, build_model, card_path, keras, load_model, tf
+from bachd.model import ModelConfig, build_model, keras, load_model, save_model, tf
+from bachd.modelfile import card_path
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
@@ -226,7 +227,7 @@ def save_artifact(model: "keras.Model", path: Path) -> None:
     clean = build_model(config_of(model))
     clean.set_weights(model.get_weights())
     tmp = path.with_name(path.stem + ".tmp.keras")
-    clean.save(str(tmp))
+    save_model(clean, tmp)
     os.replace(tmp, path)
 
 

@@ -98,7 +98,8 @@ def table(args) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bachd.corpus import load_corpus
     from bachd.evaluate import evaluate_pieces
-    from bachd.model import load_model, read_card
+    from bachd.model import load_model
+    from bachd.modelfile import read_card
 
     valid = load_corpus(str(paths(args.data)["jsb"])).split("valid")
     results = []

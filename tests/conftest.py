@@ -38,7 +38,7 @@ def tiny_json_corpus(tmp_path) -> Path:
 
 
 def _tiny_model(directory: Path, **options) -> Path:
-    from bachd.model import ModelConfig, build_model
+    from bachd.model import ModelConfig, build_model, save_model
 
     model = build_model(ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, **options))
     # Non-trivial LayerNorm parameters and distance biases, so the engine's folding of them
@@ -52,7 +52,7 @@ def _tiny_model(directory: Path, **options) -> Path:
             layer.distance_bias.assign(rng.normal(0, 1.0, layer.distance_bias.shape))
             layer.output_bias.assign(rng.normal(0, 0.2, layer.output_bias.shape))
     path = directory / "tiny.keras"
-    model.save(str(path))
+    save_model(model, path)
     return path
 
 

@@ -131,14 +131,13 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
 
     from bachd.daemon import Daemon, RunOptions
     from bachd.engine import make_engine
-    from bachd.model import load_model
 
     class Ports:
         def send(self, message):
             pass
 
     settings = resolve(None, {"allow_parallels": flag, "rhythm_temperature": None if flag is None else 1.4})
-    engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
+    engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
     daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), Ports(), engine)
     assert daemon.stream.sampler.config.avoid_parallels is (flag is False)  # live default: allowed
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
@@ -182,13 +181,12 @@ class Rig:
 
     def __init__(self, model_path, ahead: bool = False, **settings):
         from bachd.engine import make_engine
-        from bachd.model import load_model
 
         self.settings = LiveSettings(**{"bpm": 120.0, "rng_seed": 3, **settings})
         self.now = 0.0
         self.sent: list[tuple[float, tuple]] = []
         self.stage = OutputStage(lambda m: self.sent.append((self.now, m)), Voicer(self.settings.out_channels()), now=lambda: self.now)
-        engine = make_engine(load_model(model_path), batch_size=1, backend="numpy")
+        engine = make_engine(model_path, batch_size=1, backend="numpy")
         stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0, top_p=0.95), rng_seed=3))
         self.clock = InternalClock(self.settings.bpm, origin_seconds=0.0)
         self.performer = Performer(stream, self.clock, self.stage, self.settings)
@@ -242,10 +240,9 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
 
 def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_context(tiny_model_path):
     from bachd.engine import make_engine
-    from bachd.model import load_model
     from bachd.performer import _attacks_mask
 
-    engine = make_engine(load_model(tiny_model_path), batch_size=1, backend="numpy")
+    engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
     stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=5))
     for step, pitch in enumerate([72, 72, 74, 76]):
         stream.feed(step, {0: enc.attack(pitch)})

@@ -6,6 +6,7 @@ from bachd.engine import make_engine
 from bachd.errors import BachdError
 from bachd.generation import Seed, generate
 from bachd.model import ModelConfig, build_model, config_of, load_model
+from bachd.modelfile import CONFIG_ENTRY, read_config, read_weights
 from bachd.sampling import Sampler, SamplingConfig
 
 
@@ -36,29 +37,61 @@ def test_attention_is_causal_and_limited_to_its_band():
         assert list(np.flatnonzero(moved)) == list(range(changed, min(changed + window, length)))
 
 
-def test_missing_and_corrupt_models_are_clear_errors(tmp_path):
+@pytest.mark.parametrize("load", [load_model, read_weights], ids=["keras", "numpy"])
+def test_missing_corrupt_and_foreign_models_are_clear_errors(tmp_path, load):
     with pytest.raises(BachdError, match="does not exist"):
-        load_model(tmp_path / "none.keras")
-    bad = tmp_path / "bad.keras"
-    bad.write_bytes(b"this is not a zip")
-    with pytest.raises(BachdError, match="could not be loaded"):
-        load_model(bad)
+        load(tmp_path / "none.keras")
+    for name, content in (("bad.keras", b"this is not a zip"), ("empty.keras", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(BachdError, match="not a readable bachd model"):
+            load(tmp_path / name)
     weights_only = tmp_path / "model.h5"
     weights_only.write_bytes(b"")
     with pytest.raises(BachdError, match="expected a .keras file"):
-        load_model(weights_only)
+        load(weights_only)
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    other = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    other.save(str(tmp_path / "other.keras"))
+    with pytest.raises(BachdError, match="not a readable bachd model .*token_embedding"):
+        load(tmp_path / "other.keras")
+
+
+def test_the_model_file_carries_its_config_and_older_files_still_load(tiny_attention_model_path, tmp_path):
+    """bachd.json holds the ModelConfig; a file without it (as earlier bachd wrote) gives the
+    same config read off its Keras layers, and the same weights."""
+    import zipfile
+
+    with zipfile.ZipFile(tiny_attention_model_path) as archive:
+        assert CONFIG_ENTRY in archive.namelist()
+    config = read_config(tiny_attention_model_path)
+    assert config == ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, attention_steps=3,
+                                 attention_heads=2, attention_key_dim=5)
+    older = tmp_path / "older.keras"
+    load_model(tiny_attention_model_path).save(str(older))  # Keras alone: no bachd.json
+    with zipfile.ZipFile(older) as archive:
+        assert CONFIG_ENTRY not in archive.namelist()
+    assert read_config(older) == config
+    new, old = read_weights(tiny_attention_model_path), read_weights(older)
+    assert new.arrays.keys() == old.arrays.keys()
+    assert all(np.array_equal(new[k], old[k]) for k in new.arrays)
 
 
 @pytest.mark.parametrize("attention", [False, True], ids=["lstm", "lstm+attention"])
 @pytest.mark.parametrize("backend", ["numpy", "tf"])
 def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, tiny_attention_model_path, backend, attention):
-    model = load_model(tiny_attention_model_path if attention else tiny_model_path)
+    """The numpy engine is built from the file alone (no Keras); the tf engine from the
+    Keras model. Both give the Keras model's full-sequence logits."""
+    path = tiny_attention_model_path if attention else tiny_model_path
+    model = load_model(path)
+    source = path if backend == "numpy" else model
     rng = np.random.default_rng(0)
     length = 48
     tokens = rng.integers(1, enc.VOCAB_SIZE, size=(2, length)).astype(np.int32)
     voices, beats = enc.side_inputs(length, phase=1)
     full = model({"tokens": tokens, "voices": np.stack([voices] * 2), "beats": np.stack([beats] * 2)}).numpy()
-    engine = make_engine(model, batch_size=2, backend=backend)
+    engine = make_engine(source, batch_size=2, backend=backend)
     stepped = np.stack([engine.step(tokens[:, i], voices[i], beats[i]) for i in range(length)], axis=1)
     assert np.allclose(stepped, full, atol=1e-4), np.abs(stepped - full).max()
     # State can be saved and restored: the same token then gives the same logits.
@@ -69,7 +102,7 @@ def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, tiny
     engine.reset()
     assert np.allclose(engine.step(tokens[:, 0], voices[0], beats[0]), full[:, 0], atol=1e-4)
     # One stream (the live path, which has its own code in the numpy engine) agrees too.
-    single = make_engine(model, batch_size=1, backend=backend)
+    single = make_engine(source, batch_size=1, backend=backend)
     stepped_one = np.stack([single.step(tokens[:1, i], voices[i], beats[i])[0] for i in range(length)])
     assert np.allclose(stepped_one, full[0], atol=1e-4), np.abs(stepped_one - full[0]).max()
 

@@ -76,10 +76,9 @@ def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
     from bachd import music
     from bachd.engine import make_engine
     from bachd.generation import generate
-    from bachd.model import load_model
     from bachd.sampling import Sampler, SamplingConfig
 
-    engine = make_engine(load_model(tiny_model_path), batch_size=8)
+    engine = make_engine(tiny_model_path, batch_size=8)
     counts = {}
     for rule in (False, True):
         sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)

@@ -9,7 +9,8 @@ import pytest
 
 from bachd import encoding as enc
 from bachd.engine import make_engine
-from bachd.model import ModelConfig, card_path, config_of, load_model
+from bachd.model import ModelConfig, config_of, load_model
+from bachd.modelfile import card_path, read_config
 
 from conftest import SHARED_DATA
 
@@ -23,12 +24,14 @@ def test_a_shipped_model_matches_its_card_and_streams(name):
     card = json.loads(card_path(path).read_text())
     model = load_model(path)
     assert model.count_params() == card["parameters"]
-    assert config_of(model) == ModelConfig.from_dict(card["model"])
+    assert config_of(model) == read_config(path) == ModelConfig.from_dict(card["model"])
     assert card["representation"]["vocab_size"] == enc.VOCAB_SIZE
     assert card["command"].startswith("bachd train")
-    engine = make_engine(model, batch_size=1, backend="numpy")
+    engine = make_engine(path, batch_size=1, backend="numpy")
     logits = engine.step(enc.BOS, 0, 0)
     assert logits.shape == (1, enc.VOCAB_SIZE) and np.all(np.isfinite(logits))
+    keras_logits = model({k: np.array([[v]], np.int32) for k, v in (("tokens", enc.BOS), ("voices", 0), ("beats", 0))})
+    assert np.allclose(logits, keras_logits.numpy()[0], atol=1e-4)
 
 
 def test_the_jsb_model_was_trained_on_the_jsb_train_split_only():

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from bachd.errors import BachdError
-from bachd.model import ModelConfig, card_path, load_model
+from bachd.model import ModelConfig, load_model
+from bachd.modelfile import card_path
 from bachd.training import TrainConfig, run_dir, train
 from bachd.data import WindowConfig
 
