@@ -19,6 +19,7 @@ import typer
 
 from bachd import __version__
 from bachd.errors import BachdError
+from bachd.outputs import check_output
 
 app = typer.Typer(
     name="bachd",
@@ -28,6 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+SEED_BARS = 16  # of a long seed file, only the last bars are fed to the engine
 
 
 class Distribute(str, Enum):
@@ -137,7 +141,7 @@ def eval_cli(
     temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.7,
     top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.9,
     rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
-    rng_seed: Annotated[int, typer.Option(help="With --music: random seed for sampling.")] = 0,
+    rng_seed: Annotated[int, typer.Option(min=0, help="With --music: random seed for sampling.")] = 0,
     allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="With --music: sample without the no-parallel-fifths/octaves rule.")] = False,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
 ) -> None:
@@ -151,8 +155,7 @@ def eval_cli(
             raise BachdError(f"{model} is MIDI: pass --music to check it against the chorales")
         if check and not music:
             raise BachdError("--check needs --music")
-        if plot is not None:
-            _check_suffix(plot, (".png",), "--plot")
+        check_output(plot, "--plot", (".png",))
         samples = _midi_samples(model) if is_midi else None
         loaded = None
         if not is_midi:
@@ -227,18 +230,13 @@ def _print_music(report: dict, what: str) -> None:
     typer.echo("within every margin" if report["within_margins"] else "outside a margin: see the rows marked OUTSIDE")
 
 
-def _check_suffix(path: Path, suffixes: tuple[str, ...], option: str) -> None:
-    if path.suffix.lower() not in suffixes:
-        raise BachdError(f"{option} must name a {' or '.join(suffixes)} file, got {path}")
-
-
 @app.command("generate")
 def generate_cli(
     out: Annotated[Path, typer.Option("--out", "-o", help="The MIDI file to write.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
     seed_file: Annotated[Optional[Path], typer.Option(help="A MIDI or MusicXML file to continue. Fewer than four voices: the model adds the rest.")] = None,
     seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
-    seed_bars: Annotated[Optional[int], typer.Option(min=1, help="Use only the seed's last N bars.")] = None,
+    seed_bars: Annotated[Optional[int], typer.Option(min=1, max=512, help=f"Use only the seed's last N bars (default {SEED_BARS}, twice the models' 8-bar training windows).")] = None,
     bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
     bpm: Annotated[float, typer.Option(min=10.0, max=400.0, help="Tempo in quarter-note beats per minute.")] = 90.0,
     beats_per_bar: Annotated[int, typer.Option(min=1, max=12, help="Quarter-note beats per bar (4 for 4/4, 3 for 3/4).")] = 4,
@@ -247,7 +245,7 @@ def generate_cli(
     rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
-    rng_seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling (same seed, same music).")] = None,
+    rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling (same seed, same music).")] = None,
     allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="Let the lower voices move in parallel fifths and octaves with the upper ones.")] = False,
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
     wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV with bachd's organ.")] = None,
@@ -276,11 +274,9 @@ def generate_file(
     wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
 ) -> list[Path]:
     """What ``bachd generate`` does; returns the files written."""
-    _check_suffix(out, (".mid", ".midi"), "--out")
-    if wav is not None:
-        _check_suffix(wav, (".wav",), "--wav")
-    if plot is not None:
-        _check_suffix(plot, (".png",), "--plot")
+    check_output(out, "--out", (".mid", ".midi"))
+    check_output(wav, "--wav", (".wav",))
+    check_output(plot, "--plot", (".png",))
     import numpy as np
 
     from bachd.generation import generate, last_bars, load_seed
@@ -288,8 +284,8 @@ def generate_file(
     from bachd.sampling import Sampler, SamplingConfig
 
     seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
-    if seed is not None and seed_bars:
-        seed = last_bars(seed, seed_bars, beats_per_bar)
+    if seed is not None:
+        seed = last_bars(seed, seed_bars or SEED_BARS, beats_per_bar)
     from bachd.engine import make_engine
 
     engine = make_engine(model_path, batch_size=variations)
@@ -345,7 +341,7 @@ def render_cli(
 ) -> None:
     """Render a MIDI file to WAV with bachd's built-in organ."""
     with _errors():
-        _check_suffix(out, (".wav",), "--out")
+        check_output(out, "--out", (".wav",))
         seconds = render_file(midi, out, sample_rate)
         typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
 

@@ -26,6 +26,8 @@ from typing import Callable, Optional
 from bachd.clock import Clock, InternalClock, MidiClock
 from bachd.errors import BachdError
 from bachd.liveview import LiveView, redraw
+from bachd.modelfile import read_config
+from bachd.outputs import check_output
 from bachd.performer import Performer, Stream
 from bachd.presets import LiveSettings
 from bachd.sampling import Sampler, SamplingConfig
@@ -341,8 +343,8 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
     has been delivered by then."""
     from bachd.ports import open_ports
 
-    if not Path(options.model_path).is_file():
-        raise BachdError(f"model file {options.model_path} does not exist")
+    read_config(options.model_path)  # a missing or foreign model fails before any port opens
+    check_output(options.stats_path, "--stats-json")
     monitor = None
     if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
         from bachd.audio import Monitor, resolve_device

@@ -16,6 +16,7 @@ from bachd.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note
 from bachd.errors import BachdError
 
 TICKS_PER_BEAT = 480
+DRUM_CHANNEL = 9  # channel 10, 0-based
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
 VOICE_PROGRAMS = (52, 52, 52, 52)  # General MIDI choir aahs: a chorale is sung
 TRACK_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
@@ -86,12 +87,16 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     mid = open_midi(path)
     ticks_per_step = mid.ticks_per_beat / STEPS_PER_BEAT
     streams: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    drum_notes = 0
     for track_index, track in enumerate(mid.tracks):
         now = 0
         open_notes: dict[tuple[int, int], int] = {}
         for message in track:
             now += message.time
             if message.type not in ("note_on", "note_off"):
+                continue
+            if message.channel == DRUM_CHANNEL:  # General MIDI percussion: no pitches to read
+                drum_notes += 1
                 continue
             key = (message.channel, message.note)
             if message.type == "note_on" and message.velocity > 0:
@@ -102,6 +107,8 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
                 _add_note(streams, track_index, key, open_notes.pop(key), now)
         for key, start in open_notes.items():
             _add_note(streams, track_index, key, start, now)
+    if not streams and drum_notes:
+        raise BachdError(f"{path}: its only notes are drums (channel 10); give a file with a melody or parts on other channels")
     if not streams:
         raise BachdError(f"{path}: no notes in this MIDI file")
     by_track: dict[int, list] = {}

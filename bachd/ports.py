@@ -187,6 +187,9 @@ def _open_side(port, name: str, backend: str, sources: list[str], rivals: list[s
             if existing is not None:
                 port.open_port(existing, name=name)
                 return f"connected to {sources[existing]}"
+            if ":" in name:  # "client:port" names a port that exists; bachd never creates one so named
+                listed = ", ".join(sources) or "none"
+                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); give an existing port's name, or a name without ':' for a new virtual port")
             if backend not in _VIRTUAL:
                 listed = ", ".join(sources) or "none"
                 raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); {backend} has no virtual ports, so create one (e.g. with loopMIDI) and pass its name")

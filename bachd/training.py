@@ -28,6 +28,7 @@ from bachd.errors import BachdError
 from bachd.evaluate import evaluate_pieces
 from bachd.model import ModelConfig, build_model, keras, load_model, save_model, tf
 from bachd.modelfile import card_path
+from bachd.outputs import check_output
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
@@ -59,8 +60,7 @@ class TrainConfig:
             raise BachdError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.threads is not None and self.threads < 1:
             raise BachdError("--threads must be at least 1")
-        if not self.out.endswith(".keras"):
-            raise BachdError(f"--out must name a .keras file, got {self.out}")
+        check_output(Path(self.out), "--out", (".keras",))
         return self
 
 

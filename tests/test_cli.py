@@ -73,7 +73,19 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
     "args, message",
     [
         (["generate", "--model", "{tmp}/missing.keras", "-o", "{tmp}/x.mid"], "does not exist"),
-        (["generate", "--model", "{tmp}/corrupt.keras", "-o", "{tmp}/x.mid"], "could not be loaded"),
+        (["generate", "--model", "{tmp}/corrupt.keras", "-o", "{tmp}/x.mid"], "not a readable bachd model"),
+        (["generate", "-m", "{tmp}/empty.keras", "-o", "{tmp}/x.mid"], "not a readable bachd model"),
+        (["generate", "-m", "{tmp}/other.keras", "-o", "{tmp}/x.mid"], "not a readable bachd model (it has no token_embedding"),
+        (["run", "--model", "{tmp}/other.keras"], "not a readable bachd model (it has no token_embedding"),
+        (["eval", "{tmp}/other.keras"], "not a readable bachd model (it has no token_embedding"),
+        (["generate", "--model", "{model}", "-o", "/proc/x.mid"], "cannot write --out /proc/x.mid"),
+        (["generate", "--model", "{model}", "-o", "{tmp}/folder.mid"], "--out {tmp}/folder.mid is a directory"),
+        (["generate", "--model", "{model}", "-o", "{tmp}/x.mid", "--wav", "/proc/x.wav"], "cannot write --wav /proc/x.wav"),
+        (["generate", "--model", "{model}", "-o", "{tmp}/x.mid", "--plot", "/proc/x.png"], "cannot write --plot /proc/x.png"),
+        (["render", "{tmp}/seed.mid", "-o", "/proc/x.wav"], "cannot write --out /proc/x.wav"),
+        (["train", "--corpus", "{tmp}/nothing.json", "--out", "/proc/T.keras"], "cannot write --out /proc/T.keras"),
+        (["run", "--model", "{model}", "--stats-json", "/proc/s.json"], "cannot write --stats-json /proc/s.json"),
+        (["generate", "--model", "{model}", "--seed-file", "{tmp}/drums.mid", "-o", "{tmp}/x.mid"], "only notes are drums"),
         (["generate", "--model", "{model}", "--seed-chorale", "99999", "-o", "{tmp}/x.mid"], "no chorale"),
         (["generate", "--model", "{model}", "--seed-file", "{tmp}/none.mid", "-o", "{tmp}/x.mid"], "does not exist"),
         (["generate", "--model", "{model}", "-o", "{tmp}/x.wav"], ".mid"),
@@ -81,18 +93,60 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
         (["train", "--corpus", "{tmp}/nothing", "--out", "{tmp}/m.keras"], "does not exist"),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_path):
+def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_path, other_keras_model):
     (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 broken")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "other.keras").write_bytes(other_keras_model.read_bytes())
+    (tmp_path / "folder.mid").mkdir()
+    _melody_file(tmp_path / "seed.mid", [60, 62])
+    _melody_file(tmp_path / "drums.mid", [36, 38, 36, 38], channel=9)
     args = [a.format(tmp=tmp_path, model=tiny_model_path) for a in args]
     result = bachd(*args)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and message.format(tmp=tmp_path) in lines[0], result.stderr
+    assert not (tmp_path / "x.mid").exists()  # outputs are checked before any work: nothing half-written
+
+
+@pytest.fixture(scope="session")
+def other_keras_model(tmp_path_factory):
+    """A valid .keras file of a model that is not bachd's."""
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    path = tmp_path_factory.mktemp("other") / "other.keras"
+    model.save(str(path))
+    return path
+
+
+def _melody_file(path, notes, channel=0, ticks=240):
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for note in notes:
+        track += [mido.Message("note_on", channel=channel, note=note, velocity=80, time=0),
+                  mido.Message("note_off", channel=channel, note=note, time=ticks)]
+    mid.tracks.append(track)
+    mid.save(path)
+
+
+def test_a_long_seed_feeds_only_its_last_bars(tiny_model_path, tmp_path):
+    """A 2,000-note seed (250 bars): only its last 16 bars are read into the engine, so the
+    file written with the seed is 16 + 1 bars long."""
+    from bachd.cli import SEED_BARS
+
+    _melody_file(tmp_path / "long.mid", [60 + k % 12 for k in range(2000)])
+    out = tmp_path / "long-answer.mid"
+    result = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--seed-file", str(tmp_path / "long.mid"),
+                                 "--bars", "1", "--include-seed", "--rng-seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert mido.MidiFile(out).length == pytest.approx((SEED_BARS + 1) * 4 * 60 / 90, abs=1e-3)
 
 
 @pytest.mark.parametrize("args", [["generate", "-o", "x.mid", "--temperature", "0"], ["generate", "-o", "x.mid", "--bars", "-2"],
                                   ["generate", "-o", "x.mid", "--rhythm-temperature", "0"],
+                                  ["generate", "-o", "x.mid", "--rng-seed", "-1"], ["eval", "m.keras", "--music", "--rng-seed", "-1"],
                                   ["train", "--epochs", "0"], ["eval", "m.keras", "--split", "nope"]])
 def test_out_of_range_options_exit_with_usage_error(args):
     result = runner.invoke(app, args)

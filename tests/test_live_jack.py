@@ -163,11 +163,18 @@ def test_bad_input_leaves_the_daemon_answering(play):
     assert hanging_notes(messages(probe)) == {}
 
 
-def test_busy_port_name_and_missing_model_are_clear_errors(jack, tmp_path):
+def test_busy_or_absent_port_names_and_missing_model_are_clear_errors(jack, tmp_path):
     env = jack.env()
     cmd = [sys.executable, "-m", "bachd", "run", "--backend", "jack"]
     missing = subprocess.run(cmd + ["--model", str(tmp_path / "none.keras")], env=env, capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: model file") and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: model ") and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # A "client:port" name means an existing port: one that is not there is an error that
+    # lists the ports that are, never a virtual port called "nosuch:port:nosuch:port".
+    absent = subprocess.run(cmd + ["--in", "nosuch:port"], env=env, capture_output=True, text=True, timeout=60)
+    assert absent.returncode == 1 and "Traceback" not in absent.stderr
+    assert absent.stderr.strip().splitlines() == [absent.stderr.strip()]
+    assert absent.stderr.startswith("error: no MIDI input port named 'nosuch:port' (ports: ")
     first = Bachd(jack, "--mode", "harmonize")
     try:
         busy = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
