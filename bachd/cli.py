@@ -20,6 +20,7 @@ import typer
 from bachd import __version__
 from bachd.errors import BachdError
 from bachd.outputs import check_output
+from bachd.settings import SEED_BARS, SETTINGS
 
 app = typer.Typer(
     name="bachd",
@@ -29,9 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-
-SEED_BARS = 16  # of a long seed file, only the last bars are fed to the engine
 
 
 class Distribute(str, Enum):
@@ -44,6 +42,12 @@ class Split(str, Enum):
     train = "train"
     valid = "valid"
     test = "test"
+
+
+def _setting(name: str, *flags: str):
+    """The option of a declared setting: its bounds and help from :mod:`bachd.settings`."""
+    setting = SETTINGS[name]
+    return typer.Option(*flags, min=setting.low, max=setting.high, help=setting.help)
 
 
 def _version(value: bool) -> None:
@@ -138,85 +142,40 @@ def eval_cli(
     music: Annotated[bool, typer.Option("--music", help="Also report musical checks of generated music against the split's chorales.")] = False,
     pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
-    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: sampling temperature.")] = 0.7,
-    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --music: nucleus sampling mass.")] = 0.9,
-    rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="With --music: temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
-    rng_seed: Annotated[int, typer.Option(min=0, help="With --music: random seed for sampling.")] = 0,
-    allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="With --music: sample without the no-parallel-fifths/octaves rule.")] = False,
+    temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
+    top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
+    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].default,
+    rng_seed: Annotated[int, _setting("rng_seed")] = 0,
+    allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS["allow_parallels"].default,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
     with --music, musical checks of its generated music (or of MIDI files) against the chorales."""
     with _errors():
-        from bachd.corpus import load_corpora
-
-        is_midi = model.is_dir() or model.suffix.lower() in (".mid", ".midi")
-        if is_midi and not music:
-            raise BachdError(f"{model} is MIDI: pass --music to check it against the chorales")
         if check and not music:
             raise BachdError("--check needs --music")
         check_output(plot, "--plot", (".png",))
-        samples = _midi_samples(model) if is_midi else None
-        loaded = None
-        if not is_midi:
-            from bachd.model import load_model
+        from bachd.evaluate import eval_report
+        from bachd.sampling import SamplingConfig
 
-            loaded = load_model(model)
-        corpora = load_corpora(list(corpus), allow_pickle=allow_pickle)
-        chosen = [p for c in corpora for p in c.split(split.value)]
-        if not chosen:
-            raise BachdError(f"the {split.value} split of {', '.join(corpus)} is empty")
-        where = f"{', '.join(corpus)} ({split.value}, {len(chosen)} pieces)"
-        figures: dict = {"model": str(model), "split": split.value, "corpora": list(corpus), "pieces": len(chosen)}
-        if loaded is not None:
-            from bachd.evaluate import evaluate_pieces
-
-            figures.update(evaluate_pieces(loaded, chosen))
-            if plot is not None:
-                from bachd.plots import eval_chart
-
-                eval_chart(figures, plot, title=f"{model.name} on {where}")
-        if music:
-            from bachd.evaluate import generated_pieces, music_report
-
-            if samples is None:
-                steps = bars * 4 * 4
-                samples = generated_pieces(
-                    loaded, pieces, steps, temperature, top_p, rng_seed, not allow_parallels, rhythm_temperature
-                )
-                figures["generation"] = {
-                    "pieces": pieces, "bars": bars, "temperature": temperature, "top_p": top_p,
-                    "rhythm_temperature": rhythm_temperature, "rng_seed": rng_seed,
-                    "avoid_parallels": not allow_parallels,
-                }
-            figures["music"] = music_report(samples, [p.tokens for p in chosen])
+        sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
+                                  avoid_parallels=not allow_parallels)
+        figures = eval_report(model, list(corpus), split.value, allow_pickle=allow_pickle, plot=plot,
+                              music_pieces=pieces if music else 0, bars=bars, sampling=sampling, rng_seed=rng_seed)
         if as_json:
             typer.echo(json.dumps(figures))
         else:
-            typer.echo(f"{model} on {where}")
-            if loaded is not None:
+            typer.echo(f"{model} on {figures['where']}")
+            if "per_voice" in figures:
                 typer.echo(_figures_line(figures))
                 for voice, row in figures["per_voice"].items():
                     typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
             if music:
-                _print_music(figures["music"], "generated" if not is_midi else "files")
+                _print_music(figures["music"], "generated" if "generation" in figures else "files")
             if plot is not None:
                 typer.echo(f"wrote {plot}")
         if check and not figures["music"]["within_margins"]:
             raise typer.Exit(1)
-
-
-def _midi_samples(path: Path) -> list:
-    """The four-voice token arrays of a MIDI file or of every MIDI file in a folder."""
-    from bachd.corpus import load_midi_files, midi_files
-
-    files = midi_files(path) if path.is_dir() else [path]
-    if not files:
-        raise BachdError(f"{path} holds no .mid files")
-    loaded = load_midi_files(path if path.is_dir() else path.parent, files)
-    if loaded.skipped:
-        raise BachdError(loaded.skipped[0])
-    return [piece.tokens for piece in loaded.pieces]
 
 
 def _print_music(report: dict, what: str) -> None:
@@ -238,99 +197,33 @@ def generate_cli(
     seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
     seed_bars: Annotated[Optional[int], typer.Option(min=1, max=512, help=f"Use only the seed's last N bars (default {SEED_BARS}, twice the models' 8-bar training windows).")] = None,
     bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
-    bpm: Annotated[float, typer.Option(min=10.0, max=400.0, help="Tempo in quarter-note beats per minute.")] = 90.0,
-    beats_per_bar: Annotated[int, typer.Option(min=1, max=12, help="Quarter-note beats per bar (4 for 4/4, 3 for 3/4).")] = 4,
-    temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Sampling temperature of the pitch choice (lower is safer).")] = 0.7,
-    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling: keep the most likely tokens up to this mass.")] = 0.9,
-    rhythm_temperature: Annotated[float, typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = 1.0,
+    bpm: Annotated[float, _setting("bpm")] = SETTINGS["bpm"].default,
+    beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
+    temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
+    top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
+    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].default,
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
-    rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling (same seed, same music).")] = None,
-    allow_parallels: Annotated[bool, typer.Option("--allow-parallels", help="Let the lower voices move in parallel fifths and octaves with the upper ones.")] = False,
+    rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
+    allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS["allow_parallels"].default,
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
     wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV with bachd's organ.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
 ) -> None:
     """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
     with _errors():
+        from bachd.meter import Meter
+        from bachd.offline import generate_file
+        from bachd.sampling import SamplingConfig
+
+        sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
+                                  avoid_parallels=not allow_parallels)
         generate_file(
-            out=out, model_path=model or default_model_path(), seed_file=seed_file, seed_chorale=seed_chorale,
-            seed_bars=seed_bars, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, temperature=temperature,
-            top_p=top_p, variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed,
-            wav=wav, plot=plot, avoid_parallels=not allow_parallels, rhythm_temperature=rhythm_temperature,
+            out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
+            seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
+            variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed, wav=wav,
+            plot=plot, say=typer.echo,
         )
-
-
-def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
-    """OUT for one file, OUT-k for the k-th of several (as the MIDI files are named)."""
-    if base is None or count == 1:
-        return base
-    return base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
-
-
-def generate_file(
-    out: Path, model_path: Path, seed_file=None, seed_chorale=None, seed_bars=None, bars=4, bpm=90.0,
-    beats_per_bar=4, temperature=0.7, top_p=0.9, variations=1, pick_best=False, rng_seed=None, include_seed=False,
-    wav: Optional[Path] = None, plot: Optional[Path] = None, avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
-) -> list[Path]:
-    """What ``bachd generate`` does; returns the files written."""
-    check_output(out, "--out", (".mid", ".midi"))
-    check_output(wav, "--wav", (".wav",))
-    check_output(plot, "--plot", (".png",))
-    import numpy as np
-
-    from bachd.generation import generate, last_bars, load_seed
-    from bachd.midifile import write_midi
-    from bachd.sampling import Sampler, SamplingConfig
-
-    seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
-    if seed is not None:
-        seed = last_bars(seed, seed_bars or SEED_BARS, beats_per_bar)
-    from bachd.engine import make_engine
-
-    engine = make_engine(model_path, batch_size=variations)
-    config = SamplingConfig(
-        temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels, rhythm_temperature=rhythm_temperature
-    )
-    sampler = Sampler(config, rng_seed=rng_seed)
-    steps = bars * beats_per_bar * 4
-    result = generate(engine, sampler, seed, steps)
-    first = 0 if include_seed else result.seed_steps
-    marker = result.seed_steps if include_seed and result.seed_steps else None
-    ranked = np.argsort(-result.log_prob)
-    chosen = [int(ranked[0])] if pick_best or variations == 1 else list(range(variations))
-    written = []
-    for index in chosen:
-        path = _sibling(out, index, len(chosen))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=beats_per_bar, marker_step=marker)
-        written.append(path)
-        best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
-        typer.echo(f"wrote {path}: {len(notes)} notes, mean log-prob {result.log_prob[index]:.3f}/token{best}")
-        wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
-        if wav_path is not None:
-            seconds = render_file(path, wav_path)
-            written.append(wav_path)
-            typer.echo(f"wrote {wav_path}: {seconds:.1f} s of audio")
-        if png_path is not None:
-            from bachd.plots import piano_roll
-
-            # The picture always shows the seed, shaded, so what bachd added stands apart.
-            title = f"{path.name}: {result.seed_steps // 4} beats of seed, {steps // 4} beats by bachd"
-            piano_roll(result.tokens[index], png_path, seed_steps=result.seed_steps, beats_per_bar=beats_per_bar, title=title)
-            written.append(png_path)
-            typer.echo(f"wrote {png_path}")
-    return written
-
-
-def render_file(midi: Path, wav: Path, sample_rate: int = 48000) -> float:
-    """Render a MIDI file with the organ to a WAV file; returns its length in seconds."""
-    from bachd.synth import render_midi, write_wav
-
-    audio = render_midi(midi, sample_rate)
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(wav, audio, sample_rate)
-    return len(audio) / sample_rate
 
 
 @app.command("render")
@@ -341,7 +234,8 @@ def render_cli(
 ) -> None:
     """Render a MIDI file to WAV with bachd's built-in organ."""
     with _errors():
-        check_output(out, "--out", (".wav",))
+        from bachd.offline import render_file
+
         seconds = render_file(midi, out, sample_rate)
         typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
 
@@ -379,27 +273,27 @@ class EngineBackend(str, Enum):
 @app.command("run")
 def run_cli(
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name (see `bachd presets`) or a .toml file.")] = None,
-    mode: Annotated[Optional[Mode], typer.Option(help="continue (call and response) or harmonize (voices under your melody).")] = None,
-    clock: Annotated[Optional[ClockSource], typer.Option(help="internal (at --bpm) or midi (follow the DAW's MIDI clock and transport).")] = None,
-    bpm: Annotated[Optional[float], typer.Option(min=20.0, max=320.0, help="Tempo of the internal clock (and the first guess for MIDI clock).")] = None,
-    beats_per_bar: Annotated[Optional[int], typer.Option(min=2, max=12, help="Quarter-note beats per bar.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(min=0.05, max=5.0, help="Sampling temperature.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass.")] = None,
-    rhythm_temperature: Annotated[Optional[float], typer.Option(min=0.05, max=5.0, help="Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).")] = None,
-    response_bars: Annotated[Optional[int], typer.Option(min=1, max=64, help="Continue mode: bars in each answer.")] = None,
-    listen_gap: Annotated[Optional[float], typer.Option(min=0.25, max=16.0, help="Continue mode: beats of silence that end your call.")] = None,
-    start_on: Annotated[Optional[StartOn], typer.Option(help="Continue mode: answers start on the next beat or bar.")] = None,
-    allow_overlap: Annotated[Optional[bool], typer.Option("--allow-overlap/--no-allow-overlap", help="Continue mode: keep answering when you play over an answer.")] = None,
-    allow_parallels: Annotated[Optional[bool], typer.Option("--allow-parallels/--no-allow-parallels", help="Let the lower voices move in parallel fifths and octaves (live default: allowed; --no-allow-parallels adds latency).")] = None,
-    rng_seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for sampling.")] = None,
-    in_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Listen to this channel only (1-16; 0 = all).")] = None,
-    out_channel: Annotated[Optional[int], typer.Option(min=0, max=16, help="Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).")] = None,
-    velocity: Annotated[Optional[str], typer.Option(help="Note velocity 1-127, or 'follow' to follow the player.")] = None,
+    mode: Annotated[Optional[Mode], _setting("mode")] = None,
+    clock: Annotated[Optional[ClockSource], _setting("clock")] = None,
+    bpm: Annotated[Optional[float], _setting("bpm")] = None,
+    beats_per_bar: Annotated[Optional[int], _setting("beats_per_bar")] = None,
+    temperature: Annotated[Optional[float], _setting("temperature")] = None,
+    top_p: Annotated[Optional[float], _setting("top_p")] = None,
+    rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
+    response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
+    listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
+    start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
+    allow_overlap: Annotated[Optional[bool], _setting("allow_overlap", "--allow-overlap/--no-allow-overlap")] = None,
+    allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
+    rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
+    in_channel: Annotated[Optional[int], _setting("in_channel")] = None,
+    out_channel: Annotated[Optional[int], _setting("out_channel")] = None,
+    velocity: Annotated[Optional[str], _setting("velocity")] = None,
     in_port: Annotated[str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")] = "bachd-in",
     out_port: Annotated[str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")] = "bachd-out",
     backend: Annotated[MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")] = MidiBackend.auto,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
-    engine: Annotated[EngineBackend, typer.Option(help="Streaming engine backend (auto: numpy on CPU, tf on GPU).")] = EngineBackend.auto,
+    engine: Annotated[EngineBackend, typer.Option(help="Streaming engine: numpy (auto), or tf/xla on TensorFlow (needs bachd[train]; for a GPU).")] = EngineBackend.auto,
     status: Annotated[Optional[bool], typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal).")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")] = None,
     monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (built-in organ).")] = False,
@@ -407,6 +301,8 @@ def run_cli(
     audio_device: Annotated[Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")] = None,
 ) -> None:
     """Play live: open virtual MIDI ports and answer or harmonize what you play."""
+    # The settings given on the command line (None: not given), by their declared names.
+    flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
     # Tiny matrix-vector products: BLAS threads only spin and steal the MIDI threads' cores.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -414,22 +310,9 @@ def run_cli(
         from bachd.daemon import RunOptions, run
         from bachd.presets import resolve
 
-        velocity_value: object = velocity
-        if velocity is not None and velocity != "follow":
-            try:
-                velocity_value = int(velocity)
-            except ValueError:
-                raise BachdError(f"--velocity must be 1-127 or 'follow', got {velocity!r}") from None
-        settings = resolve(preset, {
-            "mode": mode.value if mode else None, "clock": clock.value if clock else None, "bpm": bpm,
-            "beats_per_bar": beats_per_bar, "temperature": temperature, "top_p": top_p,
-            "rhythm_temperature": rhythm_temperature, "response_bars": response_bars, "listen_gap": listen_gap, "start_on": start_on.value if start_on else None,
-            "allow_overlap": allow_overlap, "allow_parallels": allow_parallels, "rng_seed": rng_seed, "in_channel": in_channel,
-            "out_channel": out_channel, "velocity": velocity_value,
-        })
         options = RunOptions(
-            settings=settings, model_path=model or default_model_path(), in_name=in_port, out_name=out_port,
-            backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
+            settings=resolve(preset, flags), model_path=model or default_model_path(), in_name=in_port,
+            out_name=out_port, backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
             monitor=monitor or monitor_input, monitor_input=monitor_input, audio_device=audio_device,
         )
         raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))

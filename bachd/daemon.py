@@ -30,7 +30,8 @@ from bachd.modelfile import read_config
 from bachd.outputs import check_output
 from bachd.performer import Performer, Stream
 from bachd.presets import LiveSettings
-from bachd.sampling import Sampler, SamplingConfig
+from bachd.sampling import Sampler
+from bachd.settings import SETTINGS
 from bachd.scheduler import OutputStage, Voicer
 
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
@@ -120,9 +121,9 @@ class Router:
         if role == "panic" and value >= 64:
             self.performer.panic()
         elif role == "temperature":
-            self.performer.set_temperature(0.2 + 1.6 * value / 127)
+            self.performer.set_temperature(SETTINGS["temperature"].from_cc(value))
         elif role == "response_bars":
-            self.performer.set_response_bars(1 + round(value * 7 / 127))
+            self.performer.set_response_bars(SETTINGS["response_bars"].from_cc(value))
         elif role == "mode":
             self.performer.set_mode("harmonize" if value >= 64 else "continue")
         elif role == "end_of_call" and value >= 64:
@@ -145,13 +146,7 @@ class Daemon:
         self.options, self.ports, self.now = options, ports, now
         self.close_ports = close_ports
         settings = options.settings
-        sampler = Sampler(
-            SamplingConfig(
-                temperature=settings.temperature, top_p=settings.top_p, avoid_parallels=not settings.allow_parallels,
-                rhythm_temperature=settings.rhythm_temperature,
-            ),
-            settings.rng_seed,
-        )
+        sampler = Sampler(settings.sampling(), settings.rng_seed)
         sampler.log_probs = False
         self.stream = Stream(engine, sampler)
         if settings.clock == "midi":

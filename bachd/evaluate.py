@@ -8,13 +8,18 @@ tie-less corpora cannot make.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
 from bachd import encoding
 from bachd.corpus import Piece
 from bachd.data import piece_arrays
-from bachd.model import keras, tf
+from bachd.errors import BachdError
+from bachd.meter import COMMON_TIME
+from bachd.model import keras, load_model, tf
+from bachd.sampling import Sampler, SamplingConfig
 
 
 def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int = 16384) -> dict:
@@ -74,22 +79,61 @@ def summarize(totals: np.ndarray) -> dict:
     return result
 
 
-def generated_pieces(
-    model: "keras.Model", pieces: int, steps: int, temperature: float, top_p: float, rng_seed: int | None,
-    avoid_parallels: bool = True, rhythm_temperature: float = 1.0,
-):
+def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None) -> list[np.ndarray]:
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
     from bachd.engine import make_engine
     from bachd.generation import generate
-    from bachd.sampling import Sampler, SamplingConfig
 
     engine = make_engine(model, batch_size=pieces)
-    config = SamplingConfig(
-        temperature=temperature, top_p=top_p, avoid_parallels=avoid_parallels, rhythm_temperature=rhythm_temperature
-    )
-    sampler = Sampler(config, rng_seed=rng_seed)
-    result = generate(engine, sampler, None, steps)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps)
     return [result.tokens[k] for k in range(pieces)]
+
+
+def eval_report(
+    model: Path, corpora: list[str], split: str, allow_pickle: bool = False, plot: Path | None = None,
+    music_pieces: int = 0, bars: int = 16, sampling: SamplingConfig = SamplingConfig(), rng_seed: int | None = 0,
+) -> dict:
+    """What ``bachd eval`` reports: the model's figures on a split of ``corpora`` and, with
+    ``music_pieces``, musical checks of that many generated pieces (or, when ``model`` is a
+    MIDI file or folder, of those files) against the split's chorales."""
+    from bachd.corpus import load_corpora
+
+    is_midi = model.is_dir() or model.suffix.lower() in (".mid", ".midi")
+    if is_midi and not music_pieces:
+        raise BachdError(f"{model} is MIDI: pass --music to check it against the chorales")
+    samples = midi_samples(model) if is_midi else None
+    loaded = None if is_midi else load_model(model)
+    chosen = [p for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)]
+    if not chosen:
+        raise BachdError(f"the {split} split of {', '.join(corpora)} is empty")
+    where = f"{', '.join(corpora)} ({split}, {len(chosen)} pieces)"
+    figures: dict = {"model": str(model), "split": split, "corpora": corpora, "pieces": len(chosen), "where": where}
+    if loaded is not None:
+        figures.update(evaluate_pieces(loaded, chosen))
+        if plot is not None:
+            from bachd.plots import eval_chart
+
+            eval_chart(figures, plot, title=f"{model.name} on {where}")
+    if music_pieces:
+        if samples is None:
+            samples = generated_pieces(loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed)
+            figures["generation"] = {"pieces": music_pieces, "bars": bars, **asdict(sampling), "rng_seed": rng_seed}
+            del figures["generation"]["voice_ranges"]
+        figures["music"] = music_report(samples, [p.tokens for p in chosen])
+    return figures
+
+
+def midi_samples(path: Path) -> list[np.ndarray]:
+    """The four-voice token arrays of a MIDI file or of every MIDI file in a folder."""
+    from bachd.corpus import load_midi_files, midi_files
+
+    files = midi_files(path) if path.is_dir() else [path]
+    if not files:
+        raise BachdError(f"{path} holds no .mid files")
+    loaded = load_midi_files(path if path.is_dir() else path.parent, files)
+    if loaded.skipped:
+        raise BachdError(loaded.skipped[0])
+    return [piece.tokens for piece in loaded.pieces]
 
 
 def music_report(samples: list[np.ndarray], reference: list[np.ndarray]) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
+from bachd.meter import Meter
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
 
@@ -136,9 +137,9 @@ def _seed_from_score(score, name: str) -> Seed:
     return seed_from_pitches(pitches, attacks, phase, name)
 
 
-def last_bars(seed: Seed, bars: int, beats_per_bar: int) -> Seed:
+def last_bars(seed: Seed, bars: int, meter: Meter) -> Seed:
     """The seed cut to its last ``bars`` bars (whole steps; the phase follows the cut)."""
-    keep = bars * beats_per_bar * encoding.STEPS_PER_BEAT
+    keep = meter.bars(bars)
     if keep >= seed.tokens.shape[0]:
         return seed
     cut = seed.tokens.shape[0] - keep

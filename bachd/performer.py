@@ -27,6 +27,7 @@ from bachd.clock import Clock
 from bachd.presets import LiveSettings
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 from bachd.scheduler import Frame, OutputStage
+from bachd.settings import check
 
 V = encoding.NUM_VOICES
 MAX_HELD_NOTES = 16  # a stuck keyboard or a note-on storm cannot grow this without bound
@@ -334,12 +335,13 @@ class Performer:
         self._muted = self.mode == "harmonize"
 
     def set_temperature(self, temperature: float) -> None:
+        temperature = check("temperature", temperature, "CC")
         self.stream.sampler.config = replace(self.stream.sampler.config, temperature=temperature)
         self.stream.discard_chords()  # they were sampled at the old temperature
         self._ahead = None
 
     def set_response_bars(self, bars: int) -> None:
-        self.settings = replace(self.settings, response_bars=bars)
+        self.settings = replace(self.settings, response_bars=check("response_bars", bars, "CC"))
 
     def transport_stopped(self) -> None:
         self.out.silence()
@@ -421,7 +423,7 @@ class Performer:
             finalized = self._finalized if self._finalized is not None else math.floor(self.clock.step_at(now_seconds) - 0.5)
             times.append(self.clock.step_time(finalized + 1.5))
             if self._call_active and not self.held:
-                times.append(self._last_release_seconds + self.settings.listen_gap * 4 * self.clock.step_seconds)
+                times.append(self._last_release_seconds + self._gap_seconds())
         return min(times)
 
     # --- continue mode --------------------------------------------------------------------------
@@ -434,12 +436,15 @@ class Performer:
                 return
         self._interrupt = False
         self._finalize_steps(now)
-        gap_seconds = self.settings.listen_gap * 4 * self.clock.step_seconds
-        gap_over = self._call_active and not self.held and now >= self._last_release_seconds + gap_seconds
+        gap_over = self._call_active and not self.held and now >= self._last_release_seconds + self._gap_seconds()
         if self._trigger or gap_over:
             self._trigger = False
             if self._call_active or self.stream.grid_step is not None:
                 self._start_answer(now)
+
+    def _gap_seconds(self) -> float:
+        """The silence after the last note-off that ends a call."""
+        return self.settings.meter.beats(self.settings.listen_gap) * self.clock.step_seconds
 
     def _finalize_steps(self, now: float, through: Optional[int] = None) -> None:
         closed = math.floor(self.clock.step_at(now) - 0.5) if through is None else through

@@ -9,12 +9,11 @@ presets in ``$BACHD_CONFIG_DIR/presets`` (default ``~/.config/bachd/presets``, o
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,99 +21,68 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bachd.errors import BachdError
+from bachd.meter import Meter
 from bachd.paths import PRESETS_DIR
+from bachd.sampling import SamplingConfig
+from bachd.settings import SETTINGS
 
 BUILTIN_DIR = PRESETS_DIR
 CC_ROLES = ("temperature", "response_bars", "mode", "end_of_call", "panic")
 
 
+def _default(name: str):
+    return field(default=SETTINGS[name].live)
+
+
 @dataclass(frozen=True)
 class LiveSettings:
-    description: str = ""
-    mode: str = "continue"  # continue | harmonize
-    clock: str = "internal"  # internal | midi
-    bpm: float = 90.0
-    beats_per_bar: int = 4
-    temperature: float = 0.9
-    top_p: float = 0.95
-    rhythm_temperature: float = 1.0  # the hold-or-move choice, drawn apart from pitch
-    response_bars: int = 2
-    listen_gap: float = 1.0  # beats of silence after the last note-off that end a call
-    start_on: str = "beat"  # beat | bar: where an answer starts
-    allow_overlap: bool = False  # keep answering when the player comes back in
-    # Live, the no-parallels rule is opt-in (allow_parallels = false): with it, harmonize
-    # latency p99 measured 5.9 ms against 4.6 ms without (benchmarks/live.py).
-    allow_parallels: bool = True
-    rng_seed: int | None = None
-    in_channel: int = 0  # 0 = all channels, else 1-16
-    out_channel: int = 0  # 0 = one channel per voice (1-4 for S, A, T, B), else 1-16 for all
-    velocity: int | str = 80  # 1-127, or "follow" the player's velocity
+    """The live settings; each field's default, bounds and meaning are declared in
+    :mod:`bachd.settings`."""
+
+    description: str = _default("description")
+    mode: str = _default("mode")
+    clock: str = _default("clock")
+    bpm: float = _default("bpm")
+    beats_per_bar: int = _default("beats_per_bar")
+    temperature: float = _default("temperature")
+    top_p: float = _default("top_p")
+    rhythm_temperature: float = _default("rhythm_temperature")
+    response_bars: int = _default("response_bars")
+    listen_gap: float = _default("listen_gap")
+    start_on: str = _default("start_on")
+    allow_overlap: bool = _default("allow_overlap")
+    allow_parallels: bool = _default("allow_parallels")
+    rng_seed: int | None = _default("rng_seed")
+    in_channel: int = _default("in_channel")
+    out_channel: int = _default("out_channel")
+    velocity: int | str = _default("velocity")
     cc: dict[str, int | None] = field(
         default_factory=lambda: {"temperature": 21, "response_bars": 22, "mode": 23, "end_of_call": 24, "panic": 25}
     )
 
     @property
+    def meter(self) -> Meter:
+        return Meter(self.beats_per_bar)
+
+    @property
     def steps_per_bar(self) -> int:
-        return self.beats_per_bar * 4
+        return self.meter.steps_per_bar
 
     def out_channels(self) -> tuple[int, ...]:
         """0-based MIDI channel of each voice."""
         return (0, 1, 2, 3) if self.out_channel == 0 else (self.out_channel - 1,) * 4
 
-
-def _choice(*options: str) -> Callable[[Any], str | None]:
-    return lambda v: None if isinstance(v, str) and v in options else f"must be one of {', '.join(options)}"
-
-
-def _number(low: float, high: float, integer: bool = False) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
-            return f"must be {'an integer' if integer else 'a number'}"
-        if not (math.isfinite(value) and low <= value <= high):
-            return f"must be between {low:g} and {high:g}"
-        return None
-
-    return check
-
-
-def _velocity(value: Any) -> str | None:
-    if value == "follow":
-        return None
-    problem = _number(1, 127, integer=True)(value)
-    return None if problem is None else "must be 1-127 or \"follow\""
-
-
-def _seed(value: Any) -> str | None:
-    return None if value is None else _number(0, 2**63 - 1, integer=True)(value)
-
-
-CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "description": lambda v: None if isinstance(v, str) else "must be a string",
-    "mode": _choice("continue", "harmonize"),
-    "clock": _choice("internal", "midi"),
-    "bpm": _number(20, 320),
-    "beats_per_bar": _number(2, 12, integer=True),
-    "temperature": _number(0.05, 5.0),
-    "top_p": _number(0.01, 1.0),
-    "rhythm_temperature": _number(0.05, 5.0),
-    "response_bars": _number(1, 64, integer=True),
-    "listen_gap": _number(0.25, 16.0),
-    "start_on": _choice("beat", "bar"),
-    "allow_overlap": lambda v: None if isinstance(v, bool) else "must be true or false",
-    "allow_parallels": lambda v: None if isinstance(v, bool) else "must be true or false",
-    "rng_seed": _seed,
-    "in_channel": _number(0, 16, integer=True),
-    "out_channel": _number(0, 16, integer=True),
-    "velocity": _velocity,
-}
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(
+            temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
+            avoid_parallels=not self.allow_parallels,
+        )
 
 
 def _check_cc(value: Any) -> str | None:
-    if value == "off":
+    if value == "off" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 119):
         return None
-    problem = _number(0, 119, integer=True)(value)
-    return None if problem is None else 'must be a controller number 0-119 or "off"'
+    return 'must be a controller number 0-119 or "off"'
 
 
 def validate(values: dict[str, Any], source: str) -> dict[str, Any]:
@@ -134,12 +102,9 @@ def validate(values: dict[str, Any], source: str) -> dict[str, Any]:
                 cc[role] = None if number == "off" else int(number)
             checked["cc"] = cc
             continue
-        if key not in CHECKS:
-            raise BachdError(f"{source}: unknown key '{key}' (known: {', '.join([*CHECKS, 'cc'])})")
-        problem = CHECKS[key](value)
-        if problem:
-            raise BachdError(f"{source}: key '{key}' {problem}, got {value!r}")
-        checked[key] = float(value) if key in ("bpm", "temperature", "top_p", "rhythm_temperature", "listen_gap") else value
+        if key not in SETTINGS:
+            raise BachdError(f"{source}: unknown key '{key}' (known: {', '.join([*SETTINGS, 'cc'])})")
+        checked[key] = SETTINGS[key].check(value, source)
     return checked
 
 

@@ -23,23 +23,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bachd import encoding
+from bachd.settings import SETTINGS, check
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    temperature: float = 1.0
-    top_p: float = 0.95
+    """How tokens are drawn; the defaults and bounds are the settings' (:mod:`bachd.settings`)."""
+
+    temperature: float = SETTINGS["temperature"].default
+    top_p: float = SETTINGS["top_p"].default
     voice_ranges: tuple[tuple[int, int], ...] = field(default=encoding.VOICE_RANGES)
-    avoid_parallels: bool = True
-    rhythm_temperature: float = 1.0
+    avoid_parallels: bool = not SETTINGS["allow_parallels"].default
+    rhythm_temperature: float = SETTINGS["rhythm_temperature"].default
 
     def validate(self) -> "SamplingConfig":
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not self.rhythm_temperature > 0:
-            raise ValueError(f"rhythm temperature must be positive, got {self.rhythm_temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        for name in ("temperature", "top_p", "rhythm_temperature"):
+            check(name, getattr(self, name), "sampling")
         return self
 
 

@@ -134,7 +134,7 @@ def _melody_file(path, notes, channel=0, ticks=240):
 def test_a_long_seed_feeds_only_its_last_bars(tiny_model_path, tmp_path):
     """A 2,000-note seed (250 bars): only its last 16 bars are read into the engine, so the
     file written with the seed is 16 + 1 bars long."""
-    from bachd.cli import SEED_BARS
+    from bachd.settings import SEED_BARS
 
     _melody_file(tmp_path / "long.mid", [60 + k % 12 for k in range(2000)])
     out = tmp_path / "long-answer.mid"

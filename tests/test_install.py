@@ -2,7 +2,6 @@
 carries the default model and the presets, so bachd works from anywhere after a plain
 (non-editable) install."""
 
-import os
 import subprocess
 import sys
 import venv

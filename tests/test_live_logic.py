@@ -304,6 +304,24 @@ def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_mo
     assert hanging_notes(rig.messages()) == {}
 
 
+@pytest.mark.parametrize("beats_per_bar", [3, 4])
+def test_a_three_four_preset_answers_in_three_four(tiny_model_path, tmp_path, beats_per_bar):
+    """A preset in 3/4: the answer starts on a bar line of 3 beats and lasts its bars of 3."""
+    preset = tmp_path / "waltz.toml"
+    preset.write_text(f'mode = "continue"\nbeats_per_bar = {beats_per_bar}\nresponse_bars = 2\nstart_on = "bar"\nlisten_gap = 0.5\n')
+    settings = resolve(str(preset), {"bpm": 120.0, "rng_seed": 3})
+    rig = Rig(tiny_model_path, **{k: getattr(settings, k) for k in ("mode", "beats_per_bar", "response_bars", "start_on", "listen_gap")})
+    rig.run_until(0.1)
+    rig.play(72, 0.3)
+    rig.performer.end_of_call()
+    rig.run_until(rig.now + 6.0)
+    bar_steps = beats_per_bar * enc.STEPS_PER_BEAT
+    steps = sorted({round(rig.clock.step_at(t)) for t, _ in rig.sent})
+    assert steps[0] % bar_steps == 0  # on a bar line of this meter
+    assert steps[-1] - steps[0] == 2 * bar_steps  # two bars of this meter, then the final note-offs
+    assert rig.performer.stats.answers == 1 and hanging_notes(rig.messages()) == {}
+
+
 def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
     rig = Rig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
     rig.run_until(0.1)

@@ -5,7 +5,7 @@ from bachd import encoding as enc
 from bachd.engine import make_engine
 from bachd.errors import BachdError
 from bachd.generation import Seed, generate
-from bachd.model import ModelConfig, build_model, config_of, load_model
+from bachd.model import ModelConfig, config_of, load_model
 from bachd.modelfile import CONFIG_ENTRY, read_config, read_weights
 from bachd.sampling import Sampler, SamplingConfig
 

@@ -1,0 +1,113 @@
+"""Every sampling and live setting, declared once: name, default, bounds, help.
+
+The command line (its options' defaults, bounds and help), the TOML presets, the CC knobs and
+the engine's sampler all read this table, so a setting means the same thing and is checked
+the same way wherever it is set. :func:`check` is the one validation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from bachd.errors import BachdError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    kind: type = float  # float, int, bool or str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None is a value ("not set")
+    also: tuple[str, ...] = ()  # other string values an int setting takes ("follow")
+    cc_range: Optional[tuple[float, float]] = None  # what CC values 0..127 sweep, if a knob may set it
+    live_default: Any = ...  # where ``bachd run`` starts from something else (said why below)
+
+    @property
+    def live(self) -> Any:
+        """The default of ``bachd run`` (and of the presets)."""
+        return self.default if self.live_default is ... else self.live_default
+
+    def problem(self, value: Any) -> Optional[str]:
+        """What is wrong with ``value``, or None."""
+        if value is None and self.optional:
+            return None
+        if isinstance(value, str) and value in self.also:
+            return None
+        if self.choices:
+            return None if isinstance(value, str) and value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.kind is str:
+            return None if isinstance(value, str) else "must be a string"
+        numeric = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
+        if self.also and (isinstance(value, bool) or not numeric or not self.low <= value <= self.high):
+            return f"must be {self.low:g}-{self.high:g} or " + " or ".join(repr(a) for a in self.also)
+        if isinstance(value, bool) or not numeric:
+            return f"must be {'an integer' if self.kind is int else 'a number'}"
+        if not math.isfinite(value) or (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            return f"must be between {self.low:g} and {self.high:g}"
+        return None
+
+    def check(self, value: Any, source: str = "command line") -> Any:
+        if self.also and isinstance(value, str) and value not in self.also:
+            try:  # "80" on a command line that also takes "follow"
+                value = int(value)
+            except ValueError:
+                pass
+        problem = self.problem(value)
+        if problem is None:
+            return float(value) if self.kind is float and value is not None else value
+        if source == "command line":
+            raise BachdError(f"--{self.name.replace('_', '-')} {problem}, got {value!r}")
+        raise BachdError(f"{source}: key '{self.name}' {problem}, got {value!r}")
+
+    def from_cc(self, value: int) -> Any:
+        """A CC value 0..127 onto this setting's knob range (the performer checks what it is
+        given like any other value)."""
+        if self.cc_range is None:
+            raise BachdError(f"{self.name} has no CC knob")
+        low, high = self.cc_range
+        scaled = low + (high - low) * max(0, min(127, int(value))) / 127
+        return round(scaled) if self.kind is int else scaled
+
+
+_DECLARED = (
+    Setting("description", "", "What the preset is for.", str),
+    Setting("mode", "continue", "continue (call and response) or harmonize (voices under your melody).", str, choices=("continue", "harmonize")),
+    Setting("clock", "internal", "internal (at --bpm) or midi (follow the DAW's MIDI clock and transport).", str, choices=("internal", "midi")),
+    Setting("bpm", 90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess for MIDI clock).", float, 20, 320),
+    Setting("beats_per_bar", 4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12),
+    # The offline defaults were chosen on the musical checks (README, "Musical checks").
+    Setting("temperature", 0.7, "Sampling temperature of the pitch choice (lower is safer).", float, 0.05, 5.0, cc_range=(0.2, 1.8)),
+    Setting("top_p", 0.9, "Nucleus sampling: keep the most likely tokens up to this mass.", float, 0.01, 1.0),
+    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer).", float, 0.05, 5.0),
+    Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
+    Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),
+    Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),
+    Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool),
+    # Live, the no-parallels rule is opt-in: with it, harmonize latency p99 measured 5.9 ms
+    # against 4.6 ms without (benchmarks/live.py).
+    Setting("allow_parallels", False, "Let the lower voices move in parallel fifths and octaves with the upper ones (live default: allowed; the rule adds latency).", bool, live_default=True),
+    Setting("rng_seed", None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True),
+    Setting("in_channel", 0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16),
+    Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16),
+    Setting("velocity", 80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",)),
+)
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _DECLARED}
+
+SEED_BARS = 16  # of a long seed file, only the last bars are fed to the engine (twice the training windows)
+
+
+def check(name: str, value: Any, source: str = "command line") -> Any:
+    """``value`` for setting ``name``, checked (and a float where the setting is one)."""
+    return SETTINGS[name].check(value, source)
+
+
+def default(name: str) -> Any:
+    return SETTINGS[name].default
