@@ -229,10 +229,3 @@ class Monitor:
         finally:
             stream.stop()
             stream.close()
-
-    @staticmethod
-    def terminate() -> None:
-        """Release PortAudio (its JACK client) before the process or the server goes away."""
-        import sounddevice
-
-        sounddevice._terminate()

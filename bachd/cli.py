@@ -240,19 +240,12 @@ def render_cli(
         typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
 
 
-class Mode(str, Enum):
-    continue_ = "continue"
-    harmonize = "harmonize"
+def _choices(name: str) -> type[Enum]:
+    """The choices of a declared setting, as the Enum typer lists and checks."""
+    return Enum(name.title().replace("_", ""), {choice: choice for choice in SETTINGS[name].choices}, type=str)
 
 
-class ClockSource(str, Enum):
-    internal = "internal"
-    midi = "midi"
-
-
-class StartOn(str, Enum):
-    beat = "beat"
-    bar = "bar"
+Mode, ClockSource, StartOn = _choices("mode"), _choices("clock"), _choices("start_on")
 
 
 class MidiBackend(str, Enum):

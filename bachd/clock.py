@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from bachd.encoding import STEPS_PER_BEAT
 
-TICKS_PER_BEAT = 24  # MIDI clock: 24 pulses per quarter note
-TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
+CLOCKS_PER_BEAT = 24  # MIDI clock: 24 pulses per quarter note
+CLOCKS_PER_STEP = CLOCKS_PER_BEAT // STEPS_PER_BEAT
 MIN_BPM, MAX_BPM = 20.0, 320.0
 
 
@@ -88,7 +88,7 @@ class MidiClock(Clock):
     """
 
     def __init__(self, initial_bpm: float = 120.0, alpha: float = 0.25, beta: float = 0.02, min_tick_seconds: float = 0.002):
-        self.period = 60.0 / (_checked_bpm(initial_bpm) * TICKS_PER_BEAT)
+        self.period = 60.0 / (_checked_bpm(initial_bpm) * CLOCKS_PER_BEAT)
         self.alpha, self.beta, self.min_tick_seconds = alpha, beta, min_tick_seconds
         self.running = False
         self.tick = -1  # index of the last tick received; the next one is tick + 1
@@ -98,7 +98,7 @@ class MidiClock(Clock):
 
     @property
     def bpm(self) -> float:
-        return 60.0 / (self.period * TICKS_PER_BEAT)
+        return 60.0 / (self.period * CLOCKS_PER_BEAT)
 
     # --- transport -------------------------------------------------------------------------
     def start(self, t_seconds: float) -> None:
@@ -119,7 +119,7 @@ class MidiClock(Clock):
 
     def song_position(self, sixteenths: int) -> None:
         """Song Position Pointer, in 16th notes (= grid steps) from the song start."""
-        self.tick = int(sixteenths) * TICKS_PER_STEP - 1
+        self.tick = int(sixteenths) * CLOCKS_PER_STEP - 1
 
     # --- ticks -----------------------------------------------------------------------------
     def clock_tick(self, t_seconds: float) -> bool:
@@ -141,24 +141,24 @@ class MidiClock(Clock):
                 # stream): start the estimate over from this tick.
                 self.stats.resyncs += 1
                 raw_period = (t_seconds - self._last_raw) / gap_ticks
-                if 60.0 / (MAX_BPM * TICKS_PER_BEAT) <= raw_period <= 60.0 / (MIN_BPM * TICKS_PER_BEAT):
+                if 60.0 / (MAX_BPM * CLOCKS_PER_BEAT) <= raw_period <= 60.0 / (MIN_BPM * CLOCKS_PER_BEAT):
                     self.period = raw_period
                 self.tick_seconds = t_seconds
             else:
                 self.tick_seconds = predicted + self.alpha * error
                 period = self.period + self.beta * error
-                self.period = min(max(period, 60.0 / (MAX_BPM * TICKS_PER_BEAT)), 60.0 / (MIN_BPM * TICKS_PER_BEAT))
+                self.period = min(max(period, 60.0 / (MAX_BPM * CLOCKS_PER_BEAT)), 60.0 / (MIN_BPM * CLOCKS_PER_BEAT))
         self._last_raw = t_seconds
         return True
 
     # --- grid ------------------------------------------------------------------------------
     def step_time(self, step: float) -> float:
         anchor = self.tick_seconds if self.tick_seconds is not None else 0.0
-        return anchor + (step * TICKS_PER_STEP - self.tick) * self.period
+        return anchor + (step * CLOCKS_PER_STEP - self.tick) * self.period
 
     def step_at(self, t_seconds: float) -> float:
         anchor = self.tick_seconds if self.tick_seconds is not None else t_seconds
-        return (self.tick + (t_seconds - anchor) / self.period) / TICKS_PER_STEP
+        return (self.tick + (t_seconds - anchor) / self.period) / CLOCKS_PER_STEP
 
 
 def _checked_bpm(bpm: float) -> float:

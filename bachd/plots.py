@@ -1,8 +1,10 @@
-"""Pictures: piano rolls of four-voice music and per-voice evaluation charts (matplotlib,
-drawn off-screen). Training curves are drawn by :func:`bachd.training.plot_history`."""
+"""Pictures: piano rolls of four-voice music, per-voice evaluation charts and training
+curves (matplotlib, drawn off-screen)."""
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +14,6 @@ from bachd.encoding import STEPS_PER_BEAT, VOICES, tokens_to_notes
 
 VOICE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4")  # S red, A orange, T green, B blue
 SEED_SHADE = "#fbeec1"  # behind the seed, so what bachd added stands apart
-NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def _pyplot():
@@ -101,5 +102,26 @@ def eval_chart(figures: dict, png: str | Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def note_name(pitch: int) -> str:
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+def plot_history(log_csv: Path, png: Path) -> None:
+    if not log_csv.exists():
+        return
+    with open(log_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = [("loss", "token NLL (nats)", float), ("accuracy", "accuracy", float), ("loss", "token perplexity", math.exp)]
+    for axis, (key, title, transform) in zip(axes, panels):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = [transform(float(r[prefix + key])) for r in rows if r.get(prefix + key)]
+            if values:
+                axis.plot(epochs[: len(values)], values, label=label)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, make_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,36 +30,7 @@ BUILTIN_DIR = PRESETS_DIR
 CC_ROLES = ("temperature", "response_bars", "mode", "end_of_call", "panic")
 
 
-def _default(name: str):
-    return field(default=SETTINGS[name].live)
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    """The live settings; each field's default, bounds and meaning are declared in
-    :mod:`bachd.settings`."""
-
-    description: str = _default("description")
-    mode: str = _default("mode")
-    clock: str = _default("clock")
-    bpm: float = _default("bpm")
-    beats_per_bar: int = _default("beats_per_bar")
-    temperature: float = _default("temperature")
-    top_p: float = _default("top_p")
-    rhythm_temperature: float = _default("rhythm_temperature")
-    response_bars: int = _default("response_bars")
-    listen_gap: float = _default("listen_gap")
-    start_on: str = _default("start_on")
-    allow_overlap: bool = _default("allow_overlap")
-    allow_parallels: bool = _default("allow_parallels")
-    rng_seed: int | None = _default("rng_seed")
-    in_channel: int = _default("in_channel")
-    out_channel: int = _default("out_channel")
-    velocity: int | str = _default("velocity")
-    cc: dict[str, int | None] = field(
-        default_factory=lambda: {"temperature": 21, "response_bars": 22, "mode": 23, "end_of_call": 24, "panic": 25}
-    )
-
+class _LiveSettingsBase:
     @property
     def meter(self) -> Meter:
         return Meter(self.beats_per_bar)
@@ -77,6 +48,21 @@ class LiveSettings:
             temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
             avoid_parallels=not self.allow_parallels,
         )
+
+
+def _cc_defaults() -> dict[str, int | None]:
+    return {"temperature": 21, "response_bars": 22, "mode": 23, "end_of_call": 24, "panic": 25}
+
+
+# The live settings: one field per declared setting (name, type and live default from
+# bachd.settings), plus the CC assignments.
+LiveSettings = make_dataclass(
+    "LiveSettings",
+    [(s.name, Optional[s.kind] if s.optional else s.kind, field(default=s.live)) for s in SETTINGS.values()]
+    + [("cc", dict, field(default_factory=_cc_defaults))],
+    bases=(_LiveSettingsBase,),
+    frozen=True,
+)
 
 
 def _check_cc(value: Any) -> str | None:

@@ -7,7 +7,6 @@ stopping state, and ``--resume`` continues from there with the same data order.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -298,6 +297,8 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         model.set_weights(callbacks[0].best_weights)
     save_artifact(model, out)
     card = write_card(model, config, corpora, state, command)
+    from bachd.plots import plot_history
+
     plot_history(directory / "log.csv", out.with_name(out.stem + ".curves.png"))
     return card
 
@@ -339,32 +340,3 @@ def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -
     }
     card_path(config.out).write_text(json.dumps(card, indent=2) + "\n")
     return card
-
-
-def plot_history(log_csv: Path, png: Path) -> None:
-    if not log_csv.exists():
-        return
-    with open(log_csv) as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = [("loss", "token NLL (nats)", float), ("accuracy", "accuracy", float), ("loss", "token perplexity", math.exp)]
-    for axis, (key, title, transform) in zip(axes, panels):
-        for prefix, label in (("", "train"), ("val_", "validation")):
-            values = [transform(float(r[prefix + key])) for r in rows if r.get(prefix + key)]
-            if values:
-                axis.plot(epochs[: len(values)], values, label=label)
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)

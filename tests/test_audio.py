@@ -230,9 +230,9 @@ def jack_audio():
     try:
         with JackServer(period=256) as server:
             yield server
-            from bachd.audio import Monitor
+            import sounddevice
 
-            Monitor.terminate()  # PortAudio's JACK client must go before the server does
+            sounddevice._terminate()  # PortAudio's JACK client must go before the server does
     except JackUnavailable as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a JACK server for the audio test: {error}")

@@ -33,12 +33,8 @@ from bachd.daemon import Daemon, RunOptions, load_engine
 from bachd.paths import DEFAULT_MODEL
 from bachd.presets import resolve
 
-class FakePorts:
-    backend, in_label, out_label, dropped = "fake", "in", "out", 0
-    def __init__(self): self.sent = []
-    def send(self, message): self.sent.append(message)
-    def poll(self): return []
-    def close(self): pass
+sys.path.insert(0, sys.argv[2])
+from fakes import FakePorts
 
 ports = FakePorts()
 settings = resolve("harmonizer", {"clock": "internal", "rng_seed": 3})
@@ -52,7 +48,8 @@ print("tensorflow" in sys.modules, "keras" in sys.modules)
 
 
 def test_live_and_generate_paths_do_not_import_tensorflow(tmp_path):
-    result = subprocess.run([sys.executable, "-c", NO_TF_PROBE, str(tmp_path)], capture_output=True, text=True,
+    tests = str(Path(__file__).resolve().parent)
+    result = subprocess.run([sys.executable, "-c", NO_TF_PROBE, str(tmp_path), tests], capture_output=True, text=True,
                             env=cli_env(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False False"

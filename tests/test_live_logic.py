@@ -14,6 +14,7 @@ from bachd.performer import Performer, Stream
 from bachd.presets import LiveSettings, describe, resolve
 from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
+from fakes import FakePorts, FakeRestingEngine
 from jackprobe import hanging_notes
 
 
@@ -132,13 +133,9 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
     from bachd.daemon import Daemon, RunOptions
     from bachd.engine import make_engine
 
-    class Ports:
-        def send(self, message):
-            pass
-
     settings = resolve(None, {"allow_parallels": flag, "rhythm_temperature": None if flag is None else 1.4})
     engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
-    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), Ports(), engine)
+    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), FakePorts(), engine)
     assert daemon.stream.sampler.config.avoid_parallels is (flag is False)  # live default: allowed
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
     daemon.performer.set_temperature(0.5)  # the temperature knob leaves the rhythm alone
@@ -405,34 +402,10 @@ def test_sampling_restrict_keeps_only_allowed_tokens():
     assert math.isfinite(sampler.sample(logits, 1, np.array([enc.REST]))[1][0])
 
 
-class _RestingEngine:
-    """A one-stream engine whose model wants every voice to rest, always."""
-
-    batch_size = 1
-
-    def __init__(self):
-        self.state = [np.zeros((1, 1))]
-
-    def reset(self):
-        self.state = [np.zeros((1, 1))]
-
-    def step(self, previous, voice, beat):
-        self.state = [self.state[0] + 1]
-        logits = np.full((1, enc.VOCAB_SIZE), -5.0)
-        logits[:, enc.REST] = 8.0
-        return logits
-
-    def get_state(self):
-        return [a.copy() for a in self.state]
-
-    def set_state(self, state):
-        self.state = [a.copy() for a in state]
-
-
 def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
     from bachd.sampling import MAX_SILENT_STEPS
 
-    stream = Stream(_RestingEngine(), Sampler(SamplingConfig(temperature=1.0), rng_seed=2))
+    stream = Stream(FakeRestingEngine(), Sampler(SamplingConfig(temperature=1.0), rng_seed=2))
     stream.feed(0, {0: enc.attack(72), 3: enc.attack(48)})  # the call
     silent, run = [], 0
     for step in range(1, 41):
@@ -457,7 +430,7 @@ def test_a_continue_answer_from_a_resting_model_still_sounds():
     sent = []
     stage = OutputStage(lambda m: sent.append((now[0], m)), Voicer(settings.out_channels()), now=lambda: now[0])
     clock = InternalClock(settings.bpm, origin_seconds=0.0)
-    performer = Performer(Stream(_RestingEngine(), Sampler(SamplingConfig(), rng_seed=3)), clock, stage, settings)
+    performer = Performer(Stream(FakeRestingEngine(), Sampler(SamplingConfig(), rng_seed=3)), clock, stage, settings)
 
     def run_until(t):
         while now[0] < t:

@@ -3,6 +3,8 @@ import numpy as np
 from bachd import encoding as enc
 from bachd.sampling import Sampler, SamplingConfig
 
+from fakes import FakeRestingEngine
+
 
 def test_range_and_hold_constraints_hold_whatever_the_logits():
     sampler = Sampler(SamplingConfig(temperature=1.0, top_p=1.0), rng_seed=0)
@@ -190,27 +192,12 @@ def test_striking_the_same_pitch_again_is_part_of_the_rhythm_draw():
         assert shares[enc.attack(74)] > 3 * shares[enc.attack(71)] > 0, (streams, shares)
 
 
-class _RestingEngine:
-    """An engine whose model wants every voice to rest, except on the seed's steps."""
-
-    def __init__(self, batch_size: int):
-        self.batch_size = batch_size
-
-    def reset(self):
-        pass
-
-    def step(self, previous, voice, beat):
-        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -5.0)
-        logits[:, enc.REST] = 8.0
-        return logits
-
-
 def test_generation_never_rests_all_voices_for_more_than_two_beats():
     from bachd.generation import MAX_SILENT_STEPS, Seed, generate
 
     seed_tokens = np.full((4, 4), enc.REST, np.int16)  # a seed that ends in a beat of silence
     seed = Seed(seed_tokens, np.ones((4, 4), bool))
-    result = generate(_RestingEngine(8), Sampler(SamplingConfig(temperature=1.0), rng_seed=4), seed, 64)
+    result = generate(FakeRestingEngine(8), Sampler(SamplingConfig(temperature=1.0), rng_seed=4), seed, 64)
     pitches, _ = enc.decode_pitches(result.tokens[0])
     silent = (pitches == enc.SILENT).all(axis=1)
     runs, run = [], 0
