@@ -155,6 +155,10 @@ def eval_cli(
         if check and not music:
             raise BachdError("--check needs --music")
         check_output(plot, "--plot", (".png",))
+        if model.suffix == ".keras":
+            from bachd.modelfile import read_config
+
+            read_config(model)  # a missing or foreign model fails before TensorFlow loads
         from bachd.evaluate import eval_report
         from bachd.sampling import SamplingConfig
 

@@ -9,6 +9,7 @@ fails, what it wrote is shown after all.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -47,6 +48,13 @@ def import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     warnings.filterwarnings("ignore", module="keras")
+    if importlib.util.find_spec("tensorflow") is None:
+        from bachd.errors import BachdError
+
+        raise BachdError(
+            "this needs TensorFlow, which is not installed: pip install 'bachd[train]' "
+            "(bachd run, generate and render work without it)"
+        ) from None
     with quiet_fd2():
         import tensorflow as tf
         import keras  # noqa: F401

@@ -38,7 +38,7 @@ def pct(values_ms: list[float]) -> dict:
     a = np.asarray(values_ms, dtype=float)
     if a.size == 0:
         return {"n": 0}
-    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+    return {"n": int(a.size), **{f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)}, "max": round(float(a.max()), 3)}
 
 
 def jack_floor(notes: int) -> dict:

@@ -82,6 +82,12 @@ def test_the_wheel_installs_without_tensorflow_and_runs_outside_the_repository(t
                                capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120)
     assert generated.returncode == 0, generated.stderr
     assert (elsewhere / "out.mid").stat().st_size > 0
+    # Training needs the train extra: without it, one line that says how to get it.
+    training = subprocess.run(bachd + ["train", "--out", "m.keras"], capture_output=True, text=True, env=env,
+                              cwd=elsewhere, timeout=120)
+    assert training.returncode == 1 and training.stderr.strip().splitlines() == [
+        "error: this needs TensorFlow, which is not installed: pip install 'bachd[train]' "
+        "(bachd run, generate and render work without it)"]
     installed = subprocess.run([str(python), "-c", "import importlib.util as u, bachd.paths as p; "
                                 "print(u.find_spec('tensorflow') is None, p.DEFAULT_MODEL.is_file(), p.DEFAULT_MODEL)"],
                                capture_output=True, text=True, env=env, cwd=elsewhere, timeout=60)
