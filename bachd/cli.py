@@ -279,6 +279,7 @@ def run_cli(
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
     listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
+    max_hold_beats: Annotated[Optional[float], _setting("max_hold_beats")] = None,
     start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
     allow_overlap: Annotated[Optional[bool], _setting("allow_overlap", "--allow-overlap/--no-allow-overlap")] = None,
     allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
@@ -313,6 +314,16 @@ def run_cli(
             monitor=monitor or monitor_input, monitor_input=monitor_input, audio_device=audio_device,
         )
         raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))
+
+
+@app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def service_cli(ctx: typer.Context) -> None:
+    """Print a systemd user unit that runs `bachd run ARGS...` and restarts it if it stops
+    (the JACK server restarting, a port unplugged). Save it as
+    ~/.config/systemd/user/bachd.service, then: systemctl --user enable --now bachd"""
+    from bachd.service import unit_text
+
+    typer.echo(unit_text(list(ctx.args)), nl=False)
 
 
 @app.command("ports")

@@ -28,15 +28,16 @@ from bachd.errors import BachdError
 from bachd.liveview import LiveView, redraw
 from bachd.modelfile import read_config
 from bachd.outputs import check_output
-from bachd.performer import Performer, Stream
+from bachd.performer import Performer
 from bachd.presets import LiveSettings
+from bachd.router import Router
 from bachd.sampling import Sampler
-from bachd.settings import SETTINGS
 from bachd.scheduler import OutputStage, Voicer
+from bachd.stderrtap import StderrTap
+from bachd.stream import Stream
 
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
-CLOCK_TICK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
-ALL_SOUND_OFF, ALL_NOTES_OFF = 120, 123
+WATCH_SECONDS = 0.2  # how often the main thread looks at the MIDI system and the input counts
 
 
 @dataclass
@@ -54,82 +55,6 @@ class RunOptions:
     audio_device: Optional[str] = None
 
 
-class Router:
-    """Parses raw incoming MIDI and hands it to the clock and the performer.
-
-    Anything it does not understand (SysEx, malformed or truncated messages, data bytes over
-    127, messages on channels it ignores) is counted and dropped.
-    """
-
-    def __init__(self, performer: Performer, clock: Clock, settings: LiveSettings):
-        self.performer, self.clock, self.settings = performer, clock, settings
-        self.ignored = 0
-        self._cc_roles = {number: role for role, number in settings.cc.items() if number is not None}
-
-    def handle(self, t_seconds: float, data) -> None:
-        if not data:
-            self.ignored += 1
-            return
-        status = data[0]
-        if status >= 0xF8:
-            self._realtime(t_seconds, status)
-            return
-        if status == SONG_POSITION and len(data) == 3 and max(data[1:]) < 0x80:
-            if isinstance(self.clock, MidiClock) and not self.clock.running:
-                self.clock.song_position(data[1] | data[2] << 7)
-            return
-        if not 0x80 <= status < 0xF0 or len(data) != 3 or max(data[1:]) >= 0x80:
-            self.ignored += 1
-            return
-        kind, channel = status & 0xF0, status & 0x0F
-        if self.settings.in_channel and channel != self.settings.in_channel - 1:
-            self.ignored += 1
-            return
-        if kind == 0x90:
-            self.performer.note_on(t_seconds, data[1], data[2])
-        elif kind == 0x80:
-            self.performer.note_off(t_seconds, data[1])
-        elif kind == 0xB0:
-            self._control(data[1], data[2])
-        else:
-            self.ignored += 1
-
-    def accepts(self, status: int) -> bool:
-        """Whether a channel message with this status byte is on a channel bachd listens to."""
-        return not self.settings.in_channel or (status & 0x0F) == self.settings.in_channel - 1
-
-    def _realtime(self, t_seconds: float, status: int) -> None:
-        if not isinstance(self.clock, MidiClock):
-            return  # on the internal clock, the DAW's clock is not ours to follow
-        if status == CLOCK_TICK:
-            self.clock.clock_tick(t_seconds)
-        elif status == START:
-            self.clock.start(t_seconds)
-            self.performer.transport_started()
-        elif status == CONTINUE:
-            self.clock.resume(t_seconds)
-            self.performer.transport_started()
-        elif status == STOP:
-            self.clock.stop(t_seconds)
-            self.performer.transport_stopped()
-
-    def _control(self, control: int, value: int) -> None:
-        if control in (ALL_SOUND_OFF, ALL_NOTES_OFF):
-            self.performer.panic()
-            return
-        role = self._cc_roles.get(control)
-        if role == "panic" and value >= 64:
-            self.performer.panic()
-        elif role == "temperature":
-            self.performer.set_temperature(SETTINGS["temperature"].from_cc(value))
-        elif role == "response_bars":
-            self.performer.set_response_bars(SETTINGS["response_bars"].from_cc(value))
-        elif role == "mode":
-            self.performer.set_mode("harmonize" if value >= 64 else "continue")
-        elif role == "end_of_call" and value >= 64:
-            self.performer.end_of_call()
-
-
 def load_engine(model_path: Path, backend: str = "auto"):
     from bachd.engine import make_engine
 
@@ -141,10 +66,13 @@ def load_engine(model_path: Path, backend: str = "auto"):
 class Daemon:
     def __init__(
         self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic,
-        close_ports: bool = True, monitor=None,
+        close_ports: bool = True, monitor=None, tap_stderr: bool = False,
     ):
         self.options, self.ports, self.now = options, ports, now
         self.close_ports = close_ports
+        self.tap_stderr = tap_stderr  # count what native MIDI code prints to fd 2 (bachd.stderrtap)
+        self.tap: Optional[StderrTap] = None
+        self.lost: Optional[str] = None  # what went away (JACK, a port), ending the run
         settings = options.settings
         sampler = Sampler(settings.sampling(), settings.rng_seed)
         sampler.log_probs = False
@@ -170,7 +98,7 @@ class Daemon:
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
-        poll, performer, now = self.ports.poll, self.performer, self.now
+        poll, performer, now, keepalive = self.ports.poll, self.performer, self.now, self.ports.keepalive
         try:
             while not self.stop.is_set():
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
@@ -179,19 +107,20 @@ class Daemon:
                 wake = performer.next_wakeup(now())
                 if batch or (wake is not None and wake <= now()):
                     performer.update(now())
-                    for t_seconds, data in batch:  # after the harmony is out: the view waits, notes do not
-                        self._observe_input(t_seconds, data)
+                    self._observe_input()  # after the harmony is out: the view waits, notes do not
                 elif not performer.background(now()):  # spare time: chords ahead, a step at a time
                     time.sleep(POLL_SECONDS)
+                keepalive(now())
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
             self.fatal = error
             self.stop.set()
 
-    def _observe_input(self, t_seconds: float, data) -> None:
-        if len(data) == 3 and data[0] & 0xE0 == 0x80 and max(data[1:]) < 0x80 and self.router.accepts(data[0]):
-            self.view.played(t_seconds, data[1], on=data[0] & 0xF0 == 0x90 and data[2] > 0)
+    def _observe_input(self) -> None:
+        played, self.router.played = self.router.played, []
+        for t_seconds, channel, note, on in played:
+            self.view.played(t_seconds, note, on=on)
             if self.options.monitor_input and self.monitor is not None:
-                self.monitor.feed(t_seconds, data, player=True)
+                self.monitor.feed(t_seconds, [(0x90 if on else 0x80) | channel, note, 64 if on else 0], player=True)
 
     def _play_audio(self, ready: threading.Event) -> None:
         """The monitor's loop. Audio trouble never stops the MIDI side: it is reported."""
@@ -218,8 +147,12 @@ class Daemon:
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly: MIDI threads wait on it
         worker = threading.Thread(target=self._work, name="bachd-worker", daemon=True)
         sender = threading.Thread(target=self._send, name="bachd-output", daemon=True)
-        audio = None
+        audio = tapper = None
         try:
+            if self.tap_stderr:
+                self.tap = StderrTap()
+                tapper = threading.Thread(target=self.tap.pump, name="bachd-stderr", daemon=True)
+                tapper.start()
             if self.monitor is not None:
                 audio_ready = threading.Event()
                 audio = threading.Thread(target=self._play_audio, args=(audio_ready,), name="bachd-audio", daemon=True)
@@ -249,15 +182,38 @@ class Daemon:
                 self.ports.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if self.tap is not None:
+                self.tap.close()
+                tapper.join(timeout=1.0)
             self._report()
+        if self.lost is not None:
+            raise BachdError(
+                f"{self.lost}; bachd released its notes and stopped. Start it again once the MIDI system "
+                "is back (run under the systemd unit from `bachd service`, it restarts by itself)"
+            )
         if self.fatal is not None:
             raise BachdError(f"stopped after an internal error: {type(self.fatal).__name__}: {self.fatal}") from self.fatal
         return 0
 
+    def input_dropped(self) -> int:
+        """Input messages lost before bachd could read them (a flood past rtmidi's queue)."""
+        return getattr(self.ports, "dropped", 0) + (self.tap.queue_full if self.tap is not None else 0)
+
     def _status_loop(self) -> None:
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
         drawn = 0
-        while not self.stop.wait(0.2):
+        warned_count, warned_at = 0, -1.0
+        lost = getattr(self.ports, "lost", lambda now: None)
+        while not self.stop.wait(WATCH_SECONDS):
+            self.lost = lost(self.now())
+            if self.lost is not None:
+                self.stop.set()
+                break
+            dropped = self.input_dropped()
+            if dropped > warned_count and self.now() - warned_at >= 1.0:
+                sys.stderr.write(f"bachd: input flood: {dropped - warned_count:,} incoming messages lost "
+                                 f"({dropped:,} since start)\n")
+                warned_count, warned_at, drawn = dropped, self.now(), 0
             if show:
                 lines = self.view.panel(self.now(), self.status_line())
                 sys.stderr.write(redraw(drawn, lines))
@@ -283,9 +239,11 @@ class Daemon:
             audio = f" | audio {(m.output_latency_seconds + m.ring_seconds) * 1000:.0f} ms, {m.underruns} underruns"
             if self.audio_error:
                 audio = " | audio stopped"
+        dropped = self.input_dropped()
+        lost = f" | lost {dropped:,}" if dropped else ""
         return (
             f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
-            f"in {self.performer.stats.notes_in} | out {self.output.notes_out} | {late}{audio}"
+            f"in {self.performer.stats.notes_in}{lost} | out {self.output.notes_out} | {late}{audio}"
         )
 
     def stats(self) -> dict:
@@ -303,7 +261,11 @@ class Daemon:
             "melody_chords": self.performer.stats.melody_chords,
             "chords_ahead": self.performer.stats.chords_ahead,
             "ignored_messages": self.router.ignored,
-            "dropped_messages": self.ports.dropped,
+            "dropped_messages": self.input_dropped(),
+            "input_parse": asdict(self.router.parser.stats),
+            "transport": {"starts": self.performer.stats.starts, "stops": self.performer.stats.stops,
+                          "song_positions": self.performer.stats.relocations},
+            "expired_holds": self.performer.player.expired,
             "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},
             "lateness_samples_ms": [round(x * 1000, 4) for x in lateness.samples_seconds()],
             "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],
@@ -348,7 +310,7 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
     ports = open_ports(options.in_name, options.out_name, options.backend)
     try:
         engine = load_engine(options.model_path, options.engine)
-        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor)
+        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor, tap_stderr=True)
     except BaseException:
         ports.close()
         raise

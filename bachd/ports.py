@@ -27,6 +27,8 @@ BACKENDS = ("alsa", "jack", "coremidi", "windows")
 _API_ATTRS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
 _VIRTUAL = {"alsa", "jack", "coremidi"}
 INPUT_QUEUE_LIMIT = 65536
+KEEPALIVE_SECONDS = 0.05
+KEEPALIVE_MESSAGE = [0xF0, 0x7D, 0x62, 0x64, 0xF7]  # 7D: the non-commercial manufacturer ID
 
 
 def _rtmidi():
@@ -97,6 +99,41 @@ def _match(name: str, ports: list[str]) -> Optional[int]:
     return None
 
 
+class JackWatch:
+    """Notices the JACK server going away. rtmidi offers no way to know (its ports keep
+    answering from a dead client), so a client of bachd's own, without ports, asks libjack
+    to call back on shutdown. It also keeps libjack's own complaints off stderr: bachd says
+    what happened in one line."""
+
+    def __init__(self, name: str):
+        import ctypes
+        import ctypes.util
+
+        self.gone = False
+        self._lib = lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        message_function = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+        # A C function that reads the string and does nothing with it (strlen), so libjack's
+        # threads never wait for Python's interpreter lock to report a message.
+        self._quiet = ctypes.cast(libc.strlen, message_function)
+        lib.jack_set_error_function(self._quiet)
+        lib.jack_set_info_function(self._quiet)
+        lib.jack_client_open.restype = ctypes.c_void_p
+        lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        status = ctypes.c_int(0)
+        self._client = lib.jack_client_open(name.encode(), 1, ctypes.byref(status))  # 1: JackNoStartServer
+        if not self._client:
+            raise OSError(f"cannot open a JACK client (status {status.value})")
+        shutdown = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+        def on_shutdown(_arg) -> None:
+            self.gone = True  # one assignment: libjack's thread holds the interpreter for no more
+
+        self._on_shutdown = shutdown(on_shutdown)
+        lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, shutdown, ctypes.c_void_p]
+        lib.jack_on_shutdown(ctypes.c_void_p(self._client), self._on_shutdown, None)
+
+
 @dataclass
 class MidiPorts:
     backend: str
@@ -105,6 +142,36 @@ class MidiPorts:
     in_label: str
     out_label: str
     dropped: int = 0
+    watch: Optional[JackWatch] = None
+    keepalive_out: object = None  # JACK: bachd's own SysEx into its input (see keepalive)
+    opened: tuple[tuple[str, str], ...] = ()  # existing ports opened by name: (kind, port)
+    _next_keepalive: float = 0.0
+    _next_check: float = 0.0
+    _lost: Optional[str] = None
+
+    def lost(self, now_seconds: float) -> Optional[str]:
+        """What went away, if the MIDI system or an opened port did (None: all is well)."""
+        if self._lost is None and self.watch is not None and self.watch.gone:
+            self._lost = "the JACK server went away"
+        if self._lost is None and self.opened and now_seconds >= self._next_check:
+            self._next_check = now_seconds + 1.0
+            with _quiet_native_stderr():
+                listed = {"input": self.midi_in.get_ports(), "output": self.midi_out.get_ports()}
+            for kind, port in self.opened:
+                if port not in listed[kind]:
+                    self._lost = f"the MIDI {kind} port '{port}' went away"
+        return self._lost
+
+    def keepalive(self, now_seconds: float) -> None:
+        """python-rtmidi's JACK input appends every event after an unterminated SysEx (a
+        controller unplugged mid-dump) to that SysEx, and delivers nothing until some event
+        ends with F7: bachd would be deaf. So every ``KEEPALIVE_SECONDS`` bachd sends its own
+        input a complete 5-byte SysEx, which ends any such SysEx; the parser then takes the
+        glued messages apart (:mod:`bachd.midiparse`)."""
+        if self.keepalive_out is None or now_seconds < self._next_keepalive:
+            return
+        self._next_keepalive = now_seconds + KEEPALIVE_SECONDS
+        self.keepalive_out.send_message(KEEPALIVE_MESSAGE)
 
     def poll(self, limit: int = 512) -> list[tuple[float, list[int]]]:
         """Messages waiting in rtmidi's input queue, stamped with the monotonic time now."""
@@ -122,7 +189,9 @@ class MidiPorts:
         self.midi_out.send_message(message)
 
     def close(self) -> None:
-        for port in (self.midi_in, self.midi_out):
+        for port in (self.midi_in, self.midi_out, self.keepalive_out):
+            if port is None:
+                continue
             with contextlib.suppress(Exception):
                 port.close_port()
             with contextlib.suppress(Exception):
@@ -166,6 +235,11 @@ def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
         ports.close()
         raise
 
+    if backend == "jack":
+        _watch_jack(ports, in_name)
+    ports.opened = tuple((kind, label.removeprefix("connected to ")) for kind, label in (
+        ("input", ports.in_label), ("output", ports.out_label)) if label.startswith("connected to "))
+
     def on_error(kind, message, _data=None) -> None:
         # Only rtmidi's own errors land here (a full input queue in a note storm): count
         # them; raising from a MIDI system thread would help nobody.
@@ -201,3 +275,20 @@ def _open_side(port, name: str, backend: str, sources: list[str], rivals: list[s
         except Exception as error:
             raise BachdError(f"cannot open MIDI {kind} '{name}' on {backend}: {error}") from None
     return f"{name}:{name}" if backend == "jack" else name
+
+
+def _watch_jack(ports: MidiPorts, in_name: str) -> None:
+    """The JACK server's shutdown watch and the SysEx keepalive into bachd's own input."""
+    rtmidi = _rtmidi()
+    try:
+        ports.watch = JackWatch(f"{in_name}-watch")
+    except (OSError, AttributeError):
+        ports.watch = None  # no libjack to load: the ports still work, unwatched
+    with _quiet_native_stderr():
+        keepalive = rtmidi.MidiOut(_api("jack"), name=f"{in_name}-keepalive")
+        own_input = _match(f"{in_name}:{in_name}", keepalive.get_ports())
+        if own_input is None:
+            keepalive.delete()
+            return
+        keepalive.open_port(own_input, name="keepalive")
+    ports.keepalive_out = keepalive

@@ -45,9 +45,10 @@ class SamplingConfig:
 class Sampler:
     """Samples one token per stream from (batch, vocab) logits for a given voice."""
 
-    def __init__(self, config: SamplingConfig, rng_seed: int | None = None):
+    def __init__(self, config: SamplingConfig, rng_seed: int | None = None, stream_key: int = 0):
         self.config = config.validate()
-        self.rng = np.random.default_rng(rng_seed)
+        self.rng_seed, self.stream_key = rng_seed, stream_key
+        self.reseed()
         vocab = encoding.VOCAB_SIZE
         self._base = np.zeros((encoding.NUM_VOICES, vocab), dtype=bool)
         for voice, (low, high) in enumerate(config.voice_ranges):
@@ -56,6 +57,22 @@ class Sampler:
                 self._base[voice, encoding.attack(pitch)] = True
         self._allowed_index = [np.flatnonzero(row) for row in self._base]
         self.log_probs = True  # the live path turns this off: it never looks at them
+
+    def reseed(self) -> None:
+        """Start the random draws over from the seed (no seed: fresh entropy)."""
+        if self.rng_seed is None:
+            self.rng = np.random.default_rng()
+        elif self.stream_key == 0:
+            self.rng = np.random.default_rng(self.rng_seed)
+        else:
+            self.rng = np.random.default_rng(np.random.SeedSequence(self.rng_seed, spawn_key=(self.stream_key,)))
+
+    def spawn(self, stream_key: int) -> "Sampler":
+        """A sampler with the same rules and its own generator, derived from the same seed:
+        draws made on one never move the other's."""
+        twin = Sampler(self.config, self.rng_seed, stream_key)
+        twin.log_probs = self.log_probs
+        return twin
 
     def allowed(self, voice: int, previous: np.ndarray) -> np.ndarray:
         """(batch, vocab) mask of tokens allowed for ``voice`` after each stream's ``previous``

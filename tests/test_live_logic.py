@@ -8,9 +8,10 @@ import pytest
 
 from bachd import encoding as enc
 from bachd.clock import InternalClock, MidiClock
-from bachd.daemon import Router
+from bachd.router import Router
 from bachd.errors import BachdError
-from bachd.performer import Performer, Stream
+from bachd.performer import Performer
+from bachd.stream import Stream
 from bachd.presets import LiveSettings, describe, resolve
 from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
@@ -237,7 +238,7 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
 
 def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_context(tiny_model_path):
     from bachd.engine import make_engine
-    from bachd.performer import _attacks_mask
+    from bachd.harmonizer import ATTACKS
 
     engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
     stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=5))
@@ -245,10 +246,10 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
         stream.feed(step, {0: enc.attack(pitch)})
     before = stream.snapshot()
     melody = [enc.attack(p) for p in (76, 77, 74, 79, 72)]  # more than one batch of candidates
-    job = stream.chords_ahead(melody, _attacks_mask())
+    job = stream.chords_ahead(melody, ATTACKS)
     steps = sum(1 for _ in job)
     assert steps == 2 * 3  # two batches of four, three voices each
-    assert stream.chords_ahead(melody, _attacks_mask()) is None  # nothing left to do
+    assert stream.chords_ahead(melody, ATTACKS) is None  # nothing left to do
     assert stream.chord_for(5, enc.attack(77)) is None  # only for the next step
     chord = stream.chord_for(4, enc.attack(77))
     tokens = stream.feed_chord(4, chord).copy()
@@ -350,7 +351,7 @@ def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model
         router.handle(rig.now, [0xB0, rig.settings.cc["mode"], 127])
         assert rig.performer.mode == "harmonize"
     elif action == "stop":
-        rig.performer.transport_stopped()
+        rig.performer.transport_stop(rig.now)
     else:
         router.handle(rig.now, [0xB3, 123, 0])
     assert rig.stage.voicer.notes_sounding == 0 and len(rig.stage.scheduler) == 0
@@ -361,9 +362,12 @@ def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
     rig = Rig(tiny_model_path, mode="harmonize", in_channel=2)
     router = Router(rig.performer, rig.clock, rig.settings)
     junk = [[], [0xF0, 1, 2, 3, 0xF7], [0x90, 200, 100], [0x90, 60], [0x42], [0xE0, 0, 64], [0x80, 61, 0], [0x90, 60, 100]]
-    for message in junk:  # the last two are on channel 1, which is not ours
+    for message in junk:  # everything but the SysEx is on channels that are not ours
         router.handle(rig.now, message)
-    assert router.ignored == len(junk) and rig.performer.stats.notes_in == 0
+    # The SysEx, a program change (0xC8 cut the note-on short), the note-on completed across
+    # two deliveries, the pitch bend and the last two notes: ignored. The cut note-on: dropped.
+    assert router.ignored == 6 and router.parser.stats.dropped_messages == 1
+    assert rig.performer.stats.notes_in == 0
     router.handle(rig.now, [0xB1, rig.settings.cc["temperature"], 127])
     assert rig.performer.stream.sampler.config.temperature == pytest.approx(1.8)
     router.handle(rig.now, [0xB1, rig.settings.cc["response_bars"], 0])

@@ -1,0 +1,212 @@
+"""The model's running context in the live path: whole steps (S, A, T, B) fed through the
+streaming engine one token at a time, snapshots to roll back to, and chords computed ahead.
+Both live modes (:mod:`bachd.continuation`, :mod:`bachd.harmonizer`) play over one Stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Optional
+
+import numpy as np
+
+from bachd import encoding
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
+
+V = encoding.NUM_VOICES
+
+
+class Stream:
+    """The model's running context: feeds whole steps (S, A, T, B) through the engine,
+    taking the tokens it is given and sampling the rest, with snapshots for rolling back.
+
+    The soprano's logits for the next step are computed ahead (:meth:`prepare`), so
+    harmonizing a melody note costs three engine steps (alto, tenor, bass), or none when its
+    chord was computed ahead (:meth:`chords_ahead`).
+
+    A sampled soprano may not let all four voices rest for more than
+    :data:`~bachd.sampling.MAX_SILENT_STEPS` in a row, as in offline generation: an answer
+    that falls silent comes back in.
+    """
+
+    chord_group = 4  # candidates per batched engine step when computing chords ahead
+
+    def __init__(self, engine, sampler: Sampler):
+        self.engine, self.sampler = engine, sampler
+        # Chords ahead draw from their own generator (same seed, another stream of it), so
+        # what the foreground plays does not depend on how much spare time there was.
+        self._ahead_sampler = sampler.spawn(1)
+        # Chords ahead need a second engine on the same weights, batched over candidates.
+        self._chord_engine = engine.spawn(self.chord_group) if hasattr(engine, "spawn") else None
+        self._versions = itertools.count()
+        self.reset()
+
+    def set_sampling(self, config) -> None:
+        """New sampling settings for every draw from now on; chords drawn ahead under the
+        old ones are dropped."""
+        self.sampler.config = self._ahead_sampler.config = config
+        self.discard_chords()
+        self.version = next(self._versions)  # a job computing chords ahead starts over
+
+    def restart(self) -> None:
+        """As at launch: an empty context and the random draws started over from the seed."""
+        self.reset()
+        self.sampler.reseed()
+        self._ahead_sampler.reseed()
+
+    def relocate(self) -> None:
+        """The grid jumped (song position): keep the context, forget where it stood."""
+        if self._logits0 is not None:
+            self.engine.set_state(self._base)
+        self.grid_step = None
+        self._logits0 = self._after0 = None
+        self._beat0 = -1
+        self.discard_chords()
+        self.version = next(self._versions)
+
+    def reset(self) -> None:
+        self.engine.reset()
+        self.prev = encoding.BOS
+        self.last = np.full(V, encoding.REST, np.int64)
+        self.grid_step: Optional[int] = None
+        self.silent_steps = 0  # steps in a row, up to the last one, with all four voices resting
+        self._base = self.engine.get_state()  # state before the previous token is consumed
+        self._logits0: Optional[np.ndarray] = None
+        self._beat0 = -1
+        self._after0: Optional[list] = None
+        self.version = next(self._versions)  # names the context; a restore brings its version back
+        self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
+
+    def snapshot(self) -> tuple:
+        return (
+            self._base, self.prev, self.last.copy(), self.grid_step, self.silent_steps,
+            self._logits0, self._beat0, self._after0, self.version,
+        )
+
+    def restore(self, snapshot: tuple) -> None:
+        (
+            self._base, self.prev, last, self.grid_step, self.silent_steps,
+            self._logits0, self._beat0, self._after0, self.version,
+        ) = snapshot
+        self.last = last.copy()
+        self.engine.set_state(self._after0 if self._logits0 is not None else self._base)
+
+    def prepare(self, beat: Optional[int] = None) -> None:
+        """Compute the next step's soprano logits now, off the critical path."""
+        if beat is None:
+            beat = ((self.grid_step if self.grid_step is not None else -1) + 1) % encoding.STEPS_PER_BEAT
+        if self._logits0 is not None and self._beat0 == beat:
+            return
+        if self._logits0 is not None:
+            self.engine.set_state(self._base)
+        self._logits0 = self.engine.step(np.array([self.prev]), 0, beat)[0]
+        self._beat0 = beat
+        self._after0 = self.engine.get_state()
+
+    def feed(
+        self, grid_step: int, known: dict[int, int], restrict: Optional[np.ndarray] = None,
+        pad: str = "rest", max_pad: int = 16,
+    ) -> np.ndarray:
+        """Feed one step at ``grid_step``: known voices take their token, the rest are
+        sampled (under ``restrict`` if given). Missing steps since the last one are padded
+        (rests or held notes, at most ``max_pad``, keeping the beat position consistent)."""
+        if self.grid_step is not None and grid_step > self.grid_step + 1:
+            gap = grid_step - self.grid_step - 1
+            count = gap if gap <= max_pad else gap % encoding.STEPS_PER_BEAT
+            count = count if count <= max_pad else 0
+            filler = {v: _continuation(int(self.last[v])) if pad == "hold" else encoding.REST for v in range(V)}
+            for k in range(grid_step - count, grid_step):
+                self._feed_one(k, filler, None)
+        return self._feed_one(grid_step, known, restrict)
+
+    def _feed_one(self, grid_step: int, known: dict[int, int], restrict: Optional[np.ndarray]) -> np.ndarray:
+        beat = grid_step % encoding.STEPS_PER_BEAT
+        self.prepare(beat)
+        tokens = np.empty(V, np.int64)
+        logits = self._logits0
+        for voice in range(V):
+            if voice:
+                logits = self.engine.step(np.array([tokens[voice - 1]]), voice, beat)[0]
+            if voice in known:
+                tokens[voice] = known[voice]
+            else:
+                rule = restrict
+                if voice == 0 and self.silent_steps >= MAX_SILENT_STEPS:
+                    rule = NO_REST if restrict is None else restrict & NO_REST
+                tokens[voice] = self.sampler.sample(
+                    logits[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice]
+                )[0][0]
+        self._advance(grid_step, tokens, self.engine.get_state())
+        return tokens
+
+    def _advance(self, grid_step: int, tokens: np.ndarray, base: list) -> None:
+        self.silent_steps = self.silent_steps + 1 if (tokens == encoding.REST).all() else 0
+        self.prev = int(tokens[-1])
+        self.last = tokens
+        self.grid_step = grid_step
+        self._base = base
+        self._logits0 = self._after0 = None
+        self.version = next(self._versions)
+
+    # --- chords ahead -----------------------------------------------------------------------
+    # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
+    # the critical path. Between notes there is time to spare, so the chord the model would
+    # sample under each likely next melody note is computed ahead, batched over candidates.
+    # A chord is the model's own sample given the melody note, so using it changes nothing
+    # about the music; it is keyed by the context's version and beat, so a stale one is
+    # never used.
+
+    def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
+        """A generator that computes, one batched engine step per ``next()``, the chord
+        sampled under each of ``soprano_tokens`` at the next step (None when there is nothing
+        to do). The caller interleaves it with its real work."""
+        if self._chord_engine is None or self.grid_step is None:
+            return None
+        beat = (self.grid_step + 1) % encoding.STEPS_PER_BEAT
+        table = self._chords.get((self.version, beat))
+        todo = [t for t in soprano_tokens if table is None or t not in table]
+        return self._compute_chords(todo, restrict, beat) if todo else None
+
+    def _compute_chords(self, todo: list[int], restrict: Optional[np.ndarray], beat: int):
+        self.prepare(beat)
+        key, start, last = (self.version, beat), self._after0, self.last.copy()
+        table = self._chords.setdefault(key, {})
+        while len(self._chords) > 4:  # the current context and a few it may be rolled back to
+            del self._chords[next(iter(self._chords))]
+        engine, group = self._chord_engine, self.chord_group
+        for first in range(0, len(todo), group):
+            chunk = todo[first : first + group]
+            tokens = np.empty((group, V), np.int64)
+            tokens[:, 0] = chunk + chunk[-1:] * (group - len(chunk))
+            engine.set_state(start)
+            before = np.broadcast_to(last, (group, V))
+            for voice in range(1, V):
+                logits = engine.step(tokens[:, voice - 1], voice, beat)
+                yield
+                previous = np.full(group, last[voice], np.int64)
+                tokens[:, voice] = self._ahead_sampler.sample(logits, voice, previous, restrict, before=before, above=tokens[:, :voice])[0]
+            state = engine.get_state()
+            for row, soprano in enumerate(chunk):
+                table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
+
+    def chord_for(self, grid_step: int, soprano_token: int) -> Optional[tuple]:
+        """The chord computed ahead for ``soprano_token`` at ``grid_step``, if there is one
+        for the current context."""
+        if self.grid_step is None or grid_step != self.grid_step + 1:
+            return None
+        table = self._chords.get((self.version, grid_step % encoding.STEPS_PER_BEAT))
+        return None if table is None else table.get(soprano_token)
+
+    def feed_chord(self, grid_step: int, chord: tuple) -> np.ndarray:
+        """Feed a step whose chord was computed ahead: no engine step at all."""
+        tokens, base = chord
+        self.engine.set_state(base)
+        self._advance(grid_step, tokens.copy(), base)
+        return self.last
+
+    def discard_chords(self) -> None:
+        self._chords.clear()
+
+
+def _continuation(token: int) -> int:
+    return encoding.hold(encoding.token_pitch(token)) if encoding.is_pitch_token(token) else encoding.REST
