@@ -111,6 +111,7 @@ class Performer:
         self.stats.panics += 1
         self.out.silence()
         self.player.clear()
+        self.stream.cut()
         self.mode_player.panic()
 
     def set_temperature(self, temperature: float) -> None:
@@ -162,6 +163,7 @@ class Performer:
         forgotten. The model context and the position stay."""
         self.out.silence()
         self.player.clear()
+        self.stream.cut()
         self.mode_player.reset()
 
     def shutdown(self) -> None:

@@ -54,6 +54,13 @@ class Stream:
         self.sampler.reseed()
         self._ahead_sampler.reseed()
 
+    def cut(self) -> None:
+        """Everything bachd sounded was just released (Stop, panic, a jump): from here a
+        voice may not hold a note, only strike one. The model's context stays."""
+        self.last = np.full(V, encoding.REST, np.int64)
+        self.discard_chords()
+        self.version = next(self._versions)
+
     def relocate(self) -> None:
         """The grid jumped (song position): keep the context, forget where it stood."""
         if self._logits0 is not None:
