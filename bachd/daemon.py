@@ -185,7 +185,7 @@ class Daemon:
             if self.tap is not None:
                 self.tap.close()
                 tapper.join(timeout=1.0)
-            self._report()
+            self._report(summary=self.lost is None)  # when the MIDI system went away: one line, below
         if self.lost is not None:
             raise BachdError(
                 f"{self.lost}; bachd released its notes and stopped. Start it again once the MIDI system "
@@ -278,9 +278,11 @@ class Daemon:
             },
         }
 
-    def _report(self) -> None:
+    def _report(self, summary: bool = True) -> None:
         if self.options.stats_path:
             Path(self.options.stats_path).write_text(json.dumps(self.stats()))
+        if not summary:
+            return
         p50, p99 = self.output.lateness.percentiles_ms(50, 99)
         sys.stderr.write(
             f"bachd stopped: {self.performer.stats.notes_in} notes in, {self.output.notes_out} out, "

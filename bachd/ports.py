@@ -110,14 +110,17 @@ class JackWatch:
         import ctypes.util
 
         self.gone = False
-        self._lib = lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+        # python-rtmidi's wheels carry their own libjack: quiet every copy in the process.
+        libraries = [ctypes.CDLL(path) for path in _loaded_libjacks()] or [ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")]
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         message_function = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
         # A C function that reads the string and does nothing with it (strlen), so libjack's
         # threads never wait for Python's interpreter lock to report a message.
         self._quiet = ctypes.cast(libc.strlen, message_function)
-        lib.jack_set_error_function(self._quiet)
-        lib.jack_set_info_function(self._quiet)
+        for library in libraries:
+            library.jack_set_error_function(self._quiet)
+            library.jack_set_info_function(self._quiet)
+        self._lib = lib = libraries[0]
         lib.jack_client_open.restype = ctypes.c_void_p
         lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
         status = ctypes.c_int(0)
@@ -132,6 +135,16 @@ class JackWatch:
         self._on_shutdown = shutdown(on_shutdown)
         lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, shutdown, ctypes.c_void_p]
         lib.jack_on_shutdown(ctypes.c_void_p(self._client), self._on_shutdown, None)
+
+
+def _loaded_libjacks() -> list[str]:
+    """The libjack files mapped into this process (Linux; empty elsewhere)."""
+    try:
+        maps = open("/proc/self/maps").read().splitlines()
+    except OSError:
+        return []
+    paths = {line.split()[-1] for line in maps if "libjack" in line.rsplit("/", 1)[-1]}
+    return sorted(path for path in paths if path.startswith("/"))
 
 
 @dataclass

@@ -205,3 +205,178 @@ def test_monitor_plays_through_portaudio_while_harmony_stays_on_time(play, tmp_p
     seconds = audio["blocks"] * audio["block_frames"] / audio["sample_rate"]
     assert seconds > 1.0  # audio flowed for the whole run
     assert audio["output_latency_seconds"] > 0
+
+
+# --- what a DAW does to bachd --------------------------------------------------------------------
+class Daw:
+    """The probe as a DAW: MIDI clock at ``bpm`` while its transport runs, notes in between
+    ticks (one sending thread, as a DAW's MIDI port is)."""
+
+    def __init__(self, probe, bpm: float = 120.0):
+        self.probe, self.period = probe, 60 / (bpm * 24)
+        self.running = False
+        self.next_tick = time.monotonic()
+
+    def play_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.running and time.monotonic() >= self.next_tick:
+                self.probe.send(0xF8)
+                self.next_tick += self.period
+            time.sleep(0.0005)
+
+    def transport(self, status: int) -> None:
+        self.probe.send(status)
+        if status in (0xFA, 0xFB):
+            self.running, self.next_tick = True, time.monotonic()
+        elif status == 0xFC:
+            self.running = False
+
+    def note(self, pitch: int, seconds: float, channel: int = 0) -> int:
+        """Play a note; the index of the first message received after its note-on."""
+        since = len(self.probe.received)
+        self.probe.send(0x90 | channel, pitch, 90)
+        self.play_for(seconds)
+        self.probe.send(0x80 | channel, pitch, 0)
+        return since
+
+
+def silent_soon(probe, timeout: float = 1.0) -> bool:
+    """Whether every note bachd sent is released within ``timeout`` (events, not a span)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hanging_notes(messages(probe)) == {}:
+            return True
+        time.sleep(0.002)
+    return hanging_notes(messages(probe)) == {}
+
+
+def harmony_heard(probe, since: int, timeout: float = 1.0) -> list[int]:
+    hits = probe.wait_for(is_note_on, count=3, since=since, timeout=timeout)
+    return sorted(h.message[0] & 0x0F for h in hits[:3])
+
+
+def test_stop_then_start_releases_everything_and_harmonizes_the_first_note(play):
+    bachd, probe = play("--mode", "harmonize", "--clock", "midi", "--rng-seed", "5")
+    daw = Daw(probe)
+    daw.transport(0xFA)
+    daw.play_for(0.3)
+    for pitch in (72, 74, 76, 77, 79):
+        assert harmony_heard(probe, daw.note(pitch, 0.3)) == [1, 2, 3]
+    probe.send(0x90, 77, 90)  # held over the Stop
+    daw.play_for(0.2)
+    daw.transport(0xFC)
+    assert silent_soon(probe)
+    daw.play_for(0.5)
+    probe.send(0x80, 77, 0)
+    daw.transport(0xFA)  # from the top
+    assert harmony_heard(probe, daw.note(72, 0.3)) == [1, 2, 3]  # the very first note after Start
+    assert harmony_heard(probe, daw.note(74, 0.3)) == [1, 2, 3]
+    daw.transport(0xFC)
+    assert silent_soon(probe)
+    code, _, err = bachd.stop()
+    assert code == 0, err
+
+
+def test_start_while_running_silences_and_no_answer_comes_unasked(play, tmp_path):
+    stats = tmp_path / "stats.json"
+    bachd, probe = play("--mode", "continue", "--clock", "midi", "--response-bars", "4", "--listen-gap", "0.5",
+                        "--stats-json", str(stats))
+    daw = Daw(probe)
+    daw.transport(0xFA)
+    daw.play_for(0.2)
+    daw.note(72, 0.3)
+    probe.send(0xB0, 24, 127)  # end of call
+    daw.play_for(1.0)
+    assert probe.wait_for(is_note_on, timeout=0.5), "no answer"
+    daw.transport(0xFA)  # the DAW jumps back to the top while playing
+    assert silent_soon(probe)
+    count = len(probe.received)
+    daw.play_for(3.0)
+    assert not [r for r in probe.received[count:] if is_note_on(r.message)]
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    import json
+
+    figures = json.loads(stats.read_text())
+    assert figures["transport"]["starts"] == 2 and figures["answers"] == 1
+
+
+def test_a_drum_note_left_on_never_keeps_continue_from_answering(play):
+    bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5")
+    probe.send(0x99, 36, 100)  # a kick on channel 10 whose note-off never comes
+    time.sleep(0.2)
+    for pitch in (67, 71, 74):
+        probe.send(0x90, pitch, 90)
+        time.sleep(0.15)
+        probe.send(0x80, pitch, 0)
+    assert probe.wait_for(is_note_on, timeout=3.0), "continue never answered"
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert hanging_notes(messages(probe)) == {}
+
+
+@pytest.mark.parametrize("mode", ["continue", "harmonize"])
+def test_an_unterminated_sysex_does_not_leave_bachd_deaf(play, mode):
+    bachd, probe = play("--mode", mode, "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5")
+    probe.send(0xF0, 0x43, 0x12, 0x00, 0x01, 0x02)  # a dump cut off: no F7 ever comes
+    time.sleep(0.3)
+    since = len(probe.received)
+    for pitch in (67, 71, 74):
+        probe.send(0x90, pitch, 90)
+        time.sleep(0.15)
+        probe.send(0x80, pitch, 0)
+    heard = probe.wait_for(is_note_on, count=3, since=since, timeout=3.0)
+    assert len(heard) >= 3, f"deaf after a broken SysEx in {mode} mode"
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert hanging_notes(messages(probe)) == {}
+
+
+def test_a_flood_is_counted_not_printed_and_bachd_plays_on(play, tmp_path):
+    import json
+
+    stats = tmp_path / "stats.json"
+    bachd, probe = play("--mode", "harmonize", "--bpm", "120", "--stats-json", str(stats))
+    for k in range(400_000):  # far past rtmidi's input queue
+        probe.out.send_message([0x90 | (k % 2), 40 + k % 40, 100 if k % 4 < 2 else 0])
+    time.sleep(2.0)
+    for k in range(40):
+        probe.send(0x80, 40 + k, 0)
+        probe.send(0x81, 40 + k, 0)
+    time.sleep(0.5)
+    since = len(probe.received)
+    probe.send(0x90, 74, 90)
+    assert len(probe.wait_for(is_note_on, count=3, since=since, timeout=2.0)) >= 3  # still harmonizing
+    probe.send(0x80, 74, 0)
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    figures = json.loads(stats.read_text())
+    assert figures["dropped_messages"] > 0
+    assert "queue limit" not in err
+    warnings = [line for line in err.splitlines() if "input flood" in line]
+    assert 1 <= len(warnings) <= 4  # at most one a second over the flood
+    assert f"({figures['dropped_messages']:,} since start)" in warnings[-1]
+
+
+def test_the_jack_server_going_away_stops_bachd_with_one_line():
+    shared_server = os.environ.get("JACK_DEFAULT_SERVER")  # the module's server, for the tests after
+    try:
+        server = JackServer(period=64).__enter__()
+    except JackUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
+        pytest.skip(str(error))
+    bachd = Bachd(server, "--mode", "harmonize")
+    try:
+        server.process.kill()
+        server.process.wait()
+        code, out, err = bachd.stop(sig=0, timeout=3.0)  # no signal: it must stop by itself
+    finally:
+        bachd.kill()
+        server.__exit__()
+        if shared_server:
+            os.environ["JACK_DEFAULT_SERVER"] = shared_server
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the JACK server went away; bachd released its notes and stopped."), err
