@@ -13,6 +13,9 @@ separate JACK MIDI client that also listens on ``bachd-out``:
 3. Continue: ``--calls`` short calls; the lateness of each answer's first note against its
    grid time (measured by bachd where it sends), scheduled-output lateness, and a check
    that every note-on it sent was matched by a note-off.
+4. Transport: ``--rounds`` rounds of Start, a call, the answer and a Stop on the DAW's MIDI
+   clock: the first answer after launch against those after a Stop and a Start, and how
+   soon a Stop silences everything.
 Also: time from launch to the ready line, and resident memory while playing.
 """
 
@@ -143,10 +146,71 @@ def continue_mode(server: JackServer, calls: int, model: str | None) -> dict:
     }
 
 
+def transport(server: JackServer, rounds: int, model: str | None) -> dict:
+    """Continue mode on the DAW's MIDI clock: each round Start, a call, end-of-call, the
+    answer, then Stop halfway through it. Round 0 is the first call after launch; the others
+    follow a Stop and a Start. Measures, per round, end-of-call → first answer note heard,
+    bachd's own first-note lateness against the grid, and Stop → every note released."""
+    stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    args = ["--mode", "continue", "--clock", "midi", "--response-bars", "2", "--listen-gap", "0.5", "--start-on", "beat",
+            "--rng-seed", "2", "--stats-json", str(stats_path)]
+    bachd = Bachd(server, *args, *(["--model", model] if model else []))
+    probe = MidiProbe()
+    time.sleep(0.5)
+    period = 60 / (120 * 24)
+    clock = {"next": time.monotonic(), "running": False}
+
+    def play_for(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if clock["running"] and time.monotonic() >= clock["next"]:
+                probe.send(0xF8)
+                clock["next"] += period
+            time.sleep(0.0003)
+
+    to_answer, to_silence = [], []
+    for _ in range(rounds):
+        probe.send(0xFA)
+        clock.update(next=time.monotonic(), running=True)
+        play_for(0.25)
+        for pitch in (67, 71, 74):
+            probe.send(0x90, pitch, 90)
+            play_for(0.2)
+            probe.send(0x80, pitch, 0)
+            play_for(0.05)
+        since = len(probe.received)
+        ended = probe.send(0xB0, 24, 127)
+        play_for(1.2)
+        hits = [r for r in probe.received[since:] if is_note_on(r.message)]
+        to_answer.append((hits[0].t_seconds - ended) * 1000 if hits else float("nan"))
+        stopped = probe.send(0xFC)
+        clock["running"] = False
+        deadline = time.monotonic() + 1.0
+        while hanging_notes([r.message for r in probe.received]) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        released = [r.t_seconds for r in probe.received if r.t_seconds >= stopped]
+        to_silence.append((max(released) - stopped) * 1000 if released else 0.0)
+        time.sleep(0.3)
+    code, _, _ = bachd.stop(signal.SIGTERM)
+    probe.close()
+    stats = json.loads(stats_path.read_text())
+    first = stats["answer_first_lateness_ms"]
+    return {
+        "rounds": rounds,
+        "answers": stats["answers"],
+        "end_of_call_to_answer_ms": {"after_launch": round(to_answer[0], 2), "after_start": pct(to_answer[1:])},
+        "first_note_lateness_ms": {"after_launch": first[0] if first else None, "after_start": pct(first[1:])},
+        "stop_to_silence_ms": pct(to_silence),
+        "hanging_notes": len(hanging_notes([r.message for r in probe.received])),
+        "exit_code": code,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notes", type=int, default=600)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10, help="Start/Stop rounds on MIDI clock")
     parser.add_argument("--period", type=int, default=64)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
@@ -155,6 +219,7 @@ def main() -> None:
         results["jack_echo_round_trip_ms"] = jack_floor(min(args.notes, 300))
         results["harmonize"] = harmonize(server, args.notes, args.model)
         results["continue"] = continue_mode(server, args.calls, args.model)
+        results["transport"] = transport(server, args.rounds, args.model)
     h, c = results["harmonize"], results["continue"]
     print(f"JACK echo round trip (floor):      {results['jack_echo_round_trip_ms']}")
     print(f"ready after launch:                 {h['ready_seconds']} s, resident memory {h['rss_mb']} MB")
@@ -164,6 +229,12 @@ def main() -> None:
     print(f"continue first-note lateness:       {c['first_note_lateness_ms']} ms ({c['answers']} answers)")
     print(f"continue scheduled lateness:        {c['scheduled_lateness_ms']} ms")
     print(f"hanging notes after SIGTERM:        harmonize {h['hanging_after_sigterm']}, continue {c['hanging_notes']}")
+    t = results["transport"]
+    print(f"MIDI clock, end of call -> answer:  after launch {t['end_of_call_to_answer_ms']['after_launch']} ms, "
+          f"after Stop + Start {t['end_of_call_to_answer_ms']['after_start']} ms ({t['answers']} answers in {t['rounds']} rounds)")
+    print(f"  first-note lateness (bachd):      after launch {t['first_note_lateness_ms']['after_launch']} ms, "
+          f"after Stop + Start {t['first_note_lateness_ms']['after_start']} ms")
+    print(f"Stop -> every note released:        {t['stop_to_silence_ms']} ms; hanging notes {t['hanging_notes']}")
     print(f"harmonize: bachd sent {h['note_ons_sent']} note-ons, the client received {h['note_ons_received']}; "
           f"{h['jack_xruns']} JACK xruns; bachd's ledger at exit: {h['bachd_ledger_at_exit']} notes")
     print(json.dumps(results))
