@@ -183,6 +183,40 @@ def test_the_first_call_after_start_is_answered_exactly_as_the_first_call_after_
     assert used.performer.stats.answers == 2 and used.hanging() == {}
 
 
+def test_start_while_running_in_harmonize_mode_releases_the_harmony_and_starts_afresh(tiny_model_path):
+    rig = DawRig(tiny_model_path, mode="harmonize")
+    rig.send(START)
+    rig.note(72, 0.4)
+    rig.send(0x90, 74, 90)
+    rig.wait(0.3)
+    assert rig.sounding > 0
+    rig.send(START)
+    assert rig.sounding == 0 and rig.performer.held == {}
+    assert round(rig.clock.step_at(rig.now)) == 0
+    count = len(rig.sent)
+    rig.wait(1.0)  # the key held over the Start is forgotten: no harmony until a new note
+    assert rig.note_ons(count) == []
+    assert harmony_channels(rig.note(76, 0.3)) == [1, 2, 3]
+
+
+def test_song_position_while_running_stops_an_answer_in_progress(tiny_model_path):
+    rig = DawRig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
+    rig.send(START)
+    rig.wait(0.2)
+    rig.note(72, 0.3)
+    rig.send(0xB0, rig.settings.cc["end_of_call"], 127)
+    rig.wait(1.0)
+    assert rig.performer.state == "answering" and rig.sounding > 0
+    rig.send(SONG_POSITION, 32, 0)
+    assert rig.sounding == 0 and rig.performer.state == "listening"
+    count = len(rig.sent)
+    rig.wait(3.0)
+    assert rig.note_ons(count) == []
+    assert _call_is_answered(rig)  # and the next call is answered at the new position
+    rig.send(STOP)
+    assert rig.hanging() == {}
+
+
 def test_start_while_running_is_stop_then_start_and_no_answer_comes_unasked(tiny_model_path):
     rig = DawRig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
     rig.send(START)
