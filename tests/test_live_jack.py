@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, hanging_notes, is_note_off, is_note_on
+from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, hanging_notes, is_note_on
 
 pytestmark = pytest.mark.slow
 

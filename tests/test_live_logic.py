@@ -17,6 +17,7 @@ from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
 from fakes import FakePorts, FakeRestingEngine
 from jackprobe import hanging_notes
+from rigs import LiveRig
 
 
 # --- clocks ---------------------------------------------------------------------------------
@@ -174,53 +175,12 @@ def test_builtin_presets_are_valid_and_user_presets_shadow_them(tmp_path, monkey
 
 
 # --- the performer ------------------------------------------------------------------------------
-class Rig:
-    """A performer on the tiny model with a manual clock and a recording output."""
-
-    def __init__(self, model_path, ahead: bool = False, **settings):
-        from bachd.engine import make_engine
-
-        self.settings = LiveSettings(**{"bpm": 120.0, "rng_seed": 3, **settings})
-        self.now = 0.0
-        self.sent: list[tuple[float, tuple]] = []
-        self.stage = OutputStage(lambda m: self.sent.append((self.now, m)), Voicer(self.settings.out_channels()), now=lambda: self.now)
-        engine = make_engine(model_path, batch_size=1, backend="numpy")
-        stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0, top_p=0.95), rng_seed=3))
-        self.clock = InternalClock(self.settings.bpm, origin_seconds=0.0)
-        self.performer = Performer(stream, self.clock, self.stage, self.settings)
-        self.ahead = ahead  # spend spare time as the daemon does: computing chords ahead
-
-    def run_until(self, t_seconds: float) -> None:
-        while self.now < t_seconds:
-            self.now = min(t_seconds, self.now + 0.001)
-            wake = self.performer.next_wakeup(self.now)
-            if wake is not None and wake <= self.now:
-                self.performer.update(self.now)
-            elif self.ahead:
-                while self.performer.background(self.now):
-                    pass
-            self.stage.send_due(self.now)
-
-    def play(self, note: int, seconds: float, velocity: int = 90) -> list:
-        start = len(self.sent)
-        self.performer.note_on(self.now, note, velocity)
-        self.performer.update(self.now)
-        answered = [m for _, m in self.sent[start:]]
-        self.run_until(self.now + seconds)
-        self.performer.note_off(self.now, note)
-        self.performer.update(self.now)
-        return answered
-
-    def messages(self) -> list[list[int]]:
-        return [list(m) for _, m in self.sent]
-
-
 @pytest.mark.parametrize("ahead", [False, True], ids=["computed-on-demand", "computed-ahead"])
 def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tiny_model_path, ahead):
-    rig = Rig(tiny_model_path, ahead=ahead, mode="harmonize")
+    rig = LiveRig(tiny_model_path, ahead=ahead, mode="harmonize")
     rig.run_until(0.3)
     for note in [72, 74, 76, 77, 79, 77, 76, 74, 72]:
-        answered = rig.play(note, 0.2)
+        answered = rig.note(note, 0.2)
         ons = [m for m in answered if m[0] & 0xF0 == 0x90]
         assert sorted(m[0] & 0x0F for m in ons) == [1, 2, 3], answered  # alto, tenor, bass; never the soprano
         for m in ons:
@@ -271,9 +231,9 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
 
 
 def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tiny_model_path):
-    rig = Rig(tiny_model_path, mode="harmonize")
+    rig = LiveRig(tiny_model_path, mode="harmonize")
     rig.run_until(0.5 + 0.02)  # just after a step boundary that was computed ahead
-    answered = rig.play(108, 0.3)  # C8: folded into range, still harmonized
+    answered = rig.note(108, 0.3)  # C8: folded into range, still harmonized
     assert len([m for m in answered if m[0] & 0xF0 == 0x90]) == 3
     assert rig.performer.stats.rollbacks >= 1
     rig.performer.shutdown()
@@ -281,10 +241,10 @@ def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tin
 
 
 def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_model_path):
-    rig = Rig(tiny_model_path, mode="continue", response_bars=1, listen_gap=1.0, start_on="beat")
+    rig = LiveRig(tiny_model_path, mode="continue", response_bars=1, listen_gap=1.0, start_on="beat")
     rig.run_until(0.1)
     for note in [67, 69, 71, 72]:
-        assert rig.play(note, 0.2) == []  # listening is silent
+        assert rig.note(note, 0.2) == []  # listening is silent
     released = rig.now
     rig.run_until(released + 0.4)  # less than the gap plus a beat: nothing yet
     assert rig.sent == []
@@ -308,9 +268,9 @@ def test_a_three_four_preset_answers_in_three_four(tiny_model_path, tmp_path, be
     preset = tmp_path / "waltz.toml"
     preset.write_text(f'mode = "continue"\nbeats_per_bar = {beats_per_bar}\nresponse_bars = 2\nstart_on = "bar"\nlisten_gap = 0.5\n')
     settings = resolve(str(preset), {"bpm": 120.0, "rng_seed": 3})
-    rig = Rig(tiny_model_path, **{k: getattr(settings, k) for k in ("mode", "beats_per_bar", "response_bars", "start_on", "listen_gap")})
+    rig = LiveRig(tiny_model_path, **{k: getattr(settings, k) for k in ("mode", "beats_per_bar", "response_bars", "start_on", "listen_gap")})
     rig.run_until(0.1)
-    rig.play(72, 0.3)
+    rig.note(72, 0.3)
     rig.performer.end_of_call()
     rig.run_until(rig.now + 6.0)
     bar_steps = beats_per_bar * enc.STEPS_PER_BEAT
@@ -321,13 +281,13 @@ def test_a_three_four_preset_answers_in_three_four(tiny_model_path, tmp_path, be
 
 
 def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
-    rig = Rig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
+    rig = LiveRig(tiny_model_path, mode="continue", response_bars=4, listen_gap=0.5)
     rig.run_until(0.1)
-    rig.play(72, 0.3)
+    rig.note(72, 0.3)
     rig.performer.end_of_call()
     rig.run_until(rig.now + 1.5)
     assert rig.performer.state == "answering"
-    rig.play(74, 0.1)
+    rig.note(74, 0.1)
     assert rig.performer.stats.interrupted == 1
     assert rig.stage.voicer.notes_sounding == 0
     sent_before = len(rig.sent)
@@ -338,10 +298,10 @@ def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
 
 @pytest.mark.parametrize("action", ["panic", "mode", "stop", "cc123"])
 def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model_path, action):
-    rig = Rig(tiny_model_path, mode="continue", response_bars=4)
+    rig = LiveRig(tiny_model_path, mode="continue", response_bars=4)
     router = Router(rig.performer, rig.clock, rig.settings)
     rig.run_until(0.1)
-    rig.play(72, 0.3)
+    rig.note(72, 0.3)
     router.handle(rig.now, [0xB0, rig.settings.cc["end_of_call"], 127])
     rig.run_until(rig.now + 1.5)
     assert rig.stage.voicer.notes_sounding > 0
@@ -359,7 +319,7 @@ def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model
 
 
 def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
-    rig = Rig(tiny_model_path, mode="harmonize", in_channel=2)
+    rig = LiveRig(tiny_model_path, mode="harmonize", in_channel=2)
     router = Router(rig.performer, rig.clock, rig.settings)
     junk = [[], [0xF0, 1, 2, 3, 0xF7], [0x90, 200, 100], [0x90, 60], [0x42], [0xE0, 0, 64], [0x80, 61, 0], [0x90, 60, 100]]
     for message in junk:  # everything but the SysEx is on channels that are not ours
