@@ -117,10 +117,10 @@ class Daemon:
 
     def _observe_input(self) -> None:
         played, self.router.played = self.router.played, []
-        for t_seconds, channel, note, on in played:
-            self.view.played(t_seconds, note, on=on)
+        for t_seconds, channel, note, velocity in played:
+            self.view.played(t_seconds, note, on=velocity > 0)
             if self.options.monitor_input and self.monitor is not None:
-                self.monitor.feed(t_seconds, [(0x90 if on else 0x80) | channel, note, 64 if on else 0], player=True)
+                self.monitor.feed(t_seconds, [(0x90 if velocity else 0x80) | channel, note, velocity], player=True)
 
     def _play_audio(self, ready: threading.Event) -> None:
         """The monitor's loop. Audio trouble never stops the MIDI side: it is reported."""

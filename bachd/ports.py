@@ -136,6 +136,14 @@ class JackWatch:
         lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, shutdown, ctypes.c_void_p]
         lib.jack_on_shutdown(ctypes.c_void_p(self._client), self._on_shutdown, None)
 
+    def close(self) -> None:
+        # Never activated, so no process thread of its own to deadlock against.
+        if self._client and not self.gone:
+            import ctypes
+
+            self._lib.jack_client_close(ctypes.c_void_p(self._client))
+        self._client = None
+
 
 def _loaded_libjacks() -> list[str]:
     """The libjack files mapped into this process (Linux; empty elsewhere)."""
@@ -202,6 +210,8 @@ class MidiPorts:
         self.midi_out.send_message(message)
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
         for port in (self.midi_in, self.midi_out, self.keepalive_out):
             if port is None:
                 continue

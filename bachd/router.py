@@ -26,7 +26,7 @@ class Router:
         self.performer, self.clock, self.settings = performer, clock, settings
         self.parser = MidiParser()
         self.ignored = 0
-        self.played: list[tuple[float, int, int, bool]] = []  # (t, channel, note, on): for the view
+        self.played: list[tuple[float, int, int, int]] = []  # (t, channel, note, velocity; 0: off): for the view
         self._cc_roles = {number: role for role, number in settings.cc.items() if number is not None}
 
     def handle(self, t_seconds: float, data) -> None:
@@ -51,7 +51,7 @@ class Router:
                 self.performer.note_on(t_seconds, message[1], message[2])
             else:
                 self.performer.note_off(t_seconds, message[1])
-            self.played.append((t_seconds, channel, message[1], on))
+            self.played.append((t_seconds, channel, message[1], message[2] if on else 0))
             if len(self.played) > 4096:  # nobody is draining it (no view): keep the newest
                 del self.played[:2048]
         elif kind == CONTROL:
