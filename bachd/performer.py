@@ -103,6 +103,7 @@ class Performer:
         if mode == self.mode:
             return
         self.out.silence()
+        self.stream.cut()  # what the other mode sounded is released: nothing holds over
         self.mode_player = MODES[mode](self)
 
     def panic(self) -> None:
