@@ -316,6 +316,47 @@ def run_cli(
         raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))
 
 
+def _replay_command(mode: str):
+    """``bachd harmonize`` and ``bachd continue``: one signature, two modes."""
+
+    def command(
+        source: Annotated[Path, typer.Argument(help="A MIDI file: the melody (its top line) to harmonize, or the call (up to four parts) to answer.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="The MIDI file to write: your notes and bachd's, a track per voice.")],
+        preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name or .toml file, as for `bachd run`.")] = None,
+        bpm: Annotated[Optional[float], _setting("bpm")] = None,
+        channel: Annotated[Optional[int], typer.Option(min=1, max=16, help="Read only this channel (default: all but 10, drums).")] = None,
+        track: Annotated[Optional[int], typer.Option(min=0, help="Read only this track (0-based).")] = None,
+        temperature: Annotated[Optional[float], _setting("temperature")] = None,
+        top_p: Annotated[Optional[float], _setting("top_p")] = None,
+        rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
+        allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
+        rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
+        velocity: Annotated[Optional[str], _setting("velocity")] = None,
+        response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
+        listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
+        start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
+        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+    ) -> None:
+        flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
+        with _errors():
+            from bachd.presets import resolve
+            from bachd.replay import replay_file
+
+            flags.pop("bpm")  # the file's own tempo, unless --bpm is given
+            replay_file(mode, source, out, resolve(preset, flags), model or default_model_path(), bpm=bpm,
+                        channel=channel, track=track, say=typer.echo)
+
+    return command
+
+
+app.command("harmonize", help=(
+    "Harmonize a melody file through the live harmonizer, as `bachd run --mode harmonize` would "
+    "play under it, note by note with no look-ahead, on a simulated clock."))(_replay_command("harmonize"))
+app.command("continue", help=(
+    "Answer a call from a file through the live call-and-response performer, as `bachd run "
+    "--mode continue` would, on a simulated clock."))(_replay_command("continue"))
+
+
 @app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def service_cli(ctx: typer.Context) -> None:
     """Print a systemd user unit that runs `bachd run ARGS...` and restarts it if it stops

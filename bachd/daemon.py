@@ -23,18 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from bachd.clock import Clock, InternalClock, MidiClock
+from bachd.clock import Clock, InternalClock
 from bachd.errors import BachdError
 from bachd.liveview import LiveView, redraw
 from bachd.modelfile import read_config
 from bachd.outputs import check_output
-from bachd.performer import Performer
 from bachd.presets import LiveSettings
-from bachd.router import Router
-from bachd.sampling import Sampler
 from bachd.scheduler import OutputStage, Voicer
+from bachd.session import build_live, make_clock
 from bachd.stderrtap import StderrTap
-from bachd.stream import Stream
 
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
 WATCH_SECONDS = 0.2  # how often the main thread looks at the MIDI system and the input counts
@@ -74,13 +71,7 @@ class Daemon:
         self.tap: Optional[StderrTap] = None
         self.lost: Optional[str] = None  # what went away (JACK, a port), ending the run
         settings = options.settings
-        sampler = Sampler(settings.sampling(), settings.rng_seed)
-        sampler.log_probs = False
-        self.stream = Stream(engine, sampler)
-        if settings.clock == "midi":
-            self.clock: Clock = MidiClock(initial_bpm=settings.bpm)
-        else:
-            self.clock = InternalClock(settings.bpm, origin_seconds=now())
+        self.clock: Clock = make_clock(settings, now())
         self.monitor = monitor
         sink = ports.send
         if monitor is not None:
@@ -90,8 +81,8 @@ class Daemon:
         self.output = OutputStage(sink, Voicer(settings.out_channels()), now=now)
         self.view = LiveView(self.clock, settings.beats_per_bar)
         self.output.observer = lambda t, frame: self.view.sent(t, frame.voice, frame.token)
-        self.performer = Performer(self.stream, self.clock, self.output, settings)
-        self.router = Router(self.performer, self.clock, settings)
+        self.performer, self.router = build_live(engine, settings, self.output, self.clock)
+        self.stream = self.performer.stream
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
         self.audio_error: Optional[str] = None

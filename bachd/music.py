@@ -6,6 +6,8 @@ between them is what the report shows:
 - voice crossing: share of steps where a voice sounds below the next lower voice;
 - parallel fifths and octaves: per 100 steps, between adjacent steps, for every pair of
   voices that both move in the same direction from one perfect interval to the same one;
+  and the same in contrary motion (antiparallels: a fifth to a twelfth, an octave to a
+  unison), counted apart;
 - out of range: share of sounding notes outside the range Bach gives that voice in the
   chorales (:data:`VOICE_RANGES`);
 - in key: share of sounding steps whose pitch classes all belong to the piece's key
@@ -62,6 +64,7 @@ class Margin:
 MARGINS: dict[str, Margin] = {
     "voice_crossing_pct": Margin(2.0, side="above"),
     "parallels_per_100": Margin(0.5, side="above"),
+    "antiparallels_per_100": Margin(0.5, side="above"),
     "out_of_range_pct": Margin(0.5, side="above"),
     "in_key_pct": Margin(5.0, side="below"),
     "density_soprano": Margin(0.25, "rel"),
@@ -75,6 +78,7 @@ MARGINS: dict[str, Margin] = {
 LABELS = {
     "voice_crossing_pct": "steps with voice crossing (%)",
     "parallels_per_100": "parallel 5ths/8ves per 100 steps",
+    "antiparallels_per_100": "contrary 5ths/8ves per 100 steps",
     "out_of_range_pct": "notes out of the voice's range (%)",
     "in_key_pct": "steps in the detected key (%)",
     "density_soprano": "soprano attacks per beat",
@@ -114,19 +118,21 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
         crossed |= both & (pitches[:, upper] < pitches[:, upper + 1])
     counts["crossing_steps"] = int(crossed.sum())
 
-    parallels = 0
+    parallels = antiparallels = 0
     if steps > 1:
         now, nxt = pitches[:-1], pitches[1:]
         live = sounding[:-1] & sounding[1:]
         motion = np.sign(nxt - now)
         for i in range(4):
             for j in range(i + 1, 4):
-                moving = live[:, i] & live[:, j] & (motion[:, i] != 0) & (motion[:, i] == motion[:, j])
+                both = live[:, i] & live[:, j] & (motion[:, i] != 0) & (motion[:, j] != 0)
                 before = np.abs(now[:, i] - now[:, j]) % 12
                 after = np.abs(nxt[:, i] - nxt[:, j]) % 12
                 perfect = ((before == 7) & (after == 7)) | ((before == 0) & (after == 0))
-                parallels += int((moving & perfect).sum())
+                parallels += int((both & perfect & (motion[:, i] == motion[:, j])).sum())
+                antiparallels += int((both & perfect & (motion[:, i] != motion[:, j])).sum())
     counts["parallels"] = parallels
+    counts["antiparallels"] = antiparallels  # in contrary motion: a fifth to a twelfth, an octave to a unison
 
     out = 0
     for voice, (low, high) in enumerate(VOICE_RANGES):
@@ -187,6 +193,7 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     figures = {
         "voice_crossing_pct": 100 * total["crossing_steps"] / steps,
         "parallels_per_100": 100 * total["parallels"] / steps,
+        "antiparallels_per_100": 100 * total["antiparallels"] / steps,
         "out_of_range_pct": 100 * total["out_of_range"] / max(total["sounding_notes"], 1.0),
         "in_key_pct": 100 * total["in_key_steps"] / max(total["sounding_steps"], 1.0),
     }

@@ -262,10 +262,11 @@ def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
     """(batch, vocab) mask: False on the attacks of ``voice`` that would move in parallel
     fifths or octaves (or unisons) with a voice above it, from the step ``before`` to this one.
 
-    Two voices move in parallel when both change pitch in the same direction and the
-    interval between them, modulo the octave, is the same perfect interval on both steps.
-    Vectorised over streams, upper voices and candidate pitches: it runs once per voice
-    per step on the live path.
+    Two voices move in parallels when both change pitch and the interval between them,
+    modulo the octave, is the same perfect interval on both steps: in similar motion
+    (parallel fifths and octaves) or in contrary motion (antiparallel ones, a fifth to a
+    twelfth, an octave to a unison). Vectorised over streams, upper voices and candidate
+    pitches: it runs once per voice per step on the live path.
     """
     before = np.asarray(before, dtype=np.int64)
     above = np.asarray(above, dtype=np.int64)
@@ -278,8 +279,8 @@ def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
     moving = (mine != encoding.SILENT) & (was != encoding.SILENT) & (now != encoding.SILENT) & (was != now)
     perfect = moving & ((interval == _PERFECT[0]) | (interval == _PERFECT[1]))
     same_interval = np.abs(now - _PITCHES) % 12 == interval
-    same_direction = (_PITCHES - mine) * np.sign(now - was) > 0
-    forbidden = (perfect & same_interval & same_direction).any(axis=1)  # (batch, pitches)
+    moves = _PITCHES != mine  # similar or contrary motion: any move of this voice
+    forbidden = (perfect & same_interval & moves).any(axis=1)  # (batch, pitches)
     mask = np.ones((before.shape[0], encoding.VOCAB_SIZE), dtype=bool)
     mask[:, _ATTACKS] = ~forbidden
     return mask
@@ -299,7 +300,6 @@ def _parallel_row(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
     mine = encoding.token_pitch(int(before[voice]))
     if mine == encoding.SILENT:
         return mask
-    split = mine - encoding.PITCH_LOW + 1  # pitch indices from here up lie above ``mine``
     for upper in range(voice):
         was, now = encoding.token_pitch(int(before[upper])), encoding.token_pitch(int(above[upper]))
         if encoding.SILENT in (was, now) or was == now:
@@ -307,11 +307,8 @@ def _parallel_row(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
         interval = abs(was - mine) % 12
         if interval not in _PERFECT:
             continue
-        same = _SAME_INTERVAL[_PERFECT.index(interval)][now - encoding.PITCH_LOW]
-        if now > was:
-            mask[_ATTACKS[split:][same[split:]]] = False
-        else:
-            mask[_ATTACKS[: split - 1][same[: split - 1]]] = False
+        mask[_ATTACKS[_SAME_INTERVAL[_PERFECT.index(interval)][now - encoding.PITCH_LOW]]] = False
+    mask[encoding.attack(mine)] = True  # striking the same pitch again is no motion
     return mask
 
 

@@ -62,13 +62,15 @@ def test_parallels_rule_masks_exactly_the_parallel_attacks():
         mask = parallel_mask(voice, np.array([before]), np.array([above]))
         return {p for p in range(enc.PITCH_LOW, enc.PITCH_HIGH + 1) if not mask[0, a(p)]}, mask
 
-    # Soprano C5 → D5 over a bass C3 (a compound octave): the bass may not rise to any D.
+    # Soprano C5 → D5 over a bass C3 (a compound octave): the bass may not move to any D,
+    # rising (parallel octaves) or falling (antiparallel ones).
     banned, mask = forbidden(3, [a(72), enc.REST, enc.REST, a(48)], [a(74), enc.REST, enc.REST])
-    assert banned == {50, 62, 74, 86}
-    assert mask[0, a(38)] and mask[0, a(47)] and mask[0, enc.hold(48)]  # falling to D, another note, holding
-    # Soprano C4 → Bb3 over an alto F3 (a fifth): the alto may not fall to any Eb.
+    assert banned == {26, 38, 50, 62, 74, 86}
+    assert mask[0, a(47)] and mask[0, a(48)] and mask[0, enc.hold(48)]  # another note, striking C again, holding
+    # Soprano C4 → Bb3 over an alto F3 (a fifth): the alto may not move a fifth (or twelfth)
+    # from Bb, to an Eb below it or, crossing above it, an F.
     banned, _ = forbidden(1, [a(60), a(53), enc.REST, enc.REST], [a(58)])
-    assert banned == {51, 39, 27}
+    assert banned == {27, 39, 51, 65, 77, 89}
     # A fourth is not a perfect interval here, and a soprano that holds moves nothing.
     assert forbidden(1, [a(60), a(55), enc.REST, enc.REST], [a(62)])[0] == set()
     assert forbidden(1, [a(60), a(53), enc.REST, enc.REST], [enc.hold(60)])[0] == set()
@@ -85,13 +87,15 @@ def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
     for rule in (False, True):
         sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)
         pieces = generate(engine, sampler, None, 96).tokens
-        counts[rule] = sum(music.piece_counts(p)["parallels"] for p in pieces)
-    assert counts[False] > 0 and counts[True] == 0
+        counts[rule] = [music.piece_counts(p) for p in pieces]
+    for kind in ("parallels", "antiparallels"):  # similar motion, contrary motion
+        assert sum(c[kind] for c in counts[False]) > 0 and sum(c[kind] for c in counts[True]) == 0, kind
 
 
 def test_parallels_rule_matches_the_definition_on_random_batches():
     """Batched streams with every voice above: the mask bans an attack exactly when it
-    would make parallel perfect intervals with some upper voice."""
+    would make parallel perfect intervals with some upper voice, in similar or contrary
+    motion."""
     from bachd.sampling import parallel_mask
 
     rng = np.random.default_rng(3)
@@ -117,7 +121,7 @@ def test_parallels_rule_matches_the_definition_on_random_batches():
                     was[row][u] is not None and now[row][u] is not None and now[row][u] != was[row][u]
                     and abs(was[row][u] - mine) % 12 in (0, 7)
                     and abs(now[row][u] - target) % 12 == abs(was[row][u] - mine) % 12
-                    and (now[row][u] > was[row][u]) == (target > mine) and target != mine
+                    and target != mine
                     for u in range(voice)
                 )
                 assert mask[row, enc.attack(target)] == (not parallel), (voice, row, target)
