@@ -58,7 +58,7 @@ def _cc_defaults() -> dict[str, int | None]:
 # bachd.settings), plus the CC assignments.
 LiveSettings = make_dataclass(
     "LiveSettings",
-    [(s.name, Optional[s.kind] if s.optional else s.kind, field(default=s.live)) for s in SETTINGS.values()]
+    [(s.name, Optional[s.kind] if s.optional else s.kind, field(default=s.default)) for s in SETTINGS.values()]
     + [("cc", dict, field(default_factory=_cc_defaults))],
     bases=(_LiveSettingsBase,),
     frozen=True,

@@ -26,12 +26,6 @@ class Setting:
     optional: bool = False  # None is a value ("not set")
     also: tuple[str, ...] = ()  # other string values an int setting takes ("follow")
     cc_range: Optional[tuple[float, float]] = None  # what CC values 0..127 sweep, if a knob may set it
-    live_default: Any = ...  # where ``bachd run`` starts from something else (said why below)
-
-    @property
-    def live(self) -> Any:
-        """The default of ``bachd run`` (and of the presets)."""
-        return self.default if self.live_default is ... else self.live_default
 
     def problem(self, value: Any) -> Optional[str]:
         """What is wrong with ``value``, or None."""
@@ -92,9 +86,7 @@ _DECLARED = (
     Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),
     Setting("max_hold_beats", 8.0, "A key held this many beats with no new note-on stops counting as held (a lost note-off never wedges a call).", float, 1.0, 256.0),
     Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool),
-    # Live, the no-parallels rule is opt-in: with it, harmonize latency p99 measured 5.9 ms
-    # against 4.6 ms without (benchmarks/live.py).
-    Setting("allow_parallels", False, "Let the lower voices move in parallel fifths and octaves with the upper ones (live default: allowed; the rule adds latency).", bool, live_default=True),
+    Setting("allow_parallels", False, "Let the lower voices move in parallel (or contrary) fifths and octaves with the upper ones.", bool),
     Setting("rng_seed", None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True),
     Setting("in_channel", 0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16),
     Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16),

@@ -138,7 +138,7 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
     settings = resolve(None, {"allow_parallels": flag, "rhythm_temperature": None if flag is None else 1.4})
     engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
     daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), FakePorts(), engine)
-    assert daemon.stream.sampler.config.avoid_parallels is (flag is False)  # live default: allowed
+    assert daemon.stream.sampler.config.avoid_parallels is (flag is not True)  # live default: the rule holds
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
     daemon.performer.set_temperature(0.5)  # the temperature knob leaves the rhythm alone
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)

@@ -5,7 +5,6 @@ import mido
 import pytest
 
 from bachd import encoding as enc
-from bachd.presets import LiveSettings
 from jackprobe import hanging_notes
 
 MELODY = [67, 67, 69, 71, 71, 69, 67, 66, 64]  # a chorale-like line, in quarter notes
@@ -140,4 +139,3 @@ def test_read_line_takes_the_top_line_of_chords():
 
     notes = [[0.0, 1.0, 60, 80], [0.0, 1.0, 67, 80], [0.5, 1.5, 64, 80], [1.0, 2.0, 72, 80]]
     assert [(s, e, p) for s, e, p, _ in _top_line(notes)] == [(0.0, 1.0, 67), (1.0, 2.0, 72)]
-    assert LiveSettings().mode == "continue"
