@@ -142,15 +142,20 @@ def eval_cli(
     music: Annotated[bool, typer.Option("--music", help="Also report musical checks of generated music against the split's chorales.")] = False,
     pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
-    temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
-    top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
-    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].default,
+    harmonize: Annotated[bool, typer.Option("--harmonize", help="Instead: harmonize the split's melodies through the live harmonizer and set its figures beside Bach's.")] = False,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="With --harmonize: the live settings (default: the harmonizer preset).")] = None,
+    temperature: Annotated[Optional[float], _setting("temperature")] = None,
+    top_p: Annotated[Optional[float], _setting("top_p")] = None,
+    rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
-    allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS["allow_parallels"].default,
+    allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
-    with --music, musical checks of its generated music (or of MIDI files) against the chorales."""
+    with --music, musical checks of its generated music (or of MIDI files) against the chorales;
+    with --harmonize, the live harmonizer on the split's melodies against Bach's harmonizations.
+    Sampling options not given: the declared defaults (--music), the preset's (--harmonize)."""
+    flags = {name: value for name, value in locals().items() if name in SETTINGS and value is not None}
     with _errors():
         if check and not music:
             raise BachdError("--check needs --music")
@@ -159,11 +164,15 @@ def eval_cli(
             from bachd.modelfile import read_config
 
             read_config(model)  # a missing or foreign model fails before TensorFlow loads
+        if harmonize:
+            _eval_harmonize(model, list(corpus), split.value, pieces, preset or "harmonizer", flags, allow_pickle, as_json)
+            return
         from bachd.evaluate import eval_report
         from bachd.sampling import SamplingConfig
 
-        sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
-                                  avoid_parallels=not allow_parallels)
+        allow_parallels = flags.pop("allow_parallels", SETTINGS["allow_parallels"].default)
+        flags.pop("rng_seed")
+        sampling = SamplingConfig(**flags, avoid_parallels=not allow_parallels)
         figures = eval_report(model, list(corpus), split.value, allow_pickle=allow_pickle, plot=plot,
                               music_pieces=pieces if music else 0, bars=bars, sampling=sampling, rng_seed=rng_seed)
         if as_json:
@@ -180,6 +189,33 @@ def eval_cli(
                 typer.echo(f"wrote {plot}")
         if check and not figures["music"]["within_margins"]:
             raise typer.Exit(1)
+
+
+def _eval_harmonize(model: Path, corpora: list[str], split: str, pieces: int, preset: str, flags: dict,
+                    allow_pickle: bool, as_json: bool) -> None:
+    from bachd.corpus import load_corpora
+    from bachd.engine import make_engine
+    from bachd.harmonycheck import report
+    from bachd.presets import resolve
+
+    settings = resolve(preset, flags)
+    chosen = [p.tokens for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)][:pieces]
+    if not chosen:
+        raise BachdError(f"the {split} split of {', '.join(corpora)} is empty")
+    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model))
+    figures.update(model=str(model), corpora=corpora, split=split, settings={
+        k: getattr(settings, k) for k in ("temperature", "top_p", "rhythm_temperature", "allow_parallels", "rng_seed")})
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    typer.echo(f"{model}, live harmonizer on the melodies of {len(chosen)} chorales ({', '.join(corpora)}, {split}); "
+               f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, rng seed {settings.rng_seed}")
+    typer.echo(f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}")
+    for row in figures["rows"]:
+        typer.echo(f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}")
+    typer.echo(f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of {figures['melody_notes']}")
+    typer.echo(f"  agreement with Bach's alto, tenor and bass, note by note: {figures['agreement_pct']:g} %")
+    typer.echo(f"  NLL of Bach's lower voices given the soprano: {figures['lower_voice_nll']:.4f} nats/token")
 
 
 def _print_music(report: dict, what: str) -> None:

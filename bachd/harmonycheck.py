@@ -1,0 +1,253 @@
+"""``bachd eval --harmonize``: Bach's own melodies played into the live harmonizer, and what
+it plays measured beside Bach's harmonizations of the same melodies.
+
+Each chorale's soprano is played note by note, on the grid, into a
+:class:`~bachd.session.Session` in harmonize mode, exactly as from a DAW; bachd's alto,
+tenor and bass are read back onto the grid. Figures (each for bachd and for Bach):
+
+- parallel 5ths/8ves in similar and in contrary motion, per 100 chord changes;
+- notes in the detected key (Krumhansl–Kessler; minor admits the raised 6th and 7th);
+- chord vocabulary: share of beats whose four voices make a complete triad or seventh;
+- cadences at the melody's phrase ends (a note of a half note or longer, or one before a
+  rest): the last two chords V–I or IV–I in root position, in any key and in the home key;
+- chord changes per beat; spacing (more than an octave between soprano and alto or alto
+  and tenor, % of steps); voice crossings (% of steps);
+- note-in-chord: melody attacks whose four-voice sonority is a triad or seventh (so the
+  melody note is a chord tone);
+- agreement with Bach's alto, tenor and bass, note by note;
+- and, for the model alone, the NLL of Bach's lower voices given the soprano (nats per
+  token, pitch-level), as the live harmonizer conditions on it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from bachd import encoding, music
+from bachd.presets import LiveSettings
+from bachd.replay import PlayedFile, perform
+
+SILENT = encoding.SILENT
+V = encoding.NUM_VOICES
+BPM = 100.0  # the tempo the melodies are played at
+_TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
+_SEVENTHS = [frozenset(t) for t in ((0, 4, 7, 10), (0, 3, 7, 10), (0, 3, 6, 10), (0, 4, 7, 11), (0, 3, 6, 9))]
+_MAJOR_MINOR = [frozenset((0, 4, 7)), frozenset((0, 3, 7))]
+
+
+def melody_of(tokens: np.ndarray, bpm: float = BPM) -> PlayedFile:
+    """The soprano of a (T, 4) token array as timed note events on the grid."""
+    pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
+    step_seconds = 60.0 / bpm / encoding.STEPS_PER_BEAT
+    events, start = [], None
+    soprano = pitches[:, 0]
+    for step in range(len(soprano) + 1):
+        pitch = soprano[step] if step < len(soprano) else SILENT
+        new = step < len(soprano) and attacks[step, 0]
+        if start is not None and (pitch != soprano[start] or new):
+            events.append((step * step_seconds, (0x80, int(soprano[start]), 0)))
+            start = None
+        if pitch != SILENT and start is None:
+            events.append((step * step_seconds, (0x90, int(pitch), 80)))
+            start = step
+    events.sort(key=lambda e: (e[0], e[1][0] == 0x90))
+    return PlayedFile(events, bpm, 4, len(soprano) * step_seconds)
+
+
+def grid_of(sent: list[tuple[float, tuple]], melody: np.ndarray, step_seconds: float) -> np.ndarray:
+    """bachd's output messages back onto the grid, under the soprano of ``melody`` (T, 4
+    tokens): bachd's (T, 4) tokens."""
+    pitches, attacks = encoding.decode_pitches(melody)
+    steps = pitches.shape[0]
+    pitches[:, 1:], attacks[:, 1:] = SILENT, False
+    sounding: dict[int, tuple[int, int]] = {}  # voice → (pitch, start step)
+    for t, (status, note, velocity) in sent:
+        voice, step = status & 0x0F, min(steps, round(t / step_seconds))
+        if not 1 <= voice < V:
+            continue
+        if voice in sounding:  # any message for a voice ends what it sounded
+            pitch, start = sounding.pop(voice)
+            pitches[start:max(step, start + 1), voice] = pitch
+        if status & 0xF0 == 0x90 and velocity > 0 and step < steps:
+            sounding[voice] = (note, step)
+            attacks[step, voice] = True
+    for voice, (pitch, start) in sounding.items():
+        pitches[start:, voice] = pitch
+    attacks &= pitches != SILENT
+    return encoding.encode_pitches(pitches, attacks)
+
+
+def harmonize(engine, settings: LiveSettings, tokens: np.ndarray) -> np.ndarray:
+    """Bach's soprano of ``tokens`` through the live harmonizer: bachd's (T, 4) tokens."""
+    from dataclasses import replace
+
+    settings = replace(settings, mode="harmonize", clock="internal", bpm=BPM)
+    played = melody_of(tokens)
+    session = perform(engine, settings, played)
+    return grid_of(session.sent, np.asarray(tokens), 60.0 / BPM / encoding.STEPS_PER_BEAT)
+
+
+# --- figures ------------------------------------------------------------------------------------
+def _pcs(row: np.ndarray) -> frozenset:
+    return frozenset(int(p) % 12 for p in row if p != SILENT)
+
+
+def _shape(pcs: frozenset, templates: list[frozenset]) -> Optional[int]:
+    """The root pitch class if ``pcs`` is one of the chord ``templates`` transposed, else None."""
+    for root in pcs:
+        if frozenset((p - root) % 12 for p in pcs) in templates:
+            return root
+    return None
+
+
+def piece_counts(tokens: np.ndarray) -> dict[str, float]:
+    pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
+    steps = pitches.shape[0]
+    full = (pitches != SILENT).all(axis=1)
+    base = music.piece_counts(tokens)
+    counts = {"steps": steps, "beats": steps / encoding.STEPS_PER_BEAT, "pieces": 1,
+              "parallels": base["parallels"], "antiparallels": base["antiparallels"],
+              "crossing_steps": base["crossing_steps"], "in_key_steps": base["in_key_steps"],
+              "sounding_steps": base["sounding_steps"]}
+    changed = np.zeros(steps, bool)
+    changed[1:] = (pitches[1:] != pitches[:-1]).any(axis=1) | attacks[1:].any(axis=1)
+    counts["chord_changes"] = int((changed & full).sum())
+    counts["full_steps"] = int(full.sum())
+    counts["wide_steps"] = int((full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum())
+    beats = [s for s in range(0, steps, encoding.STEPS_PER_BEAT) if full[s]]
+    counts["full_beats"] = len(beats)
+    counts["chord_beats"] = sum(_shape(_pcs(pitches[s]), _TRIADS + _SEVENTHS) is not None for s in beats)
+    melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
+    counts["melody_attacks"] = len(melody)
+    counts["melody_in_chord"] = sum(_shape(_pcs(pitches[s]), _TRIADS + _SEVENTHS) is not None for s in melody)
+    tonic, _ = music.detect_key(pitches)
+    ends = _phrase_ends(pitches, attacks)
+    counts["phrase_ends"] = len(ends)
+    cadences = [_cadence(pitches, end) for end in ends]
+    counts["cadences"] = sum(root is not None for root in cadences)
+    counts["home_cadences"] = sum(root == tonic for root in cadences)
+    return counts
+
+
+def _phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
+    """Onsets of melody notes a half note or longer, or followed by a rest."""
+    ends, steps = [], pitches.shape[0]
+    for start in np.flatnonzero(attacks[:, 0]):
+        end = start + 1
+        while end < steps and pitches[end, 0] == pitches[start, 0] and not attacks[end, 0]:
+            end += 1
+        if end - start >= 2 * encoding.STEPS_PER_BEAT or end == steps or pitches[end, 0] == SILENT:
+            ends.append(int(start))
+    return ends
+
+
+def _cadence(pitches: np.ndarray, end: int) -> Optional[int]:
+    """The key (root pitch class) of a V–I or IV–I close on the chord at ``end``: both chords
+    complete and the final one a major or minor triad over its root; else None."""
+    final = pitches[end]
+    if (final == SILENT).any():
+        return None
+    root = _shape(_pcs(final), _MAJOR_MINOR)
+    if root is None or final[3] % 12 != root:
+        return None
+    before = end - 1
+    while before >= 0 and (pitches[before] == final).all():
+        before -= 1
+    if before < 0 or (pitches[before] == SILENT).any():
+        return None
+    bass = int(pitches[before, 3]) % 12
+    if (bass - root) % 12 not in (7, 5) or _shape(_pcs(pitches[before]), _TRIADS + _SEVENTHS) != bass:
+        return None
+    return root
+
+
+def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
+    total = {key: float(sum(c[key] for c in counts)) for key in counts[0]}
+    changes = max(total["chord_changes"], 1.0)
+    return {
+        "parallels_per_100_changes": round(100 * total["parallels"] / changes, 3),
+        "antiparallels_per_100_changes": round(100 * total["antiparallels"] / changes, 3),
+        "in_key_pct": round(100 * total["in_key_steps"] / max(total["sounding_steps"], 1.0), 2),
+        "triads_and_sevenths_on_beats_pct": round(100 * total["chord_beats"] / max(total["full_beats"], 1.0), 2),
+        "cadences_at_phrase_ends_pct": round(100 * total["cadences"] / max(total["phrase_ends"], 1.0), 2),
+        "home_key_cadences_pct": round(100 * total["home_cadences"] / max(total["phrase_ends"], 1.0), 2),
+        "chord_changes_per_beat": round(total["chord_changes"] / max(total["beats"], 1.0), 3),
+        "wide_spacing_pct": round(100 * total["wide_steps"] / max(total["full_steps"], 1.0), 2),
+        "voice_crossing_pct": round(100 * total["crossing_steps"] / max(total["steps"], 1.0), 2),
+        "melody_in_chord_pct": round(100 * total["melody_in_chord"] / max(total["melody_attacks"], 1.0), 2),
+        "pieces": int(total["pieces"]),
+    }
+
+
+LABELS = {
+    "parallels_per_100_changes": "parallel 5ths/8ves, similar motion, per 100 chord changes",
+    "antiparallels_per_100_changes": "5ths/8ves in contrary motion, per 100 chord changes",
+    "in_key_pct": "steps in the detected key (%)",
+    "triads_and_sevenths_on_beats_pct": "beats on a complete triad or seventh (%)",
+    "cadences_at_phrase_ends_pct": "phrase ends closing V-I or IV-I, any key (%)",
+    "home_key_cadences_pct": "... in the home key (%)",
+    "chord_changes_per_beat": "chord changes per beat",
+    "wide_spacing_pct": "more than an octave S-A or A-T (% of steps)",
+    "voice_crossing_pct": "steps with voice crossing (%)",
+    "melody_in_chord_pct": "melody notes that are chord tones (%)",
+}
+
+
+def agreement(ours: list[np.ndarray], bach: list[np.ndarray]) -> float:
+    """Share (%) of Bach's sounding alto, tenor and bass steps where bachd has the same pitch."""
+    same = total = 0
+    for mine, theirs in zip(ours, bach):
+        a, b = encoding.decode_pitches(mine)[0][:, 1:], encoding.decode_pitches(theirs)[0][:, 1:]
+        sounding = b != SILENT
+        same += int((a[sounding] == b[sounding]).sum())
+        total += int(sounding.sum())
+    return round(100 * same / max(total, 1), 2)
+
+
+def lower_voice_nll(engine, pieces: list[np.ndarray]) -> float:
+    """Nats per token of Bach's alto, tenor and bass at the pitch level (attack and hold of
+    a pitch together), each given the soprano and all before it, streamed as live."""
+    classes = encoding.pitch_class_table()
+    total, count = 0.0, 0
+    for tokens in pieces:
+        engine.reset()
+        previous = encoding.BOS
+        for step, row in enumerate(np.asarray(tokens)):
+            beat = step % encoding.STEPS_PER_BEAT
+            for voice in range(V):
+                logits = engine.step(previous, voice, beat)[0].astype(np.float64)
+                target = int(row[voice])
+                if voice:
+                    log_probs = logits - logits.max()
+                    log_probs -= math.log(np.exp(log_probs).sum())
+                    same_class = np.exp(log_probs[classes == classes[target]]).sum()
+                    total -= math.log(max(same_class, 1e-12))
+                    count += 1
+                previous = target
+    return round(total / max(count, 1), 4)
+
+
+def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=None) -> dict:
+    """bachd's harmonizations of the pieces' melodies beside Bach's, figure by figure."""
+    ours = [harmonize(engine, settings, tokens) for tokens in pieces]
+    bach_figures = summarize([piece_counts(p) for p in pieces])
+    our_figures = summarize([piece_counts(p) for p in ours])
+    rows = [{"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS]
+    result = {"pieces": len(pieces), "rows": rows, "agreement_pct": agreement(ours, pieces),
+              "melody_notes": int(sum(np.asarray(encoding.decode_pitches(p)[1])[:, 0].sum() for p in pieces)),
+              "melody_notes_harmonized": _harmonized(ours)}
+    if nll_engine is not None:
+        result["lower_voice_nll"] = lower_voice_nll(nll_engine, pieces)
+    return result
+
+
+def _harmonized(ours: list[np.ndarray]) -> int:
+    """Melody attacks with all three lower voices sounding under them."""
+    count = 0
+    for tokens in ours:
+        pitches, attacks = encoding.decode_pitches(tokens)
+        count += int((attacks[:, 0] & (pitches[:, 1:] != SILENT).all(axis=1)).sum())
+    return count

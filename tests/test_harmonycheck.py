@@ -1,0 +1,67 @@
+"""eval --harmonize: the live harmonizer on melodies, measured beside the originals."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from bachd import encoding as enc
+from bachd import harmonycheck as hc
+
+from conftest import cli_env
+
+
+def chorale(rows):
+    """(T, 4) tokens from rows of four pitches (None: silent), each row one beat long."""
+    pitches = np.array([[enc.SILENT if p is None else p for p in row] for row in rows for _ in range(4)])
+    return enc.encode_pitches(pitches)
+
+
+# C major: I IV V I over a melody E F D C (the last a half note, a phrase end)
+CADENCE = chorale([[76, 67, 60, 48], [77, 69, 60, 53], [74, 67, 59, 55], [72, 64, 55, 48], [72, 64, 55, 48]])
+
+
+def test_a_perfect_cadence_is_found_and_counted_in_the_home_key():
+    counts = hc.piece_counts(CADENCE)
+    assert counts["phrase_ends"] == 1 and counts["cadences"] == 1 and counts["home_cadences"] == 1
+    assert counts["chord_beats"] == counts["full_beats"] == 5  # every beat a complete triad
+    assert counts["chord_changes"] == 3 and counts["parallels"] == counts["antiparallels"] == 0
+    figures = hc.summarize([counts])
+    assert figures["chord_changes_per_beat"] == 3 / 5 and figures["melody_in_chord_pct"] == 100.0
+    # The same close with the bass on the third of the last chord is no cadence.
+    inverted = chorale([[76, 67, 60, 48], [77, 69, 60, 53], [74, 67, 59, 55], [72, 64, 55, 52], [72, 64, 55, 52]])
+    assert hc.piece_counts(inverted)["cadences"] == 0
+
+
+def test_contrary_and_similar_fifths_are_told_apart():
+    similar = chorale([[72, 67, 64, 60], [74, 69, 65, 62]])  # S-B octave and A-B fifth, all rising
+    contrary = chorale([[67, 64, 60, 55], [72, 67, 64, 48]])  # S-B: octave to double octave, opposite ways
+    assert hc.piece_counts(similar)["parallels"] > 0 and hc.piece_counts(similar)["antiparallels"] == 0
+    assert hc.piece_counts(contrary)["antiparallels"] > 0
+
+
+def test_the_melody_round_trips_through_events_and_the_grid():
+    played = hc.melody_of(CADENCE)
+    assert [m[1] for _, m in played.events if m[0] == 0x90] == [76, 77, 74, 72]
+    step = 60 / hc.BPM / 4
+    sent = [(t, (0x91, 60, 80)) for t, m in played.events if m[0] == 0x90]  # an alto C under each note
+    sent += [(played.seconds, (0x81, 60, 0))]
+    grid = hc.grid_of(sent, CADENCE, step)
+    pitches, attacks = enc.decode_pitches(grid)
+    assert (pitches[:, 0] == enc.decode_pitches(CADENCE)[0][:, 0]).all()
+    assert (pitches[:, 1] == 60).all() and attacks[[0, 4, 8, 12], 1].all() and not attacks[16, 1]
+
+
+def test_eval_harmonize_reports_bach_beside_bachd(tiny_model_path, tiny_json_corpus):
+    result = subprocess.run([sys.executable, "-m", "bachd", "eval", str(tiny_model_path), "--harmonize", "--corpus",
+                             str(tiny_json_corpus), "--split", "valid", "--pieces", "2", "--rng-seed", "3", "--json"],
+                            capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["pieces"] == 2 and figures["melody_notes"] > 0
+    assert figures["melody_notes_harmonized"] == figures["melody_notes"]  # every melody note, the first too
+    rows = {row["figure"]: row for row in figures["rows"]}
+    assert rows["parallels_per_100_changes"]["bachd"] == rows["antiparallels_per_100_changes"]["bachd"] == 0
+    assert set(rows) == set(hc.LABELS) and figures["lower_voice_nll"] > 0
+    assert figures["settings"]["allow_parallels"] is False
