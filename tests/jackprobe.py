@@ -29,13 +29,15 @@ class JackUnavailable(RuntimeError):
 class JackServer:
     """``jackd -d dummy -r RATE -p PERIOD`` under a private server name."""
 
-    def __init__(self, rate: int = 48000, period: int = 64, realtime: bool | None = None):
+    def __init__(self, rate: int = 48000, period: int = 64, realtime: bool | None = None, name: str | None = None):
         self.rate, self.period = rate, period
         # Realtime scheduling where the system allows it (root, or an rtprio limit), as JACK
         # is normally run; otherwise --no-realtime, which on a busy machine drops MIDI
         # events whenever a cycle overruns.
         self.realtime = _can_realtime() if realtime is None else realtime
-        self.name = f"bachd-test-{uuid.uuid4().hex[:8]}"
+        # A server that is killed leaves its slot in JACK's shared registry (eight in all),
+        # reclaimed only by a server of the same name: a test that kills one names it.
+        self.name = name or f"bachd-test-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "JackServer":

@@ -359,7 +359,7 @@ def test_a_flood_is_counted_not_printed_and_bachd_plays_on(play, tmp_path):
 def test_the_jack_server_going_away_stops_bachd_with_one_line():
     shared_server = os.environ.get("JACK_DEFAULT_SERVER")  # the module's server, for the tests after
     try:
-        server = JackServer(period=64).__enter__()
+        server = JackServer(period=64, name="bachd-test-killed").__enter__()
     except JackUnavailable as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
