@@ -143,7 +143,8 @@ def eval_cli(
     pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
     harmonize: Annotated[bool, typer.Option("--harmonize", help="Instead: harmonize the split's melodies through the live harmonizer and set its figures beside Bach's.")] = False,
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="With --harmonize: the live settings (default: the harmonizer preset).")] = None,
+    answers: Annotated[bool, typer.Option("--answers", help="Instead: play the opening bars of the split's melodies as calls into the live continue mode and check each answer's key against the call's.")] = False,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="With --harmonize or --answers: the live settings (default: the harmonizer or the chorale preset).")] = None,
     temperature: Annotated[Optional[float], _setting("temperature")] = None,
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
@@ -164,8 +165,8 @@ def eval_cli(
             from bachd.modelfile import read_config
 
             read_config(model)  # a missing or foreign model fails before TensorFlow loads
-        if harmonize:
-            _eval_harmonize(model, list(corpus), split.value, pieces, preset or "harmonizer", flags, allow_pickle, as_json)
+        if harmonize or answers:
+            _eval_live(model, list(corpus), split.value, pieces, preset, flags, allow_pickle, as_json, answers)
             return
         from bachd.evaluate import eval_report
         from bachd.sampling import SamplingConfig
@@ -191,31 +192,12 @@ def eval_cli(
             raise typer.Exit(1)
 
 
-def _eval_harmonize(model: Path, corpora: list[str], split: str, pieces: int, preset: str, flags: dict,
-                    allow_pickle: bool, as_json: bool) -> None:
-    from bachd.corpus import load_corpora
-    from bachd.engine import make_engine
-    from bachd.harmonycheck import report
-    from bachd.presets import resolve
+def _eval_live(model: Path, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
+               allow_pickle: bool, as_json: bool, answers: bool) -> None:
+    from bachd.harmonycheck import live_report
 
-    settings = resolve(preset, flags)
-    chosen = [p.tokens for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)][:pieces]
-    if not chosen:
-        raise BachdError(f"the {split} split of {', '.join(corpora)} is empty")
-    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model))
-    figures.update(model=str(model), corpora=corpora, split=split, settings={
-        k: getattr(settings, k) for k in ("temperature", "top_p", "rhythm_temperature", "allow_parallels", "rng_seed")})
-    if as_json:
-        typer.echo(json.dumps(figures))
-        return
-    typer.echo(f"{model}, live harmonizer on the melodies of {len(chosen)} chorales ({', '.join(corpora)}, {split}); "
-               f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, rng seed {settings.rng_seed}")
-    typer.echo(f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}")
-    for row in figures["rows"]:
-        typer.echo(f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}")
-    typer.echo(f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of {figures['melody_notes']}")
-    typer.echo(f"  agreement with Bach's alto, tenor and bass, note by note: {figures['agreement_pct']:g} %")
-    typer.echo(f"  NLL of Bach's lower voices given the soprano: {figures['lower_voice_nll']:.4f} nats/token")
+    figures, lines = live_report(model, corpora, split, pieces, preset, flags, allow_pickle, answers)
+    typer.echo(json.dumps(figures) if as_json else "\n".join(lines))
 
 
 def _print_music(report: dict, what: str) -> None:

@@ -61,12 +61,19 @@ def grid_of(sent: list[tuple[float, tuple]], melody: np.ndarray, step_seconds: f
     """bachd's output messages back onto the grid, under the soprano of ``melody`` (T, 4
     tokens): bachd's (T, 4) tokens."""
     pitches, attacks = encoding.decode_pitches(melody)
-    steps = pitches.shape[0]
-    pitches[:, 1:], attacks[:, 1:] = SILENT, False
+    ours, our_attacks = _on_grid(sent, pitches.shape[0], step_seconds, voices=range(1, V))
+    pitches[:, 1:], attacks[:, 1:] = ours[:, 1:], our_attacks[:, 1:]
+    return encoding.encode_pitches(pitches, attacks)
+
+
+def _on_grid(sent: list[tuple[float, tuple]], steps: int, step_seconds: float, voices=range(V)) -> tuple[np.ndarray, np.ndarray]:
+    """(pitches, attacks), (steps, 4), of the messages sent on the channels of ``voices``."""
+    pitches = np.full((steps, V), SILENT, np.int64)
+    attacks = np.zeros((steps, V), bool)
     sounding: dict[int, tuple[int, int]] = {}  # voice → (pitch, start step)
     for t, (status, note, velocity) in sent:
         voice, step = status & 0x0F, min(steps, round(t / step_seconds))
-        if not 1 <= voice < V:
+        if voice not in voices:
             continue
         if voice in sounding:  # any message for a voice ends what it sounded
             pitch, start = sounding.pop(voice)
@@ -76,8 +83,7 @@ def grid_of(sent: list[tuple[float, tuple]], melody: np.ndarray, step_seconds: f
             attacks[step, voice] = True
     for voice, (pitch, start) in sounding.items():
         pitches[start:, voice] = pitch
-    attacks &= pitches != SILENT
-    return encoding.encode_pitches(pitches, attacks)
+    return pitches, attacks & (pitches != SILENT)
 
 
 def harmonize(engine, settings: LiveSettings, tokens: np.ndarray) -> np.ndarray:
@@ -251,3 +257,70 @@ def _harmonized(ours: list[np.ndarray]) -> int:
         pitches, attacks = encoding.decode_pitches(tokens)
         count += int((attacks[:, 0] & (pitches[:, 1:] != SILENT).all(axis=1)).sum())
     return count
+
+
+# --- continue: does the answer stay in the call's key? ------------------------------------------
+def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_bars: int = 2) -> dict:
+    """The soprano of each piece's first ``call_bars`` bars played as a call into the live
+    continue performer; the share of answers in the key of the call (detected on Bach's four
+    voices of those bars), beside the share of Bach's own next bars in that key."""
+    from dataclasses import replace
+
+    settings = replace(settings, mode="continue", clock="internal", bpm=BPM, start_on="beat")
+    step_seconds = 60.0 / BPM / encoding.STEPS_PER_BEAT
+    call_steps = settings.meter.bars(call_bars)
+    answer_steps = settings.meter.bars(settings.response_bars)
+    ours = bachs = answered = 0
+    chosen = [p for p in pieces if p.shape[0] >= call_steps + answer_steps]
+    for tokens in chosen:
+        call = np.asarray(tokens)[:call_steps]
+        key = music.detect_key(encoding.decode_pitches(call)[0])
+        session = perform(engine, settings, melody_of(call))
+        if session.sent:
+            answered += 1
+            first = min(t for t, _ in session.sent)
+            shifted = [(t - first, m) for t, m in session.sent]
+            pitches, _ = _on_grid(shifted, answer_steps, step_seconds)
+            ours += music.detect_key(pitches) == key
+        bach_next = encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])[0]
+        bachs += music.detect_key(bach_next) == key
+    count = max(len(chosen), 1)
+    return {"calls": len(chosen), "answered": answered, "bach_same_key_pct": round(100 * bachs / count, 2),
+            "bachd_same_key_pct": round(100 * ours / count, 2)}
+
+
+def live_report(model, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
+                allow_pickle: bool = False, answers: bool = False) -> tuple[dict, list[str]]:
+    """What ``bachd eval --harmonize`` (or ``--answers``) reports: the figures, and as lines
+    of text."""
+    from bachd.corpus import load_corpora
+    from bachd.engine import make_engine
+    from bachd.errors import BachdError
+    from bachd.presets import resolve
+
+    settings = resolve(preset or ("chorale" if answers else "harmonizer"), flags)
+    chosen = [p.tokens for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)][:pieces]
+    if not chosen:
+        raise BachdError(f"the {split} split of {', '.join(corpora)} is empty")
+    where = f"{', '.join(corpora)}, {split}"
+    if answers:
+        figures = answer_keys(make_engine(model), settings, chosen)
+        return figures, [
+            f"{model}, live continue mode answering the opening two bars of {figures['calls']} melodies ({where}): "
+            f"{figures['answered']} answered",
+            f"  in the call's key: Bach's next bars {figures['bach_same_key_pct']:g} %, bachd's answers "
+            f"{figures['bachd_same_key_pct']:g} %",
+        ]
+    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model))
+    figures.update(model=str(model), corpora=corpora, split=split, settings={
+        k: getattr(settings, k) for k in ("temperature", "top_p", "rhythm_temperature", "allow_parallels", "rng_seed")})
+    lines = [f"{model}, live harmonizer on the melodies of {len(chosen)} chorales ({where}); "
+             f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, rng seed {settings.rng_seed}",
+             f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}"]
+    lines += [f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}" for row in figures["rows"]]
+    lines += [
+        f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of {figures['melody_notes']}",
+        f"  agreement with Bach's alto, tenor and bass, note by note: {figures['agreement_pct']:g} %",
+        f"  NLL of Bach's lower voices given the soprano: {figures['lower_voice_nll']:.4f} nats/token",
+    ]
+    return figures, lines

@@ -65,3 +65,13 @@ def test_eval_harmonize_reports_bach_beside_bachd(tiny_model_path, tiny_json_cor
     assert rows["parallels_per_100_changes"]["bachd"] == rows["antiparallels_per_100_changes"]["bachd"] == 0
     assert set(rows) == set(hc.LABELS) and figures["lower_voice_nll"] > 0
     assert figures["settings"]["allow_parallels"] is False
+
+
+def test_eval_answers_checks_each_answer_against_the_key_of_its_call(tiny_model_path, tiny_json_corpus):
+    result = subprocess.run([sys.executable, "-m", "bachd", "eval", str(tiny_model_path), "--answers", "--corpus",
+                             str(tiny_json_corpus), "--split", "train", "--pieces", "2", "--rng-seed", "3", "--json"],
+                            capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["calls"] == 2 and figures["answered"] == 2  # every call is answered
+    assert {figures["bachd_same_key_pct"], figures["bach_same_key_pct"]} <= {0.0, 50.0, 100.0}
