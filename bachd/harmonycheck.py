@@ -260,33 +260,41 @@ def _harmonized(ours: list[np.ndarray]) -> int:
 
 
 # --- continue: does the answer stay in the call's key? ------------------------------------------
-def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_bars: int = 2) -> dict:
+def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_bars: int = 4) -> dict:
     """The soprano of each piece's first ``call_bars`` bars played as a call into the live
-    continue performer; the share of answers in the key of the call (detected on Bach's four
-    voices of those bars), beside the share of Bach's own next bars in that key."""
+    continue performer. For each answer: is its detected key the call's (detected on Bach's
+    four voices of those bars), and what share of its steps lie in the call key's scale;
+    beside the same for Bach's own next bars."""
     from dataclasses import replace
 
     settings = replace(settings, mode="continue", clock="internal", bpm=BPM, start_on="beat")
     step_seconds = 60.0 / BPM / encoding.STEPS_PER_BEAT
     call_steps = settings.meter.bars(call_bars)
     answer_steps = settings.meter.bars(settings.response_bars)
-    ours = bachs = answered = 0
+    same = {"bach": 0, "bachd": 0}
+    scale = {"bach": [0, 0], "bachd": [0, 0]}
+    answered = 0
     chosen = [p for p in pieces if p.shape[0] >= call_steps + answer_steps]
     for tokens in chosen:
         call = np.asarray(tokens)[:call_steps]
         key = music.detect_key(encoding.decode_pitches(call)[0])
         session = perform(engine, settings, melody_of(call))
+        answers = {"bach": encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])[0]}
         if session.sent:
             answered += 1
             first = min(t for t, _ in session.sent)
-            shifted = [(t - first, m) for t, m in session.sent]
-            pitches, _ = _on_grid(shifted, answer_steps, step_seconds)
-            ours += music.detect_key(pitches) == key
-        bach_next = encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])[0]
-        bachs += music.detect_key(bach_next) == key
+            answers["bachd"] = _on_grid([(t - first, m) for t, m in session.sent], answer_steps, step_seconds)[0]
+        for who, pitches in answers.items():
+            same[who] += music.detect_key(pitches) == key
+            inside, steps = music.steps_in_key(pitches, key)
+            scale[who][0] += inside
+            scale[who][1] += steps
     count = max(len(chosen), 1)
-    return {"calls": len(chosen), "answered": answered, "bach_same_key_pct": round(100 * bachs / count, 2),
-            "bachd_same_key_pct": round(100 * ours / count, 2)}
+    figures = {"calls": len(chosen), "answered": answered, "call_bars": call_bars, "answer_bars": settings.response_bars}
+    for who in ("bach", "bachd"):
+        figures[f"{who}_same_key_pct"] = round(100 * same[who] / count, 2)
+        figures[f"{who}_in_call_scale_pct"] = round(100 * scale[who][0] / max(scale[who][1], 1), 2)
+    return figures
 
 
 def live_report(model, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
@@ -306,10 +314,11 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
     if answers:
         figures = answer_keys(make_engine(model), settings, chosen)
         return figures, [
-            f"{model}, live continue mode answering the opening two bars of {figures['calls']} melodies ({where}): "
-            f"{figures['answered']} answered",
-            f"  in the call's key: Bach's next bars {figures['bach_same_key_pct']:g} %, bachd's answers "
-            f"{figures['bachd_same_key_pct']:g} %",
+            f"{model}, live continue mode answering the opening {figures['call_bars']} bars of {figures['calls']} "
+            f"melodies ({where}) with {figures['answer_bars']} bars: {figures['answered']} answered",
+            f"  {'':44s} {'Bach':>8s} {'bachd':>8s}",
+            f"  {'answers in the key detected for the call (%)':44s} {figures['bach_same_key_pct']:8g} {figures['bachd_same_key_pct']:8g}",
+            f"  {'answer steps in the scale of that key (%)':44s} {figures['bach_in_call_scale_pct']:8g} {figures['bachd_in_call_scale_pct']:8g}",
         ]
     figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model))
     figures.update(model=str(model), corpora=corpora, split=split, settings={

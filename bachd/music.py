@@ -32,8 +32,8 @@ COLLAPSE_STEPS = 16 * encoding.STEPS_PER_BEAT  # four 4/4 bars
 
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,18 @@ def detect_key(pitches: np.ndarray) -> tuple[int, bool]:
     return best_key
 
 
+def steps_in_key(pitches: np.ndarray, key: tuple[int, bool]) -> tuple[int, int]:
+    """(sounding steps whose pitches all lie in ``key``'s scale, sounding steps) of a (T, 4)
+    pitch array; ``key`` is (tonic pitch class, is_minor)."""
+    tonic, minor = key
+    scale = np.zeros(12, bool)
+    scale[[(tonic + d) % 12 for d in (MINOR_SCALE if minor else MAJOR_SCALE)]] = True
+    sounding = pitches != SILENT
+    inside = np.where(sounding, scale[np.where(sounding, pitches, 0) % 12], True).all(axis=1)
+    any_sounding = sounding.any(axis=1)
+    return int((inside & any_sounding).sum()), int(any_sounding.sum())
+
+
 def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     """Raw counts for one (T, 4) token array; :func:`summarize` turns sums into figures."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
@@ -141,13 +153,7 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     counts["sounding_notes"] = int(sounding.sum())
     counts["out_of_range"] = out
 
-    tonic, minor = detect_key(pitches)
-    scale = np.zeros(12, bool)
-    scale[[(tonic + d) % 12 for d in (_MINOR_SCALE if minor else _MAJOR_SCALE)]] = True
-    in_scale = np.where(sounding, scale[np.where(sounding, pitches, 0) % 12], True)
-    any_sounding = sounding.any(axis=1)
-    counts["sounding_steps"] = int(any_sounding.sum())
-    counts["in_key_steps"] = int((in_scale.all(axis=1) & any_sounding).sum())
+    counts["in_key_steps"], counts["sounding_steps"] = steps_in_key(pitches, detect_key(pitches))
 
     for voice, name in enumerate(encoding.VOICES):
         counts[f"attacks_{name}"] = int(attacks[:, voice].sum())

@@ -1,5 +1,6 @@
 """Test doubles shared by the tests."""
 
+import mido
 import numpy as np
 
 from bachd import encoding as enc
@@ -45,3 +46,17 @@ class FakePorts:
 
     def close(self):
         pass
+
+
+def melody_file(path, pitches, bpm=None, ticks=240, channel=0, extra_tracks=()):
+    """A MIDI file of one line of notes ``ticks`` long each (480 to the beat), on
+    ``channel``, with a tempo if ``bpm``; ``extra_tracks``: (pitches, channel) pairs."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    for index, (notes, on) in enumerate([(pitches, channel), *extra_tracks]):
+        track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))] if bpm and not index else [])
+        for pitch in notes:
+            track += [mido.Message("note_on", channel=on, note=pitch, velocity=80, time=0),
+                      mido.Message("note_off", channel=on, note=pitch, time=ticks)]
+        mid.tracks.append(track)
+    mid.save(path)
+    return path

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bachd.cli import app
 
 from conftest import cli_env
+from fakes import melody_file
 
 runner = CliRunner()
 
@@ -98,8 +99,8 @@ def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_p
     (tmp_path / "empty.keras").write_bytes(b"")
     (tmp_path / "other.keras").write_bytes(other_keras_model.read_bytes())
     (tmp_path / "folder.mid").mkdir()
-    _melody_file(tmp_path / "seed.mid", [60, 62])
-    _melody_file(tmp_path / "drums.mid", [36, 38, 36, 38], channel=9)
+    melody_file(tmp_path / "seed.mid", [60, 62])
+    melody_file(tmp_path / "drums.mid", [36, 38, 36, 38], channel=9)
     args = [a.format(tmp=tmp_path, model=tiny_model_path) for a in args]
     result = bachd(*args)
     assert result.returncode == 1
@@ -121,22 +122,12 @@ def other_keras_model(tmp_path_factory):
     return path
 
 
-def _melody_file(path, notes, channel=0, ticks=240):
-    mid = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    for note in notes:
-        track += [mido.Message("note_on", channel=channel, note=note, velocity=80, time=0),
-                  mido.Message("note_off", channel=channel, note=note, time=ticks)]
-    mid.tracks.append(track)
-    mid.save(path)
-
-
 def test_a_long_seed_feeds_only_its_last_bars(tiny_model_path, tmp_path):
     """A 2,000-note seed (250 bars): only its last 16 bars are read into the engine, so the
     file written with the seed is 16 + 1 bars long."""
     from bachd.settings import SEED_BARS
 
-    _melody_file(tmp_path / "long.mid", [60 + k % 12 for k in range(2000)])
+    melody_file(tmp_path / "long.mid", [60 + k % 12 for k in range(2000)])
     out = tmp_path / "long-answer.mid"
     result = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--seed-file", str(tmp_path / "long.mid"),
                                  "--bars", "1", "--include-seed", "--rng-seed", "1", "-o", str(out)])

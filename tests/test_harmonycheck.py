@@ -53,12 +53,15 @@ def test_the_melody_round_trips_through_events_and_the_grid():
     assert (pitches[:, 1] == 60).all() and attacks[[0, 4, 8, 12], 1].all() and not attacks[16, 1]
 
 
-def test_eval_harmonize_reports_bach_beside_bachd(tiny_model_path, tiny_json_corpus):
-    result = subprocess.run([sys.executable, "-m", "bachd", "eval", str(tiny_model_path), "--harmonize", "--corpus",
-                             str(tiny_json_corpus), "--split", "valid", "--pieces", "2", "--rng-seed", "3", "--json"],
-                            capture_output=True, text=True, env=cli_env(), timeout=300)
+def eval_json(model, corpus, *args) -> dict:
+    result = subprocess.run([sys.executable, "-m", "bachd", "eval", str(model), "--corpus", str(corpus), "--pieces", "2",
+                             "--rng-seed", "3", "--json", *args], capture_output=True, text=True, env=cli_env(), timeout=300)
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_eval_harmonize_reports_bach_beside_bachd(tiny_model_path, tiny_json_corpus):
+    figures = eval_json(tiny_model_path, tiny_json_corpus, "--harmonize", "--split", "valid")
     assert figures["pieces"] == 2 and figures["melody_notes"] > 0
     assert figures["melody_notes_harmonized"] == figures["melody_notes"]  # every melody note, the first too
     rows = {row["figure"]: row for row in figures["rows"]}
@@ -68,10 +71,6 @@ def test_eval_harmonize_reports_bach_beside_bachd(tiny_model_path, tiny_json_cor
 
 
 def test_eval_answers_checks_each_answer_against_the_key_of_its_call(tiny_model_path, tiny_json_corpus):
-    result = subprocess.run([sys.executable, "-m", "bachd", "eval", str(tiny_model_path), "--answers", "--corpus",
-                             str(tiny_json_corpus), "--split", "train", "--pieces", "2", "--rng-seed", "3", "--json"],
-                            capture_output=True, text=True, env=cli_env(), timeout=300)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    figures = eval_json(tiny_model_path, tiny_json_corpus, "--answers", "--split", "train")
     assert figures["calls"] == 2 and figures["answered"] == 2  # every call is answered
     assert {figures["bachd_same_key_pct"], figures["bach_same_key_pct"]} <= {0.0, 50.0, 100.0}

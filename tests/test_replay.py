@@ -5,25 +5,14 @@ import mido
 import pytest
 
 from bachd import encoding as enc
+import fakes
 from jackprobe import hanging_notes
 
 MELODY = [67, 67, 69, 71, 71, 69, 67, 66, 64]  # a chorale-like line, in quarter notes
 
 
 def melody_file(path, pitches=MELODY, bpm=100, ticks=480, extra_tracks=()):
-    mid = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))])
-    for pitch in pitches:
-        track += [mido.Message("note_on", note=pitch, velocity=80, time=0), mido.Message("note_off", note=pitch, time=ticks)]
-    mid.tracks.append(track)
-    for notes, channel in extra_tracks:
-        extra = mido.MidiTrack()
-        for pitch in notes:
-            extra += [mido.Message("note_on", channel=channel, note=pitch, velocity=80, time=0),
-                      mido.Message("note_off", channel=channel, note=pitch, time=ticks)]
-        mid.tracks.append(extra)
-    mid.save(path)
-    return path
+    return fakes.melody_file(path, pitches, bpm=bpm, ticks=ticks, extra_tracks=extra_tracks)
 
 
 def tracks_of(path) -> dict[str, list[tuple[int, int]]]:
