@@ -75,6 +75,13 @@ def make_strategy(name: str):
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise BachdError("--distribute multiworker needs TF_CONFIG describing the cluster")
+        if int(keras.__version__.split(".")[0]) >= 3:
+            # Keras 3's fit() hands MultiWorkerMirroredStrategy's per-replica batches to the
+            # model unconverted and fails deep inside (keras-team/keras#20585).
+            raise BachdError(
+                "--distribute multiworker does not work with Keras 3's fit(); train on one machine "
+                "(--distribute mirrored uses all its devices)"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 

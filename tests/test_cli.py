@@ -85,6 +85,7 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
         (["generate", "--model", "{model}", "-o", "{tmp}/x.mid", "--plot", "/proc/x.png"], "cannot write --plot /proc/x.png"),
         (["render", "{tmp}/seed.mid", "-o", "/proc/x.wav"], "cannot write --out /proc/x.wav"),
         (["train", "--corpus", "{tmp}/nothing.json", "--out", "/proc/T.keras"], "cannot write --out /proc/T.keras"),
+        (["train", "--out", "{tmp}/m.keras", "--distribute", "multiworker"], "needs TF_CONFIG"),
         (["run", "--model", "{model}", "--stats-json", "/proc/s.json"], "cannot write --stats-json /proc/s.json"),
         (["generate", "--model", "{model}", "--seed-file", "{tmp}/drums.mid", "-o", "{tmp}/x.mid"], "only notes are drums"),
         (["generate", "--model", "{model}", "--seed-chorale", "99999", "-o", "{tmp}/x.mid"], "no chorale"),
