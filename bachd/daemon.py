@@ -5,11 +5,14 @@ The only module that starts threads. Three run while bachd plays:
 - rtmidi's own thread (owned by rtmidi) queues incoming messages without touching Python;
 - the worker: polls and timestamps input every ``POLL_SECONDS`` (see ``bachd.ports`` for
   why not a callback), drives the clock and the performer, computes steps;
-- the output thread: sends scheduled frames at their due times (:class:`OutputStage.run`).
+- the output thread: sends scheduled frames at their due times (:class:`OutputStage.run`);
+- with ``tap_stderr`` (``bachd run``), a thread draining file descriptor 2, where native MIDI
+  code prints, to count input lost in a flood (:mod:`bachd.stderrtap`).
 
-The main thread installs the signal handlers, prints the status line and, on any way out
-(Ctrl-C, SIGTERM, SIGHUP, a fatal error in a thread), silences every note bachd sounds
-before the ports close.
+The main thread installs the signal handlers, prints the status line, watches the MIDI system
+(a JACK server or an opened port going away ends the run with one line and exit 1) and, on
+any way out (Ctrl-C, SIGTERM, SIGHUP, the MIDI system gone, a fatal error in a thread),
+silences every note bachd sounds before the ports close.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class Daemon:
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
-        poll, performer, now, keepalive = self.ports.poll, self.performer, self.now, self.ports.keepalive
+        poll, performer, now = self.ports.poll, self.performer, self.now
+        keepalive = getattr(self.ports, "keepalive", lambda now_seconds: None)
         try:
             while not self.stop.is_set():
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
