@@ -113,8 +113,12 @@ class HarmonizeMode:
         nxt = last + 1
         changed, urgent = self._changed_step, self._urgent_step
         self._changed_step = self._urgent_step = None
-        if changed is not None and self._harmony is not None and changed <= self._harmony[0]:
+        if changed is not None and self._harmony is not None and changed <= self._harmony[0] and (
+            urgent is not None or p.clock.step_time(self._harmony[0]) > now
+        ):
             # The player changed a step that is already computed: roll it back and redo it.
+            # Not for a note-off once that step has sounded: what was struck stays (taking
+            # it back would only click), and the melody's end counts from the next step.
             step, snapshot = self._harmony
             p.stats.rollbacks += 1
             p.out.cancel(f"h{step}")

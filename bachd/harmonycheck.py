@@ -77,12 +77,13 @@ def _on_grid(sent: list[tuple[float, tuple]], steps: int, step_seconds: float, v
             continue
         if voice in sounding:  # any message for a voice ends what it sounded
             pitch, start = sounding.pop(voice)
-            pitches[start:max(step, start + 1), voice] = pitch
+            pitches[start:step, voice] = pitch  # a note released as it was struck never sounded
+            attacks[start, voice] |= step > start
         if status & 0xF0 == 0x90 and velocity > 0 and step < steps:
             sounding[voice] = (note, step)
-            attacks[step, voice] = True
     for voice, (pitch, start) in sounding.items():
         pitches[start:, voice] = pitch
+        attacks[start, voice] = True
     return pitches, attacks & (pitches != SILENT)
 
 
