@@ -269,3 +269,21 @@ def test_the_same_notes_on_the_same_grid_give_the_same_harmony(tiny_model_path, 
     first = perform()
     assert harmony_channels([m for _, m in first])
     assert perform() == first
+
+
+def test_a_note_off_on_a_step_boundary_never_clicks_the_harmony(tiny_model_path):
+    """A melody note released exactly when the next step sounds: the chord already struck
+    for that step stays, instead of being struck and cut in the same instant."""
+    rig = LiveRig(tiny_model_path, mode="harmonize", clock="internal", rng_seed=7)
+    rig.wait(0.25)  # step 2 at 120 bpm
+    for pitch in (72, 74, 76, 77, 79, 77, 76, 74):
+        rig.note(pitch, 0.25)  # each released exactly on a step boundary, as a DAW quantizes
+        rig.wait(0.125)
+    struck = {}
+    for t, message in rig.sent:
+        key = (message[0] & 0x0F, message[1])
+        if message[0] & 0xF0 == 0x90 and message[2]:
+            struck[key] = t
+        else:
+            assert struck.pop(key, None) != t, f"{key} struck and released at {t}"
+    assert rig.note_ons() and rig.hanging() == {}
