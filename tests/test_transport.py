@@ -279,6 +279,7 @@ def test_a_note_off_on_a_step_boundary_never_clicks_the_harmony(tiny_model_path)
     for pitch in (72, 74, 76, 77, 79, 77, 76, 74):
         rig.note(pitch, 0.25)  # each released exactly on a step boundary, as a DAW quantizes
         rig.wait(0.125)
+    rig.wait(1.0)  # the harmony ends within a beat of the melody
     struck = {}
     for t, message in rig.sent:
         key = (message[0] & 0x0F, message[1])
