@@ -127,7 +127,8 @@ def train_cli(
 def _figures_line(figures: dict) -> str:
     return (
         f"pitch NLL {figures['pitch_nll']:.4f} nats/token, token NLL {figures['token_nll']:.4f}, "
-        f"accuracy {figures['accuracy']:.4f}, perplexity {figures['perplexity']:.3f} ({figures['tokens']:,} tokens)"
+        f"accuracy {figures['accuracy']:.4f}, perplexity {figures['perplexity']:.3f} ({figures['tokens']:,} tokens); "
+        f"on the {figures['attack_tokens']:,} that start a note, pitch NLL {figures['attack_pitch_nll']:.4f}"
     )
 
 

@@ -27,7 +27,9 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
     if not pieces:
         raise ValueError("no pieces to evaluate")
     class_matrix = tf.one_hot(encoding.pitch_class_table(), encoding.NUM_PITCH_CLASSES, dtype=tf.float32)
-    totals = np.zeros((encoding.NUM_VOICES, 4))  # tokens, token nll, pitch nll, correct
+    totals = np.zeros((encoding.NUM_VOICES, 6))  # tokens, token nll, pitch nll, correct, attacks, attack pitch nll
+    attack_table = np.zeros(encoding.VOCAB_SIZE, bool)
+    attack_table[[encoding.attack(p) for p in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)]] = True
     order = sorted(pieces, key=lambda p: p.steps)
     batch: list[dict] = []
 
@@ -46,9 +48,11 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
         pitch_nll = -np.log(np.maximum(tf.gather(class_probs, target_class, batch_dims=2).numpy(), 1e-12))
         correct = (tf.argmax(log_probs, axis=-1, output_type=tf.int32) == targets).numpy()
         weights = stacked["weights"]
+        attacks = attack_table[stacked["targets"]]  # a new note: held notes are the easy part
         for voice in range(encoding.NUM_VOICES):
             w = weights * (stacked["voices"] == voice)
-            totals[voice] += [w.sum(), (w * token_nll).sum(), (w * pitch_nll).sum(), (w * correct).sum()]
+            totals[voice] += [w.sum(), (w * token_nll).sum(), (w * pitch_nll).sum(), (w * correct).sum(),
+                              (w * attacks).sum(), (w * attacks * pitch_nll).sum()]
         batch.clear()
 
     for piece in order:
@@ -72,6 +76,8 @@ def summarize(totals: np.ndarray) -> dict:
             "perplexity": round(float(math.exp(row[2] / tokens)), 5),
             "token_perplexity": round(float(math.exp(token_nll)), 5),
             "tokens": int(row[0]),
+            "attack_pitch_nll": round(float(row[5] / max(row[4], 1.0)), 5),  # on the notes that start only
+            "attack_tokens": int(row[4]),
         }
 
     result = figures(totals.sum(axis=0))

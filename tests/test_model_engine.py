@@ -124,3 +124,32 @@ def test_generation_keeps_seed_voices_and_fills_the_others(tiny_model_path):
     again = generate(engine, Sampler(SamplingConfig(), rng_seed=1), seed, steps=32)
     assert np.array_equal(result.tokens, again.tokens)
     assert np.isfinite(result.log_prob).all() and (result.log_prob < 0).all()
+
+
+def test_evaluation_reports_the_nll_of_the_notes_that_start_apart(tiny_model_path):
+    """The attack NLL is the pitch NLL over the targets that start a note, as streaming the
+    numpy engine over the same piece computes it."""
+    import math
+
+    from bachd.corpus import Piece
+    from bachd.evaluate import evaluate_pieces
+
+    rows = [[72, 67, 64, 48]] * 6 + [[74, 67, 65, 50]] * 2 + [[-1, 64, 60, 48]] * 4 + [[76, 72, 67, 48]] * 4
+    tokens = enc.encode_pitches(np.array(rows))
+    figures = evaluate_pieces(load_model(tiny_model_path), [Piece("p", tokens.astype(np.int16), "valid")])
+    engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
+    classes = enc.pitch_class_table()
+    total, count, previous = 0.0, 0, enc.BOS
+    for step, row in enumerate(tokens):
+        for voice in range(4):
+            logits = engine.step(previous, voice, step % 4)[0].astype(np.float64)
+            target = int(row[voice])
+            if enc.is_attack(target):
+                probs = np.exp(logits - logits.max())
+                probs /= probs.sum()
+                total -= math.log(probs[classes == classes[target]].sum())
+                count += 1
+            previous = target
+    assert figures["attack_tokens"] == count == int(sum(enc.is_attack(int(t)) for t in tokens.reshape(-1)))
+    assert figures["attack_pitch_nll"] == pytest.approx(total / count, abs=1e-3)
+    assert figures["attack_pitch_nll"] != pytest.approx(figures["pitch_nll"], abs=1e-3)
