@@ -91,13 +91,9 @@ def test_label_smoothing_loss_matches_its_definition():
 
 def test_multiworker_is_refused_in_one_line_where_keras_cannot_run_it(monkeypatch):
     """Keras 3's fit() cannot run MultiWorkerMirroredStrategy: say so, before any work."""
-    import keras
-
     from bachd.errors import BachdError
     from bachd.training import make_strategy
 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}')
-    if int(keras.__version__.split(".")[0]) < 3:
-        pytest.skip("Keras 2 runs it")
     with pytest.raises(BachdError, match="does not work with Keras 3"):
         make_strategy("multiworker")
