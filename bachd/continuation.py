@@ -113,7 +113,7 @@ class ContinueMode:
                 self._step_answer(now)
                 return
         self._interrupt = False
-        if self.p.player.expire(now):  # held keys with no note-on for max_hold_beats: released
+        if self.p.player.expire(now) is not None:  # held keys with no note-on for max_hold_beats: released
             self._last_release_seconds = max(self._last_release_seconds, now)
         self._finalize_steps(now)
         held = self.p.player.held

@@ -98,9 +98,9 @@ class HarmonizeMode:
 
     def update(self, now: float) -> None:
         p = self.p
-        expires = p.player.hold_expires_at()
-        if expires is not None and p.player.expire(now):  # a lost note-off: the melody ends
-            self._mark_changed(round(p.clock.step_at(expires)), urgent=False)
+        ended = p.player.expire(now)
+        if ended is not None:  # a lost note-off: the melody ends
+            self._mark_changed(ended, urgent=False)
         present = math.floor(p.clock.step_at(now))
         last = p.stream.grid_step
         if last is not None and last > present + encoding.STEPS_PER_BEAT:

@@ -54,7 +54,7 @@ def melody_of(tokens: np.ndarray, bpm: float = BPM) -> PlayedFile:
             events.append((step * step_seconds, (0x90, int(pitch), 80)))
             start = step
     events.sort(key=lambda e: (e[0], e[1][0] == 0x90))
-    return PlayedFile(events, bpm, 4, len(soprano) * step_seconds)
+    return PlayedFile(events, bpm, len(soprano) * step_seconds)
 
 
 def grid_of(sent: list[tuple[float, tuple]], melody: np.ndarray, step_seconds: float) -> np.ndarray:

@@ -79,14 +79,16 @@ class PlayerInput:
             return None
         return self.last_on_seconds + self.max_hold_beats * encoding.STEPS_PER_BEAT * self.clock.step_seconds
 
-    def expire(self, now_seconds: float) -> bool:
-        """End the held notes if no note-on came for ``max_hold_beats``; True if it did."""
+    def expire(self, now_seconds: float) -> Optional[int]:
+        """End the held notes if no note-on came for ``max_hold_beats``: the grid step they
+        end on, or None if they did not."""
         expires = self.hold_expires_at()
         if expires is None or now_seconds < expires:
-            return False
-        self.release_all(round(self.clock.step_at(expires)))
+            return None
+        step = round(self.clock.step_at(expires))
+        self.release_all(step)
         self.expired += 1
-        return True
+        return step
 
     # --- onto voices --------------------------------------------------------------------------
     def known(self, step: int, last_tokens, voices: int = V) -> dict[int, int]:

@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from bachd.errors import BachdError
@@ -148,7 +149,7 @@ class JackWatch:
 def _loaded_libjacks() -> list[str]:
     """The libjack files mapped into this process (Linux; empty elsewhere)."""
     try:
-        maps = open("/proc/self/maps").read().splitlines()
+        maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
         return []
     paths = {line.split()[-1] for line in maps if "libjack" in line.rsplit("/", 1)[-1]}

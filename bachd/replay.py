@@ -30,7 +30,6 @@ TAIL_BEATS = 2  # run on this long after the last input note-off, for the harmon
 class PlayedFile:
     events: list[tuple[float, tuple[int, int, int]]]  # (seconds, note-on or note-off), channel 1
     bpm: float
-    beats_per_bar: int
     seconds: float  # when the last note ends
 
 
@@ -42,7 +41,6 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
     if track is not None and not 0 <= track < len(mid.tracks):
         raise BachdError(f"{path} has tracks 0-{len(mid.tracks) - 1}, not {track}")
     tempos: list[tuple[int, int]] = []  # (tick, microseconds per beat), from every track
-    beats_per_bar = None
     notes: list[list] = []  # [start tick, end tick, pitch, velocity]
     for index, messages in enumerate(mid.tracks):
         tick = 0
@@ -51,8 +49,6 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
             tick += message.time
             if message.type == "set_tempo":
                 tempos.append((tick, message.tempo))
-            elif message.type == "time_signature" and beats_per_bar is None:
-                beats_per_bar = max(1, message.numerator * 4 // message.denominator)
             if message.type not in ("note_on", "note_off") or (track is not None and index != track):
                 continue
             if (channel is None and message.channel == DRUM_CHANNEL) or (channel is not None and message.channel != channel - 1):
@@ -78,7 +74,7 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
         events.append((end, (0x80, pitch, 0)))
     events.sort(key=lambda e: (e[0], e[1][0] == 0x90))  # at one instant, note-offs first
     bpm = mido.tempo2bpm(tempos[0][1]) if tempos else 120.0
-    return PlayedFile(events, bpm, beats_per_bar or 4, max(end for _, end, _, _ in notes))
+    return PlayedFile(events, bpm, max(end for _, end, _, _ in notes))
 
 
 def _tempo_map(tempos: list[tuple[int, int]], ticks_per_beat: int) -> Callable[[int], float]:
@@ -132,8 +128,7 @@ def write_performance(session: Session, played: PlayedFile, path: Path, settings
         mido.MetaMessage("time_signature", numerator=settings.beats_per_bar, denominator=4, time=0),
     ])
     mid.tracks.append(meta)
-    player = [(t, (status, note, velocity)) for t, (status, note, velocity) in played.events]
-    tracks = {player_track: player}
+    tracks = {player_track: list(played.events)}
     played_notes = 0
     for t, message in session.sent:
         channel = message[0] & 0x0F
