@@ -101,6 +101,3 @@ def check(name: str, value: Any, source: str = "command line") -> Any:
     """``value`` for setting ``name``, checked (and a float where the setting is one)."""
     return SETTINGS[name].check(value, source)
 
-
-def default(name: str) -> Any:
-    return SETTINGS[name].default
