@@ -220,6 +220,7 @@ def generate_cli(
     seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
     seed_bars: Annotated[Optional[int], typer.Option(min=1, max=512, help=f"Use only the seed's last N bars (default {SEED_BARS}, twice the models' 8-bar training windows).")] = None,
     bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
+    key: Annotated[Optional[str], typer.Option(help="Without a seed: the key to open in, e.g. 'D minor', 'Bb major', 'F#m' (default: drawn from the keys of Bach's chorales).")] = None,
     bpm: Annotated[float, _setting("bpm")] = SETTINGS["bpm"].default,
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
     temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
@@ -245,7 +246,7 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
             variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed, wav=wav,
-            plot=plot, say=typer.echo,
+            plot=plot, say=typer.echo, key=key,
         )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
+from bachd.keys import Key, draw_keys, opening_masks, scale_bias
 from bachd.meter import Meter
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
@@ -31,11 +32,21 @@ class Generated:
     seed_steps: int
     log_prob: np.ndarray  # (K,) mean log-probability per sampled token
     phase: int = 0
+    keys: list | None = None  # the key each piece from nothing opened in
 
 
-def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generated:
-    """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams."""
+def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None,
+             key_pull: float = 0.0) -> Generated:
+    """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams.
+
+    Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
+    Bach's own distribution of keys (:mod:`bachd.keys`)."""
     batch = engine.batch_size
+    keys = opening = None
+    if seed is None:
+        keys = [key] * batch if key is not None else draw_keys(sampler.rng, batch)
+        opening = opening_masks(keys)
+    bias = scale_bias(keys, key_pull) if keys is not None and key_pull > 0 else None
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     phase = seed.phase if seed is not None else 0
@@ -51,11 +62,13 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generat
         beat = (step + phase) % encoding.STEPS_PER_BEAT
         for voice in range(encoding.NUM_VOICES):
             logits = engine.step(previous, voice, beat)
+            if bias is not None:
+                logits = logits + bias
             if step < seed_tokens.shape[0] and known[step, voice]:
                 token = np.full(batch, seed_tokens[step, voice], np.int32)
             else:
                 before = out[:, step - 1] if step else None
-                restrict = None
+                restrict = opening[voice] if opening is not None and step == 0 else None
                 if voice == 0 and np.any(silent_steps >= MAX_SILENT_STEPS):
                     restrict = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
                     restrict[silent_steps >= MAX_SILENT_STEPS] = NO_REST
@@ -69,7 +82,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int) -> Generat
             last_of_voice[:, voice] = token
             previous = token
         silent_steps = np.where((out[:, step] == encoding.REST).all(axis=1), silent_steps + 1, 0)
-    return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase)
+    return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase, keys)
 
 
 def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str) -> Seed:

@@ -33,9 +33,6 @@ from bachd.replay import PlayedFile, perform
 SILENT = encoding.SILENT
 V = encoding.NUM_VOICES
 BPM = 100.0  # the tempo the melodies are played at
-_TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
-_SEVENTHS = [frozenset(t) for t in ((0, 4, 7, 10), (0, 3, 7, 10), (0, 3, 6, 10), (0, 4, 7, 11), (0, 3, 6, 9))]
-_MAJOR_MINOR = [frozenset((0, 4, 7)), frozenset((0, 3, 7))]
 
 
 def melody_of(tokens: np.ndarray, bpm: float = BPM) -> PlayedFile:
@@ -98,77 +95,24 @@ def harmonize(engine, settings: LiveSettings, tokens: np.ndarray) -> np.ndarray:
 
 
 # --- figures ------------------------------------------------------------------------------------
-def _pcs(row: np.ndarray) -> frozenset:
-    return frozenset(int(p) % 12 for p in row if p != SILENT)
-
-
-def _shape(pcs: frozenset, templates: list[frozenset]) -> Optional[int]:
-    """The root pitch class if ``pcs`` is one of the chord ``templates`` transposed, else None."""
-    for root in pcs:
-        if frozenset((p - root) % 12 for p in pcs) in templates:
-            return root
-    return None
+_CHORDS = music.TRIADS + music.SEVENTHS
 
 
 def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
     steps = pitches.shape[0]
     full = (pitches != SILENT).all(axis=1)
-    base = music.piece_counts(tokens)
-    counts = {"steps": steps, "beats": steps / encoding.STEPS_PER_BEAT, "pieces": 1,
-              "parallels": base["parallels"], "antiparallels": base["antiparallels"],
-              "crossing_steps": base["crossing_steps"], "in_key_steps": base["in_key_steps"],
-              "sounding_steps": base["sounding_steps"]}
-    changed = np.zeros(steps, bool)
-    changed[1:] = (pitches[1:] != pitches[:-1]).any(axis=1) | attacks[1:].any(axis=1)
-    counts["chord_changes"] = int((changed & full).sum())
-    counts["full_steps"] = int(full.sum())
-    counts["wide_steps"] = int((full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum())
+    counts = {key: value for key, value in music.piece_counts(tokens).items() if key in (
+        "parallels", "antiparallels", "crossing_steps", "in_key_steps", "sounding_steps", "chord_changes",
+        "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences")}
+    counts.update(steps=steps, beats=steps / encoding.STEPS_PER_BEAT, pieces=1)
     beats = [s for s in range(0, steps, encoding.STEPS_PER_BEAT) if full[s]]
     counts["full_beats"] = len(beats)
-    counts["chord_beats"] = sum(_shape(_pcs(pitches[s]), _TRIADS + _SEVENTHS) is not None for s in beats)
+    counts["chord_beats"] = sum(music.chord_root(music.pitch_classes(pitches[s]), _CHORDS) is not None for s in beats)
     melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
     counts["melody_attacks"] = len(melody)
-    counts["melody_in_chord"] = sum(_shape(_pcs(pitches[s]), _TRIADS + _SEVENTHS) is not None for s in melody)
-    tonic, _ = music.detect_key(pitches)
-    ends = _phrase_ends(pitches, attacks)
-    counts["phrase_ends"] = len(ends)
-    cadences = [_cadence(pitches, end) for end in ends]
-    counts["cadences"] = sum(root is not None for root in cadences)
-    counts["home_cadences"] = sum(root == tonic for root in cadences)
+    counts["melody_in_chord"] = sum(music.chord_root(music.pitch_classes(pitches[s]), _CHORDS) is not None for s in melody)
     return counts
-
-
-def _phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
-    """Onsets of melody notes a half note or longer, or followed by a rest."""
-    ends, steps = [], pitches.shape[0]
-    for start in np.flatnonzero(attacks[:, 0]):
-        end = start + 1
-        while end < steps and pitches[end, 0] == pitches[start, 0] and not attacks[end, 0]:
-            end += 1
-        if end - start >= 2 * encoding.STEPS_PER_BEAT or end == steps or pitches[end, 0] == SILENT:
-            ends.append(int(start))
-    return ends
-
-
-def _cadence(pitches: np.ndarray, end: int) -> Optional[int]:
-    """The key (root pitch class) of a V–I or IV–I close on the chord at ``end``: both chords
-    complete and the final one a major or minor triad over its root; else None."""
-    final = pitches[end]
-    if (final == SILENT).any():
-        return None
-    root = _shape(_pcs(final), _MAJOR_MINOR)
-    if root is None or final[3] % 12 != root:
-        return None
-    before = end - 1
-    while before >= 0 and (pitches[before] == final).all():
-        before -= 1
-    if before < 0 or (pitches[before] == SILENT).any():
-        return None
-    bass = int(pitches[before, 3]) % 12
-    if (bass - root) % 12 not in (7, 5) or _shape(_pcs(pitches[before]), _TRIADS + _SEVENTHS) != bass:
-        return None
-    return root
 
 
 def summarize(counts: list[dict[str, float]]) -> dict[str, float]:

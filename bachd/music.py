@@ -15,12 +15,26 @@ between them is what the report shows:
 - rhythmic density: attacks per beat, per voice;
 - repetition: the longest stretch of one unchanged chord, in beats, and the share of pieces
   that collapse — some 4-bar stretch with at most two distinct chords, or one voice stuck
-  on one pitch throughout.
+  on one pitch throughout;
+- harmonic rhythm: chord changes per beat (a step where all four voices sound and some voice
+  moves or strikes again);
+- keys: the share of pieces in minor, the mean number of sharps or flats in the detected
+  key's signature, and the share of pieces in keys of five or more;
+- hidden 5ths/8ves: soprano and bass moving the same way into a fifth or octave, the
+  soprano by leap (parallels and hidden 5ths are counted per 100 chord changes);
+- cadences at the melody's phrase ends (a soprano note of a half note or longer, or one
+  before a rest or the end): the last two chords V–I or IV–I in root position, in any key
+  and in the piece's own key;
+- spacing: steps with more than an octave between soprano and alto or alto and tenor;
+- metric strength: of the notes a half note or longer that start on a beat, the share that
+  start on the stronger beat parity (beats 1 and 3, or 2 and 4, whichever has more) — how
+  plainly the music itself says where the strong beats are.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -34,6 +48,10 @@ _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39,
 _MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
+TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
+SEVENTHS = [frozenset(t) for t in ((0, 4, 7, 10), (0, 3, 7, 10), (0, 3, 6, 10), (0, 4, 7, 11), (0, 3, 6, 9))]
+MAJOR_MINOR = [frozenset((0, 4, 7)), frozenset((0, 3, 7))]
+REMOTE_ACCIDENTALS = 5  # keys with this many sharps or flats or more are "remote"
 
 
 @dataclass(frozen=True)
@@ -60,33 +78,53 @@ class Margin:
         return {"above": f"at most {amount} above", "below": f"at most {amount} below"}.get(self.side, f"within ±{amount}")
 
 
-# The margins the shipped default model must meet (see the README's quality section).
+# The margins the shipped default model must meet (see the README's quality section): about
+# 10 % of Bach's figure, or twice the figure's spread over 128 of Bach's own 16-bar stretches
+# where that is wider (bootstrap on the validation split), or the rule's own bound.
 MARGINS: dict[str, Margin] = {
-    "voice_crossing_pct": Margin(2.0, side="above"),
-    "parallels_per_100": Margin(0.5, side="above"),
-    "antiparallels_per_100": Margin(0.5, side="above"),
+    "voice_crossing_pct": Margin(0.7, side="above"),
+    "parallels_per_100": Margin(0.2, side="above"),
+    "antiparallels_per_100": Margin(0.15, side="above"),
+    "hidden_per_100": Margin(0.3, "rel", side="above"),
     "out_of_range_pct": Margin(0.5, side="above"),
-    "in_key_pct": Margin(5.0, side="below"),
-    "density_soprano": Margin(0.25, "rel"),
-    "density_alto": Margin(0.25, "rel"),
-    "density_tenor": Margin(0.25, "rel"),
-    "density_bass": Margin(0.25, "rel"),
-    "longest_chord_beats": Margin(0.5, "rel", side="above"),
-    "collapsed_pct": Margin(10.0, side="above"),
+    "in_key_pct": Margin(1.5, side="below"),
+    "minor_pct": Margin(12.0),
+    "accidentals_mean": Margin(0.2, "rel"),
+    "remote_keys_pct": Margin(5.0, side="above"),
+    "chord_changes_per_beat": Margin(0.09, "rel"),
+    "density_soprano": Margin(0.12, "rel"),
+    "density_alto": Margin(0.12, "rel"),
+    "density_tenor": Margin(0.12, "rel"),
+    "density_bass": Margin(0.12, "rel"),
+    "longest_chord_beats": Margin(0.15, "rel", side="above"),
+    "collapsed_pct": Margin(5.0, side="above"),
+    "cadences_pct": Margin(0.2, "rel", side="below"),
+    "home_cadences_pct": Margin(0.2, "rel", side="below"),
+    "wide_spacing_pct": Margin(0.35, "rel"),
+    "strong_beat_long_notes_pct": Margin(5.0, side="below"),
 }
 
 LABELS = {
     "voice_crossing_pct": "steps with voice crossing (%)",
-    "parallels_per_100": "parallel 5ths/8ves per 100 steps",
-    "antiparallels_per_100": "contrary 5ths/8ves per 100 steps",
+    "parallels_per_100": "parallel 5ths/8ves per 100 chord changes",
+    "antiparallels_per_100": "contrary 5ths/8ves per 100 chord changes",
+    "hidden_per_100": "hidden 5ths/8ves, outer voices, per 100 changes",
     "out_of_range_pct": "notes out of the voice's range (%)",
     "in_key_pct": "steps in the detected key (%)",
+    "minor_pct": "pieces in minor (%)",
+    "accidentals_mean": "sharps or flats in the key signature (mean)",
+    "remote_keys_pct": "pieces in keys of 5+ sharps or flats (%)",
+    "chord_changes_per_beat": "chord changes per beat",
     "density_soprano": "soprano attacks per beat",
     "density_alto": "alto attacks per beat",
     "density_tenor": "tenor attacks per beat",
     "density_bass": "bass attacks per beat",
     "longest_chord_beats": "longest unchanged chord (beats, mean)",
     "collapsed_pct": "pieces that collapse (%)",
+    "cadences_pct": "phrase ends closing V-I or IV-I, any key (%)",
+    "home_cadences_pct": "... in the piece's own key (%)",
+    "wide_spacing_pct": "over an octave S-A or A-T (% of full steps)",
+    "strong_beat_long_notes_pct": "long notes on the stronger beats (%)",
 }
 
 
@@ -117,6 +155,108 @@ def steps_in_key(pitches: np.ndarray, key: tuple[int, bool]) -> tuple[int, int]:
     return int((inside & any_sounding).sum()), int(any_sounding.sum())
 
 
+def key_signature(key: tuple[int, bool]) -> int:
+    """Sharps (positive) or flats (negative) in the signature of ``key`` (tonic pitch
+    class, is_minor); F sharp / G flat major counts as six."""
+    tonic, minor = key
+    fifths = ((tonic + 3 if minor else tonic) * 7) % 12
+    return fifths - 12 if fifths > 6 else fifths
+
+
+def pitch_classes(row: np.ndarray) -> frozenset:
+    return frozenset(int(p) % 12 for p in row if p != SILENT)
+
+
+def chord_root(pcs: frozenset, templates: list[frozenset]) -> Optional[int]:
+    """The root pitch class if ``pcs`` is one of the chord ``templates`` transposed, else None."""
+    for root in pcs:
+        if frozenset((p - root) % 12 for p in pcs) in templates:
+            return root
+    return None
+
+
+def chord_changes(pitches: np.ndarray, attacks: np.ndarray) -> np.ndarray:
+    """Steps where all four voices sound and some voice moves or strikes again."""
+    changed = np.zeros(pitches.shape[0], bool)
+    changed[1:] = (pitches[1:] != pitches[:-1]).any(axis=1) | attacks[1:].any(axis=1)
+    return changed & (pitches != SILENT).all(axis=1)
+
+
+def phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
+    """Onsets of soprano notes a half note or longer, or followed by a rest or the end."""
+    ends, steps = [], pitches.shape[0]
+    for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
+        end = start + 1
+        while end < steps and pitches[end, 0] == pitches[start, 0] and not attacks[end, 0]:
+            end += 1
+        if end - start >= 2 * encoding.STEPS_PER_BEAT or end == steps or pitches[end, 0] == SILENT:
+            ends.append(int(start))
+    return ends
+
+
+def cadence(pitches: np.ndarray, end: int) -> Optional[int]:
+    """The key (root pitch class) of a V–I or IV–I close on the chord at ``end``: both chords
+    complete and the final one a major or minor triad over its root; else None."""
+    final = pitches[end]
+    if (final == SILENT).any():
+        return None
+    root = chord_root(pitch_classes(final), MAJOR_MINOR)
+    if root is None or final[3] % 12 != root:
+        return None
+    before = end - 1
+    while before >= 0 and (pitches[before] == final).all():
+        before -= 1
+    if before < 0 or (pitches[before] == SILENT).any():
+        return None
+    bass = int(pitches[before, 3]) % 12
+    if (bass - root) % 12 not in (7, 5) or chord_root(pitch_classes(pitches[before]), TRIADS + SEVENTHS) != bass:
+        return None
+    return root
+
+
+def _perfect_motion(pitches: np.ndarray, sounding: np.ndarray) -> tuple[int, int, int]:
+    """(parallels, antiparallels, hidden) 5ths/8ves between adjacent steps. Parallels and
+    antiparallels: any two voices moving from a perfect interval to the same one, in similar
+    or in contrary motion. Hidden: soprano and bass moving the same way into a fifth or
+    octave they were not already at, the soprano by leap."""
+    if pitches.shape[0] < 2:
+        return 0, 0, 0
+    now, nxt = pitches[:-1], pitches[1:]
+    live = sounding[:-1] & sounding[1:]
+    motion = np.sign(nxt - now)
+    parallels = antiparallels = 0
+    for i in range(4):
+        for j in range(i + 1, 4):
+            both = live[:, i] & live[:, j] & (motion[:, i] != 0) & (motion[:, j] != 0)
+            before = np.abs(now[:, i] - now[:, j]) % 12
+            after = np.abs(nxt[:, i] - nxt[:, j]) % 12
+            perfect = ((before == 7) & (after == 7)) | ((before == 0) & (after == 0))
+            parallels += int((both & perfect & (motion[:, i] == motion[:, j])).sum())
+            antiparallels += int((both & perfect & (motion[:, i] != motion[:, j])).sum())
+    outer = live[:, 0] & live[:, 3] & (motion[:, 0] != 0) & (motion[:, 0] == motion[:, 3])
+    before = np.abs(now[:, 0] - now[:, 3]) % 12
+    after = np.abs(nxt[:, 0] - nxt[:, 3]) % 12
+    leap = np.abs(nxt[:, 0] - now[:, 0]) > 2
+    hidden = outer & leap & np.isin(after, (0, 7)) & (before != after)
+    return parallels, antiparallels, int(hidden.sum())
+
+
+def _metric(pitches: np.ndarray, attacks: np.ndarray) -> tuple[int, int]:
+    """(notes of a half note or longer starting on the stronger beat parity, all of them
+    starting on a beat)."""
+    per_parity = [0, 0]
+    steps = pitches.shape[0]
+    for voice in range(pitches.shape[1]):
+        starts = np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT))
+        ends = np.append(starts[1:], steps)
+        for start, end in zip(starts, ends):
+            run = pitches[start:end, voice]
+            length = int(np.argmax(run != run[0])) if (run != run[0]).any() else len(run)
+            if length >= 2 * encoding.STEPS_PER_BEAT and start % encoding.STEPS_PER_BEAT == 0:
+                per_parity[(start // encoding.STEPS_PER_BEAT) % 2] += 1
+    return max(per_parity), sum(per_parity)
+
+
 def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     """Raw counts for one (T, 4) token array; :func:`summarize` turns sums into figures."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
@@ -130,21 +270,9 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
         crossed |= both & (pitches[:, upper] < pitches[:, upper + 1])
     counts["crossing_steps"] = int(crossed.sum())
 
-    parallels = antiparallels = 0
-    if steps > 1:
-        now, nxt = pitches[:-1], pitches[1:]
-        live = sounding[:-1] & sounding[1:]
-        motion = np.sign(nxt - now)
-        for i in range(4):
-            for j in range(i + 1, 4):
-                both = live[:, i] & live[:, j] & (motion[:, i] != 0) & (motion[:, j] != 0)
-                before = np.abs(now[:, i] - now[:, j]) % 12
-                after = np.abs(nxt[:, i] - nxt[:, j]) % 12
-                perfect = ((before == 7) & (after == 7)) | ((before == 0) & (after == 0))
-                parallels += int((both & perfect & (motion[:, i] == motion[:, j])).sum())
-                antiparallels += int((both & perfect & (motion[:, i] != motion[:, j])).sum())
-    counts["parallels"] = parallels
-    counts["antiparallels"] = antiparallels  # in contrary motion: a fifth to a twelfth, an octave to a unison
+    # antiparallels: in contrary motion, a fifth to a twelfth or an octave to a unison
+    counts["parallels"], counts["antiparallels"], counts["hidden"] = _perfect_motion(pitches, sounding)
+    counts["chord_changes"] = int(chord_changes(pitches, attacks).sum())
 
     out = 0
     for voice, (low, high) in enumerate(VOICE_RANGES):
@@ -153,13 +281,28 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     counts["sounding_notes"] = int(sounding.sum())
     counts["out_of_range"] = out
 
-    counts["in_key_steps"], counts["sounding_steps"] = steps_in_key(pitches, detect_key(pitches))
+    key = detect_key(pitches)
+    counts["in_key_steps"], counts["sounding_steps"] = steps_in_key(pitches, key)
+    counts["minor"] = int(key[1])
+    counts["accidentals"] = abs(key_signature(key))
+    counts["remote_key"] = int(counts["accidentals"] >= REMOTE_ACCIDENTALS)
 
     for voice, name in enumerate(encoding.VOICES):
         counts[f"attacks_{name}"] = int(attacks[:, voice].sum())
 
     counts["longest_chord_steps"] = _longest_run(pitches)
     counts["collapsed"] = int(collapses(pitches))
+
+    ends = phrase_ends(pitches, attacks)
+    closes = [cadence(pitches, end) for end in ends]
+    counts["phrase_ends"] = len(ends)
+    counts["cadences"] = sum(root is not None for root in closes)
+    counts["home_cadences"] = sum(root == key[0] for root in closes)
+
+    full = sounding.all(axis=1)
+    counts["full_steps"] = int(full.sum())
+    counts["wide_steps"] = int((full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum())
+    counts["strong_long_notes"], counts["long_notes"] = _metric(pitches, attacks)
     return counts
 
 
@@ -196,17 +339,28 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     total = {key: float(sum(c[key] for c in counts)) for key in counts[0]}
     steps = max(total["steps"], 1.0)
     beats = steps / encoding.STEPS_PER_BEAT
+    changes = max(total["chord_changes"], 1.0)
+    pieces = total["pieces"]
     figures = {
         "voice_crossing_pct": 100 * total["crossing_steps"] / steps,
-        "parallels_per_100": 100 * total["parallels"] / steps,
-        "antiparallels_per_100": 100 * total["antiparallels"] / steps,
+        "parallels_per_100": 100 * total["parallels"] / changes,
+        "antiparallels_per_100": 100 * total["antiparallels"] / changes,
+        "hidden_per_100": 100 * total["hidden"] / changes,
         "out_of_range_pct": 100 * total["out_of_range"] / max(total["sounding_notes"], 1.0),
         "in_key_pct": 100 * total["in_key_steps"] / max(total["sounding_steps"], 1.0),
+        "minor_pct": 100 * total["minor"] / pieces,
+        "accidentals_mean": total["accidentals"] / pieces,
+        "remote_keys_pct": 100 * total["remote_key"] / pieces,
+        "chord_changes_per_beat": total["chord_changes"] / beats,
     }
     for name in encoding.VOICES:
         figures[f"density_{name}"] = total[f"attacks_{name}"] / beats
-    figures["longest_chord_beats"] = total["longest_chord_steps"] / total["pieces"] / encoding.STEPS_PER_BEAT
-    figures["collapsed_pct"] = 100 * total["collapsed"] / total["pieces"]
+    figures["longest_chord_beats"] = total["longest_chord_steps"] / pieces / encoding.STEPS_PER_BEAT
+    figures["collapsed_pct"] = 100 * total["collapsed"] / pieces
+    figures["cadences_pct"] = 100 * total["cadences"] / max(total["phrase_ends"], 1.0)
+    figures["home_cadences_pct"] = 100 * total["home_cadences"] / max(total["phrase_ends"], 1.0)
+    figures["wide_spacing_pct"] = 100 * total["wide_steps"] / max(total["full_steps"], 1.0)
+    figures["strong_beat_long_notes_pct"] = 100 * total["strong_long_notes"] / max(total["long_notes"], 1.0)
     figures = {key: round(value, 4) for key, value in figures.items()}
     figures["pieces"] = int(total["pieces"])
     figures["steps"] = int(total["steps"])

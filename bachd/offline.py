@@ -8,6 +8,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from bachd.errors import BachdError
 from bachd.meter import Meter
 from bachd.outputs import check_output
 from bachd.sampling import Sampler, SamplingConfig
@@ -26,22 +27,33 @@ def generate_file(
     seed_chorale: Optional[str] = None, seed_bars: Optional[int] = None, bars: int = 4, bpm: float = 90.0,
     meter: Meter = Meter(), variations: int = 1, pick_best: bool = False, rng_seed: Optional[int] = None,
     include_seed: bool = False, wav: Optional[Path] = None, plot: Optional[Path] = None,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = print, key: Optional[str] = None,
 ) -> list[Path]:
     """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
     the files written. Every output is checked before the model is loaded."""
     check_output(out, "--out", (".mid", ".midi"))
     check_output(wav, "--wav", (".wav",))
     check_output(plot, "--plot", (".png",))
+    opening = None
+    if key is not None:
+        from bachd.keys import parse_key
+
+        if seed_file or seed_chorale:
+            raise BachdError("--key is for a piece from nothing: a seed brings its own key")
+        try:
+            opening = parse_key(key)
+        except ValueError as exc:
+            raise BachdError(str(exc)) from None
     from bachd.engine import make_engine
     from bachd.generation import generate, last_bars, load_seed
+    from bachd.keys import key_name
     from bachd.midifile import write_midi
 
     seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
     if seed is not None:
         seed = last_bars(seed, seed_bars or SEED_BARS, meter)
     engine = make_engine(model_path, batch_size=variations)
-    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars))
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening)
     first = 0 if include_seed else result.seed_steps
     marker = result.seed_steps if include_seed and result.seed_steps else None
     ranked = np.argsort(-result.log_prob)
@@ -53,7 +65,8 @@ def generate_file(
         notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar, marker_step=marker)
         written.append(path)
         best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
-        say(f"wrote {path}: {len(notes)} notes, mean log-prob {result.log_prob[index]:.3f}/token{best}")
+        opened = f" opening in {key_name(result.keys[index])}" if result.keys else ""
+        say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
         wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
         if wav_path is not None:
             seconds = render_file(path, wav_path)

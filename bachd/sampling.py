@@ -12,8 +12,10 @@ Pure numpy, no TensorFlow: the constraints are musical rules that must hold what
 model says. A voice stays in its range, and a hold may only continue the pitch the same
 voice is already sounding (no hold after a rest, no hold that jumps). With
 ``avoid_parallels`` (the default), a lower voice may not move in parallel fifths or octaves
-with a voice above it that has already been chosen at this step: the rule of four-part
-writing that a sampled model breaks most often (see ``bachd eval --music``).
+(in similar or contrary motion) with a voice above it that has already been chosen at this
+step, and the bass may not reach a fifth or octave with a leaping soprano in similar motion
+(hidden fifths and octaves): the rules of four-part writing that a sampled model breaks
+most often (see ``bachd eval --music``).
 """
 
 from __future__ import annotations
@@ -281,6 +283,8 @@ def parallel_mask(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
     same_interval = np.abs(now - _PITCHES) % 12 == interval
     moves = _PITCHES != mine  # similar or contrary motion: any move of this voice
     forbidden = (perfect & same_interval & moves).any(axis=1)  # (batch, pitches)
+    if voice == encoding.NUM_VOICES - 1:
+        forbidden |= _hidden(mine[:, 0, 0], was[:, 0, 0], now[:, 0, 0])
     mask = np.ones((before.shape[0], encoding.VOCAB_SIZE), dtype=bool)
     mask[:, _ATTACKS] = ~forbidden
     return mask
@@ -308,8 +312,26 @@ def _parallel_row(voice: int, before: np.ndarray, above: np.ndarray) -> np.ndarr
         if interval not in _PERFECT:
             continue
         mask[_ATTACKS[_SAME_INTERVAL[_PERFECT.index(interval)][now - encoding.PITCH_LOW]]] = False
+    if voice == encoding.NUM_VOICES - 1:
+        hidden = _hidden(np.array([mine]), np.array([encoding.token_pitch(int(before[0]))]),
+                         np.array([encoding.token_pitch(int(above[0]))]))[0]
+        mask[_ATTACKS[hidden]] = False
     mask[encoding.attack(mine)] = True  # striking the same pitch again is no motion
     return mask
+
+
+def _hidden(bass: np.ndarray, soprano_was: np.ndarray, soprano_now: np.ndarray) -> np.ndarray:
+    """(batch, pitches): bass pitches that would reach a fifth or octave with the soprano in
+    similar motion while the soprano leaps (hidden, or direct, 5ths and 8ves of the outer
+    voices). Arriving where they already were is a parallel and left to the parallels rule."""
+    leaps = (bass != encoding.SILENT) & (soprano_was != encoding.SILENT) & (soprano_now != encoding.SILENT)
+    leaps &= np.abs(soprano_now - soprano_was) > 2
+    direction = np.sign(soprano_now - soprano_was)[:, None]
+    same_way = np.sign(_PITCHES[None, :] - bass[:, None]) == direction
+    arriving = np.abs(soprano_now[:, None] - _PITCHES[None, :]) % 12
+    perfect = (arriving == 0) | (arriving == 7)
+    already = (np.abs(soprano_was - bass) % 12)[:, None] == arriving
+    return leaps[:, None] & same_way & perfect & ~already
 
 
 def _pitches(tokens: np.ndarray) -> np.ndarray:

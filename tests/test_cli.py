@@ -214,3 +214,23 @@ def test_train_with_attention_then_generate_from_it(tiny_json_corpus, tmp_path):
     result = bachd("generate", "--model", out, "--bars", "2", "-o", tmp_path / "x.mid", "--rng-seed", "1")
     assert result.returncode == 0, result.stderr
     assert sum(1 for m in mido.MidiFile(tmp_path / "x.mid") if m.type == "note_on" and m.velocity) > 0
+
+
+def test_generate_opens_in_the_key_asked_for(tiny_model_path, tmp_path):
+    out = tmp_path / "dminor.mid"
+    result = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--bars", "1", "--key", "D minor",
+                                 "--rng-seed", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "opening in D minor" in result.output
+    first = min(m.time for track in mido.MidiFile(out).tracks for m in track if m.type == "note_on")
+    opening = set()
+    for track in mido.MidiFile(out).tracks:
+        at = 0
+        for message in track:
+            at += message.time
+            if message.type == "note_on" and message.velocity and at == first:
+                opening.add(message.note % 12)
+    assert opening and opening <= {2, 5, 9}  # D, F, A
+    for bad, why in ((["--key", "H dur"], "not a key"), (["--key", "D", "--seed-chorale", "269"], "seed brings its own key")):
+        result = bachd("generate", "--model", tiny_model_path, *bad, "-o", tmp_path / "x.mid")
+        assert result.returncode == 1 and why in result.stderr and "Traceback" not in result.stderr

@@ -74,6 +74,11 @@ def test_parallels_rule_masks_exactly_the_parallel_attacks():
     # A fourth is not a perfect interval here, and a soprano that holds moves nothing.
     assert forbidden(1, [a(60), a(55), enc.REST, enc.REST], [a(62)])[0] == set()
     assert forbidden(1, [a(60), a(53), enc.REST, enc.REST], [enc.hold(60)])[0] == set()
+    # Soprano leaps E5 → A5 over a bass F3 (a tenth): rising, the bass may not reach an A
+    # (hidden octaves) or a note a fifth from A5 (hidden fifths: the D a fifth or twelfth
+    # below, the E a fifth above); falling to them, or rising to other notes, is fine.
+    banned, _ = forbidden(3, [a(76), enc.REST, enc.REST, a(53)], [a(81), enc.REST, enc.REST])
+    assert banned == {57, 62, 69, 74, 81, 88, 93}
 
 
 def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
@@ -88,14 +93,15 @@ def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
         sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)
         pieces = generate(engine, sampler, None, 96).tokens
         counts[rule] = [music.piece_counts(p) for p in pieces]
-    for kind in ("parallels", "antiparallels"):  # similar motion, contrary motion
+    for kind in ("parallels", "antiparallels", "hidden"):  # similar motion, contrary motion, outer voices
         assert sum(c[kind] for c in counts[False]) > 0 and sum(c[kind] for c in counts[True]) == 0, kind
 
 
 def test_parallels_rule_matches_the_definition_on_random_batches():
     """Batched streams with every voice above: the mask bans an attack exactly when it
     would make parallel perfect intervals with some upper voice, in similar or contrary
-    motion."""
+    motion, and for the bass, when it would reach a fifth or octave with a leaping soprano in
+    similar motion (hidden fifths and octaves)."""
     from bachd.sampling import parallel_mask
 
     rng = np.random.default_rng(3)
@@ -124,7 +130,12 @@ def test_parallels_rule_matches_the_definition_on_random_batches():
                     and target != mine
                     for u in range(voice)
                 )
-                assert mask[row, enc.attack(target)] == (not parallel), (voice, row, target)
+                s_was, s_now = was[row][0], now[row][0]
+                hidden = voice == 3 and None not in (mine, s_was, s_now) and abs(s_now - s_was) > 2 and (
+                    np.sign(target - mine) == np.sign(s_now - s_was)
+                    and abs(s_now - target) % 12 in (0, 7) and abs(s_was - mine) % 12 != abs(s_now - target) % 12
+                )
+                assert mask[row, enc.attack(target)] == (not (parallel or hidden)), (voice, row, target)
             assert mask[row, enc.REST] and mask[row, enc.hold(enc.PITCH_LOW)]
         for row in range(0, batch, 7):  # one stream at a time takes the live path's lookup
             single = parallel_mask(voice, before[row : row + 1], above[row : row + 1])

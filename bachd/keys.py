@@ -1,0 +1,100 @@
+"""Keys: naming them, Bach's own distribution of them, and the opening chord of a piece.
+
+A model trained with transposition has heard every chorale in a dozen keys, so left to
+itself a piece from nothing starts in any of them, and mostly in major: the first chord
+decides, and a major triad is likelier than a minor one in almost every training window.
+Bach wrote 44 % of his chorales in minor and almost none in keys of five or more sharps or
+flats. So a piece from nothing opens on the tonic triad of a key drawn from Bach's own
+distribution (:data:`BACH_KEYS`), or of the key the user names; the model voices that
+chord and writes everything after it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from bachd import encoding
+
+Key = tuple[int, bool]  # (tonic pitch class, is_minor)
+
+# How many of the 371 chorales of music21's Bach corpus are in each key, as
+# bachd.music.detect_key finds it on the whole chorale (tests/test_keys.py recounts them).
+BACH_KEYS: dict[Key, int] = {
+    (0, False): 23, (0, True): 8, (1, True): 2, (2, False): 33, (2, True): 26, (3, False): 9,
+    (4, False): 11, (4, True): 13, (5, False): 26, (5, True): 1, (6, True): 7, (7, False): 50,
+    (7, True): 35, (8, False): 1, (9, False): 32, (9, True): 45, (10, False): 20, (10, True): 2,
+    (11, False): 3, (11, True): 24,
+}
+
+_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_KEY = re.compile(r"^\s*([A-Ga-g])\s*(#|b|sharp|flat|-sharp|-flat)?\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
+
+
+def key_name(key: Key) -> str:
+    tonic, minor = key
+    name = _NAMES[tonic]
+    if minor and tonic in (1, 6, 8):  # C#, F#, G# minor are spelled with sharps
+        name = {1: "C#", 6: "F#", 8: "G#"}[tonic]
+    elif not minor and tonic == 6:
+        name = "F#"
+    return f"{name} {'minor' if minor else 'major'}"
+
+
+def parse_key(text: str) -> Key:
+    """'D minor', 'Bb major', 'f#m', 'Eb' (major) → (tonic, is_minor); ValueError if not a key."""
+    match = _KEY.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a key; write it like 'D minor', 'Bb major' or 'F#m'")
+    letter, accidental, mode = match.groups()
+    tonic = _LETTERS[letter.upper()]
+    if accidental:
+        tonic += 1 if "#" in accidental or "sharp" in accidental.lower() else -1
+    minor = bool(mode) and mode.lower() in ("minor", "min", "m")
+    return tonic % 12, minor
+
+
+def draw_keys(rng: np.random.Generator, count: int) -> list[Key]:
+    """``count`` keys drawn from Bach's distribution."""
+    keys = list(BACH_KEYS)
+    weights = np.array([BACH_KEYS[k] for k in keys], dtype=np.float64)
+    picks = rng.choice(len(keys), size=count, p=weights / weights.sum())
+    return [keys[int(i)] for i in picks]
+
+
+def tonic_triad(key: Key) -> tuple[int, int, int]:
+    tonic, minor = key
+    return tonic, (tonic + (3 if minor else 4)) % 12, (tonic + 7) % 12
+
+
+def opening_masks(keys: list[Key]) -> list[np.ndarray]:
+    """Per voice, a (len(keys), vocab) mask of the first step's allowed tokens: a note of
+    each key's tonic triad, the bass on the tonic itself."""
+    vocab = encoding.VOCAB_SIZE
+    masks = []
+    for voice in range(encoding.NUM_VOICES):
+        mask = np.zeros((len(keys), vocab), dtype=bool)
+        for row, key in enumerate(keys):
+            classes = (key[0],) if voice == encoding.NUM_VOICES - 1 else tonic_triad(key)
+            for pitch in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1):
+                if pitch % 12 in classes:
+                    mask[row, encoding.attack(pitch)] = True
+        masks.append(mask)
+    return masks
+
+
+def scale_bias(keys: list[Key], pull: float) -> np.ndarray:
+    """(len(keys), vocab) logit offsets: ``-pull`` on the attacks of pitches outside each
+    key's scale (minor: with the raised 6th and 7th), 0 elsewhere. Holds are not touched: a
+    note already sounding is the rhythm draw's business."""
+    from bachd.music import MAJOR_SCALE, MINOR_SCALE
+
+    bias = np.zeros((len(keys), encoding.VOCAB_SIZE), dtype=np.float64)
+    for row, (tonic, minor) in enumerate(keys):
+        scale = {(tonic + d) % 12 for d in (MINOR_SCALE if minor else MAJOR_SCALE)}
+        for pitch in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1):
+            if pitch % 12 not in scale:
+                bias[row, encoding.attack(pitch)] = -pull
+    return bias

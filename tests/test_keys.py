@@ -1,0 +1,65 @@
+"""Keys: names, signatures, Bach's distribution of keys, and pieces from nothing opening in one."""
+
+import numpy as np
+import pytest
+
+from bachd import encoding, keys, music
+from bachd.engine import make_engine
+from bachd.generation import generate
+from bachd.sampling import Sampler, SamplingConfig
+
+
+@pytest.mark.parametrize("text, key", [
+    ("D minor", (2, True)), ("Bb major", (10, False)), ("f#m", (6, True)), ("Eb", (3, False)),
+    ("c sharp minor", (1, True)), ("G", (7, False)), ("a min", (9, True)),
+])
+def test_keys_are_read_as_musicians_write_them(text, key):
+    assert keys.parse_key(text) == key
+    assert keys.parse_key(keys.key_name(key)) == key
+
+
+@pytest.mark.parametrize("text", ["H major", "D dorian", "", "7"])
+def test_a_string_that_is_no_key_is_refused(text):
+    with pytest.raises(ValueError, match="not a key"):
+        keys.parse_key(text)
+
+
+def test_key_signatures():
+    assert music.key_signature((2, False)) == 2  # D major: two sharps
+    assert music.key_signature((7, True)) == -2  # G minor: two flats
+    assert music.key_signature((9, True)) == 0
+    assert abs(music.key_signature((6, False))) == 6
+    assert music.key_signature((11, False)) == 5  # B major: remote
+
+
+def test_keys_drawn_follow_bachs_distribution():
+    drawn = keys.draw_keys(np.random.default_rng(0), 20000)
+    total = sum(keys.BACH_KEYS.values())
+    bach_minor = sum(n for (tonic, minor), n in keys.BACH_KEYS.items() if minor) / total
+    assert abs(np.mean([minor for _, minor in drawn]) - bach_minor) < 0.02
+    assert set(drawn) <= set(keys.BACH_KEYS)
+    remote = np.mean([abs(music.key_signature(k)) >= music.REMOTE_ACCIDENTALS for k in drawn])
+    assert remote < 0.03
+
+
+def test_a_piece_from_nothing_opens_on_the_tonic_triad(tiny_model_path):
+    engine = make_engine(tiny_model_path, batch_size=6)
+    result = generate(engine, Sampler(SamplingConfig(), rng_seed=3), None, 8, key=(2, True))
+    first = encoding.decode_pitches(result.tokens[:, 0])[0]  # (6, 4): each stream's first chord
+    assert result.keys == [(2, True)] * 6
+    assert set((first % 12).ravel()) <= {2, 5, 9} and (first[:, 3] % 12 == 2).all()
+    drawn = generate(engine, Sampler(SamplingConfig(), rng_seed=4), None, 8)
+    assert len(drawn.keys) == 6 and all(k in keys.BACH_KEYS for k in drawn.keys)
+    for tokens, key in zip(drawn.tokens, drawn.keys):
+        chord = encoding.decode_pitches(tokens[:1])[0][0]
+        assert set(chord % 12) <= set(keys.tonic_triad(key)) and chord[3] % 12 == key[0]
+
+
+def test_bachs_keys_are_recounted_from_the_corpus():
+    from bachd.corpus import load_corpus
+
+    counted: dict = {}
+    for piece in load_corpus("bach").pieces:
+        key = music.detect_key(encoding.decode_pitches(piece.tokens)[0])
+        counted[key] = counted.get(key, 0) + 1
+    assert counted == keys.BACH_KEYS
