@@ -95,7 +95,7 @@ def train_cli(
     seed: Annotated[int, typer.Option(help="Random seed for weights and data order.")] = 1729,
     max_minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this much training time (across resumes).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same --out.")] = False,
-    distribute: Annotated[Distribute, typer.Option(help="none, mirrored (all local devices) or multiworker (TF_CONFIG).")] = Distribute.none,
+    distribute: Annotated[Distribute, typer.Option("--distribute", "--strategy", help="none, mirrored (all local devices) or multiworker (machines in TF_CONFIG; --batch-size is per worker).")] = Distribute.none,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")] = None,
 ) -> None:
@@ -149,6 +149,7 @@ def eval_cli(
     temperature: Annotated[Optional[float], _setting("temperature")] = None,
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
+    key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
     allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
     check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
@@ -225,7 +226,8 @@ def generate_cli(
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
     temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
     top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
-    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].default,
+    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].offline_default(),
+    key_pull: Annotated[float, _setting("key_pull")] = SETTINGS["key_pull"].default,
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
     rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
@@ -241,7 +243,7 @@ def generate_cli(
         from bachd.sampling import SamplingConfig
 
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
-                                  avoid_parallels=not allow_parallels)
+                                  avoid_parallels=not allow_parallels, key_pull=key_pull)
         generate_file(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
@@ -297,6 +299,7 @@ def run_cli(
     temperature: Annotated[Optional[float], _setting("temperature")] = None,
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
+    key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
     response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
     listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
     max_hold_beats: Annotated[Optional[float], _setting("max_hold_beats")] = None,
@@ -349,6 +352,7 @@ def _replay_command(mode: str):
         temperature: Annotated[Optional[float], _setting("temperature")] = None,
         top_p: Annotated[Optional[float], _setting("top_p")] = None,
         rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
+        key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
         allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
         rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
         velocity: Annotated[Optional[str], _setting("velocity")] = None,

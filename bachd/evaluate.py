@@ -85,14 +85,13 @@ def summarize(totals: np.ndarray) -> dict:
     return result
 
 
-def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None,
-                     key_pull: float = 0.0) -> list[np.ndarray]:
+def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None) -> list[np.ndarray]:
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
     from bachd.engine import make_engine
     from bachd.generation import generate
 
     engine = make_engine(model, batch_size=pieces)
-    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps, key_pull=key_pull)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps)
     return [result.tokens[k] for k in range(pieces)]
 
 

@@ -35,18 +35,19 @@ class Generated:
     keys: list | None = None  # the key each piece from nothing opened in
 
 
-def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None,
-             key_pull: float = 0.0) -> Generated:
+def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None) -> Generated:
     """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams.
 
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
-    Bach's own distribution of keys (:mod:`bachd.keys`)."""
+    Bach's own distribution of keys (:mod:`bachd.keys`), and notes outside that key's scale
+    are held back by the sampler's ``key_pull``."""
     batch = engine.batch_size
     keys = opening = None
     if seed is None:
         keys = [key] * batch if key is not None else draw_keys(sampler.rng, batch)
         opening = opening_masks(keys)
-    bias = scale_bias(keys, key_pull) if keys is not None and key_pull > 0 else None
+    pull = sampler.config.key_pull
+    bias = scale_bias(keys, pull) if keys is not None and pull > 0 else None
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     phase = seed.phase if seed is not None else 0

@@ -98,3 +98,61 @@ def scale_bias(keys: list[Key], pull: float) -> np.ndarray:
             if pitch % 12 not in scale:
                 bias[row, encoding.attack(pitch)] = -pull
     return bias
+
+
+class KeyTracker:
+    """The key of what has sounded so far: Krumhansl–Kessler key finding (as
+    :func:`bachd.music.detect_key`) on a pitch-class histogram of every voice, step by step,
+    that fades with a half-life of eight 4/4 bars, so that a modulation is followed. The
+    live performer holds its voices to this key by the ``key_pull`` setting."""
+
+    HALF_LIFE_STEPS = 128
+    MIN_WEIGHT = 16.0  # sounding note-steps heard before a key is named
+
+    def __init__(self) -> None:
+        self._decay = 0.5 ** (1.0 / self.HALF_LIFE_STEPS)
+        self.reset()
+
+    def reset(self) -> None:
+        self.histogram = np.zeros(12)
+        self.key: Key | None = None
+
+    def add(self, tokens) -> None:
+        """One step's tokens (any voices)."""
+        self.histogram *= self._decay
+        for token in tokens:
+            pitch = encoding.token_pitch(int(token))
+            if pitch != encoding.SILENT:
+                self.histogram[pitch % 12] += 1.0
+
+    def detect(self) -> Key | None:
+        """Name the key now (None until enough has sounded); returns it and keeps it in ``key``."""
+        if self.histogram.sum() < self.MIN_WEIGHT:
+            self.key = None
+            return None
+        centred = self.histogram - self.histogram.mean()
+        spread = np.sqrt((centred**2).sum())
+        if spread == 0:
+            self.key = None
+            return None
+        best = int(np.argmax(_PROFILES @ (centred / spread)))
+        self.key = (best % 12, best >= 12)
+        return self.key
+
+    def state(self) -> tuple:
+        return self.histogram.copy(), self.key
+
+    def set_state(self, state: tuple) -> None:
+        histogram, self.key = state
+        self.histogram = histogram.copy()
+
+
+def _profile_rows() -> np.ndarray:
+    from bachd.music import MAJOR_PROFILE, MINOR_PROFILE
+
+    rows = [np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)]
+    rows = [(r - r.mean()) / np.sqrt(((r - r.mean()) ** 2).sum()) for r in rows]
+    return np.array(rows)
+
+
+_PROFILES = _profile_rows()

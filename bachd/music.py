@@ -44,8 +44,8 @@ SILENT = encoding.SILENT
 VOICE_RANGES = encoding.VOICE_RANGES
 COLLAPSE_STEPS = 16 * encoding.STEPS_PER_BEAT  # four 4/4 bars
 
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
 TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
@@ -135,7 +135,7 @@ def detect_key(pitches: np.ndarray) -> tuple[int, bool]:
     if histogram.sum() == 0:
         return 0, False
     best, best_key = -np.inf, (0, False)
-    for minor, profile in ((False, _MAJOR_PROFILE), (True, _MINOR_PROFILE)):
+    for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
         for tonic in range(12):
             score = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
             if score > best:

@@ -36,10 +36,11 @@ class SamplingConfig:
     top_p: float = SETTINGS["top_p"].default
     voice_ranges: tuple[tuple[int, int], ...] = field(default=encoding.VOICE_RANGES)
     avoid_parallels: bool = not SETTINGS["allow_parallels"].default
-    rhythm_temperature: float = SETTINGS["rhythm_temperature"].default
+    rhythm_temperature: float = SETTINGS["rhythm_temperature"].offline_default()
+    key_pull: float = SETTINGS["key_pull"].default
 
     def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature"):
+        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull"):
             check(name, getattr(self, name), "sampling")
         return self
 

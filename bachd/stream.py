@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from bachd import encoding
+from bachd.keys import KeyTracker, scale_bias
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
 V = encoding.NUM_VOICES
@@ -27,6 +28,9 @@ class Stream:
     A sampled soprano may not let all four voices rest for more than
     :data:`~bachd.sampling.MAX_SILENT_STEPS` in a row, as in offline generation: an answer
     that falls silent comes back in.
+
+    Sampled voices are held to the key of what has sounded so far (:class:`KeyTracker`,
+    named again at the end of every beat) by the sampler's ``key_pull``.
     """
 
     chord_group = 4  # candidates per batched engine step when computing chords ahead
@@ -45,6 +49,7 @@ class Stream:
         """New sampling settings for every draw from now on; chords drawn ahead under the
         old ones are dropped."""
         self.sampler.config = self._ahead_sampler.config = config
+        self._set_bias()
         self.discard_chords()
         self.version = next(self._versions)  # a job computing chords ahead starts over
 
@@ -83,19 +88,22 @@ class Stream:
         self._after0: Optional[list] = None
         self.version = next(self._versions)  # names the context; a restore brings its version back
         self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
+        self.keys = KeyTracker()
+        self.bias: Optional[np.ndarray] = None  # (vocab,) added to the logits of sampled voices
 
     def snapshot(self) -> tuple:
         return (
             self._base, self.prev, self.last.copy(), self.grid_step, self.silent_steps,
-            self._logits0, self._beat0, self._after0, self.version,
+            self._logits0, self._beat0, self._after0, self.version, self.keys.state(), self.bias,
         )
 
     def restore(self, snapshot: tuple) -> None:
         (
             self._base, self.prev, last, self.grid_step, self.silent_steps,
-            self._logits0, self._beat0, self._after0, self.version,
+            self._logits0, self._beat0, self._after0, self.version, keys, self.bias,
         ) = snapshot
         self.last = last.copy()
+        self.keys.set_state(keys)
         self.engine.set_state(self._after0 if self._logits0 is not None else self._base)
 
     def prepare(self, beat: Optional[int] = None) -> None:
@@ -140,13 +148,19 @@ class Stream:
                 rule = restrict
                 if voice == 0 and self.silent_steps >= MAX_SILENT_STEPS:
                     rule = NO_REST if restrict is None else restrict & NO_REST
+                pulled = logits if self.bias is None else logits + self.bias
                 tokens[voice] = self.sampler.sample(
-                    logits[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice]
+                    pulled[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice]
                 )[0][0]
         self._advance(grid_step, tokens, self.engine.get_state())
         return tokens
 
     def _advance(self, grid_step: int, tokens: np.ndarray, base: list) -> None:
+        self.keys.add(tokens)
+        if grid_step % encoding.STEPS_PER_BEAT == encoding.STEPS_PER_BEAT - 1:
+            before = self.keys.key
+            if self.keys.detect() != before:
+                self._set_bias()
         self.silent_steps = self.silent_steps + 1 if (tokens == encoding.REST).all() else 0
         self.prev = int(tokens[-1])
         self.last = tokens
@@ -154,6 +168,11 @@ class Stream:
         self._base = base
         self._logits0 = self._after0 = None
         self.version = next(self._versions)
+
+    def _set_bias(self) -> None:
+        pull = self.sampler.config.key_pull
+        key = self.keys.key
+        self.bias = scale_bias([key], pull)[0] if key is not None and pull > 0 else None
 
     # --- chords ahead -----------------------------------------------------------------------
     # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
@@ -189,6 +208,8 @@ class Stream:
             before = np.broadcast_to(last, (group, V))
             for voice in range(1, V):
                 logits = engine.step(tokens[:, voice - 1], voice, beat)
+                if self.bias is not None:
+                    logits = logits + self.bias
                 yield
                 previous = np.full(group, last[voice], np.int64)
                 tokens[:, voice] = self._ahead_sampler.sample(logits, voice, previous, restrict, before=before, above=tokens[:, :voice])[0]

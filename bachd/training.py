@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,15 +75,24 @@ def make_strategy(name: str):
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise BachdError("--distribute multiworker needs TF_CONFIG describing the cluster")
-        if int(keras.__version__.split(".")[0]) >= 3:
-            # Keras 3's fit() hands MultiWorkerMirroredStrategy's per-replica batches to the
-            # model unconverted and fails deep inside (keras-team/keras#20585).
-            raise BachdError(
-                "--distribute multiworker does not work with Keras 3's fit(); train on one machine "
-                "(--distribute mirrored uses all its devices)"
-            )
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+            workers = cluster["cluster"]["worker"]
+            index = int(cluster["task"]["index"])
+        except (ValueError, KeyError, TypeError):
+            raise BachdError("TF_CONFIG is not a cluster description: see the README's two-machine example") from None
+        if not 0 <= index < len(workers):
+            raise BachdError(f"TF_CONFIG: task index {index} is not one of the {len(workers)} workers")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def worker_index() -> int:
+    """This process's index in TF_CONFIG's cluster (0, the chief, when there is none)."""
+    try:
+        return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+    except (ValueError, AttributeError):
+        return 0
 
 
 def _pieces(corpora: list[Corpus], split: str) -> list[Piece]:
@@ -226,6 +235,77 @@ class RunState(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: TrainConfig, initial_epoch: int,
+                    steps_per_epoch: int, callbacks: list) -> None:
+    """The training loop for MultiWorkerMirroredStrategy, which Keras 3's ``fit()`` cannot
+    run (keras-team/keras#20585): each replica computes the loss of its share of the global
+    batch, the optimizer all-reduces the gradients, and every worker evaluates the same
+    synchronised weights on the whole validation set. Logs and callbacks as ``fit()``'s."""
+    loss_fn = SmoothedSparseCrossentropy(config.label_smoothing)
+    replicas = strategy.num_replicas_in_sync
+    optimizer = model.optimizer
+
+    def replica_step(x, y, w):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            per_token = loss_fn.call(y, logits)
+            loss = tf.reduce_sum(per_token * w) / tf.maximum(tf.reduce_sum(w), 1.0) / replicas
+            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
+        return tf.stack([loss * replicas * tf.reduce_sum(w), tf.reduce_sum(nll * w), tf.reduce_sum(right * w), tf.reduce_sum(w)])
+
+    @tf.function
+    def train_step(iterator):
+        x, y, w = next(iterator)
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(x, y, w)), axis=None)
+
+    @tf.function
+    def valid_step(x, y, w):
+        logits = tf.cast(model(x, training=False), tf.float32)
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
+        return tf.stack([tf.reduce_sum(loss_fn.call(y, logits) * w), tf.reduce_sum(nll * w), tf.reduce_sum(right * w), tf.reduce_sum(w)])
+
+    def figures(sums) -> dict:
+        loss, nll, right, weight = (float(v) for v in sums)
+        weight = max(weight, 1.0)
+        return {"loss": loss / weight, "nll": nll / weight, "accuracy": right / weight}
+
+    @tf.function
+    def stop_anywhere(flag):
+        return strategy.reduce("SUM", strategy.run(lambda f: f, args=(flag,)), axis=None)
+
+    def agree_to_stop(stop: bool) -> bool:
+        return bool(stop_anywhere(tf.constant(1.0 if stop else 0.0)) > 0)
+
+    hooks = keras.callbacks.CallbackList(callbacks, model=model)
+    hooks.on_train_begin()
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+    verbose = sys.stderr.isatty()
+    for epoch in range(initial_epoch, config.epochs):
+        started = time.monotonic()
+        hooks.on_epoch_begin(epoch)
+        total = np.zeros(4)
+        for _ in range(steps_per_epoch):
+            total += train_step(iterator).numpy()
+        valid = np.zeros(4)
+        for x, y, w in valid_ds:
+            valid += valid_step(x, y, w).numpy()
+        logs = {**figures(total), **{f"val_{k}": v for k, v in figures(valid).items()}}
+        if verbose or worker_index() == 0:
+            print(f"epoch {epoch + 1}/{config.epochs} - {time.monotonic() - started:.0f}s - "
+                  + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stderr)
+        hooks.on_epoch_end(epoch, logs)
+        # Every worker must stop at the same epoch, or the others wait forever for it: a stop
+        # (time budget, early stopping) anywhere is a stop everywhere.
+        if agree_to_stop(bool(model.stop_training)):
+            break
+    hooks.on_train_end()
+
+
 def save_artifact(model: "keras.Model", path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state in shipped models."""
     from bachd.model import config_of
@@ -242,6 +322,12 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     config.validate()
     model_config.validate()
     set_threads(config.threads)
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
+    strategy = make_strategy(config.distribute)
+    if config.distribute == "multiworker" and worker_index() > 0:
+        # One model is trained; the chief writes it. The other workers keep their copies apart.
+        chief = Path(config.out)
+        config = replace(config, out=str(run_dir(chief) / f"worker-{worker_index()}" / chief.name))
     out = Path(config.out)
     directory = run_dir(out)
     if directory.exists() and (directory / "state.json").exists() and not resume:
@@ -262,7 +348,6 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         # A corpus without a validation split (a small MIDI folder) still needs one to stop early.
         valid_pieces = train_pieces[-max(1, len(train_pieces) // 10) :]
         train_pieces = train_pieces[: len(train_pieces) - len(valid_pieces)] or valid_pieces
-    strategy = make_strategy(config.distribute)
     directory.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     state: dict = {"epoch": 0}
@@ -285,12 +370,15 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     callbacks = [
         RunState(config, state, time.monotonic()),
         keras.callbacks.CSVLogger(str(directory / "log.csv"), append=resume),
-        keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0),
     ]
+    if config.distribute != "multiworker":
+        callbacks.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0))
     if resume and (directory / "best.keras").exists():
         callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
     budget_left = config.max_minutes is None or state.get("elapsed_seconds", 0.0) < config.max_minutes * 60
-    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
+    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left and config.distribute == "multiworker":
+        fit_distributed(model, strategy, train_ds, valid_ds, config, state["epoch"], steps_per_epoch, callbacks)
+    elif state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
         model.fit(
             train_ds,
             validation_data=valid_ds,

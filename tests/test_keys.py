@@ -63,3 +63,51 @@ def test_bachs_keys_are_recounted_from_the_corpus():
         key = music.detect_key(encoding.decode_pitches(piece.tokens)[0])
         counted[key] = counted.get(key, 0) + 1
     assert counted == keys.BACH_KEYS
+
+
+def test_the_live_key_tracker_agrees_with_key_finding_and_follows_a_modulation():
+    def steps(rows, each=4):
+        return [[encoding.attack(p) for p in row] for row in rows for _ in range(each)]
+
+    # Two bars of D minor (i, iv, V, i): the tracker names it as detect_key does.
+    d_minor = [[74, 69, 65, 50], [74, 70, 67, 55], [73, 69, 64, 45], [74, 69, 65, 50]] * 2
+    tracker = keys.KeyTracker()
+    assert tracker.detect() is None  # nothing heard yet
+    for row in steps(d_minor):
+        tracker.add(row)
+    pitches = np.array([[encoding.token_pitch(t) for t in row] for row in steps(d_minor)])
+    assert tracker.detect() == music.detect_key(pitches) == (2, True)
+    # Twelve bars of E major afterwards: the old key fades and the new one is named.
+    e_major = [[76, 71, 68, 52], [78, 71, 69, 57], [75, 71, 66, 47], [76, 71, 68, 52]] * 12
+    for row in steps(e_major):
+        tracker.add(row)
+    assert tracker.detect() == (4, False)
+    saved = tracker.state()
+    tracker.reset()
+    assert tracker.detect() is None
+    tracker.set_state(saved)
+    assert tracker.key == (4, False)
+
+
+def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
+    """With a strong pull, what the stream samples after a long D minor context keeps to
+    the D minor scale; without it, the tiny model wanders out of it."""
+    from bachd.engine import make_engine
+    from bachd.stream import Stream
+
+    scale = {(2 + d) % 12 for d in music.MINOR_SCALE}
+
+    def outside_after_context(pull: float) -> int:
+        stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(temperature=1.5, top_p=1.0, key_pull=pull), rng_seed=1))
+        chord = [74, 69, 65, 50]
+        for step in range(32):
+            stream.feed(step, {v: encoding.attack(p) if step % 4 == 0 else encoding.hold(p) for v, p in enumerate(chord)})
+        assert (stream.keys.key == (2, True)) and ((stream.bias is not None) == (pull > 0))
+        outside = 0
+        for step in range(32, 160):
+            tokens = stream.feed(step, {})
+            outside += sum(1 for t in tokens if encoding.is_pitch_token(int(t)) and encoding.token_pitch(int(t)) % 12 not in scale)
+        return outside
+
+    assert outside_after_context(0.0) > 0
+    assert outside_after_context(10.0) < outside_after_context(0.0) / 4

@@ -26,13 +26,16 @@ def test_command_line_options_take_bounds_and_help_from_the_declaration(command_
         assert option.help == setting.help
         assert (option.min, option.max) == (setting.low, setting.high), name
         if command_name == "generate" and name != "rng_seed":  # run's and eval's None: "from the preset"
-            assert option.default == setting.default, name
+            assert option.default == setting.offline_default(), name  # generate writes offline
 
 
 def test_sampler_and_live_defaults_are_the_declared_ones():
     config, live = SamplingConfig(), LiveSettings()
-    for name in ("temperature", "top_p", "rhythm_temperature"):
-        assert getattr(config, name) == SETTINGS[name].default == getattr(live, name)
+    for name in ("temperature", "top_p", "rhythm_temperature", "key_pull"):
+        assert getattr(config, name) == SETTINGS[name].offline_default()  # SamplingConfig() is for offline use
+        assert getattr(live, name) == SETTINGS[name].default
+        assert getattr(live.sampling(), name) == getattr(live, name)
+    assert SETTINGS["rhythm_temperature"].offline_default() != SETTINGS["rhythm_temperature"].default
     assert config.avoid_parallels is (not SETTINGS["allow_parallels"].default) is (not live.allow_parallels)
     for name in SETTINGS:
         assert getattr(live, name) == SETTINGS[name].default
