@@ -162,7 +162,7 @@ def test_holding_is_drawn_at_the_models_odds_whatever_the_pitch_temperature():
     for token, p in probs.items():
         logits[token] = np.log(p)
     for streams in (1, 4000):
-        held, drawn = _hold_frequency(SamplingConfig(temperature=0.5, top_p=0.9, avoid_parallels=False), logits, streams)
+        held, drawn = _hold_frequency(SamplingConfig(temperature=0.5, top_p=0.9, rhythm_temperature=1.0, avoid_parallels=False), logits, streams)
         assert abs(held - 0.6) < 0.03, (streams, held)
         assert drawn <= {enc.hold(72), enc.attack(74), enc.attack(71)}, streams  # the nucleus of the new notes
         assert enc.attack(74) in drawn
@@ -194,7 +194,7 @@ def test_striking_the_same_pitch_again_is_part_of_the_rhythm_draw():
     logits = np.full(enc.VOCAB_SIZE, -30.0)
     for token, p in probs.items():
         logits[token] = np.log(p)
-    config = SamplingConfig(temperature=0.3, top_p=0.95, avoid_parallels=False)
+    config = SamplingConfig(temperature=0.3, top_p=0.95, rhythm_temperature=1.0, avoid_parallels=False)
     for streams in (1, 4000):
         sampler = Sampler(config, rng_seed=8)
         if streams == 1:
