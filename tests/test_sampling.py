@@ -230,7 +230,7 @@ def test_with_only_hold_and_re_strike_allowed_both_keep_their_odds():
     logits[enc.hold(72)], logits[enc.attack(72)], logits[enc.attack(74)] = np.log(0.7), np.log(0.3), 0.0
     stay = np.zeros(enc.VOCAB_SIZE, bool)
     stay[[enc.hold(72), enc.attack(72)]] = True
-    sampler = Sampler(SamplingConfig(temperature=0.2), rng_seed=6)
+    sampler = Sampler(SamplingConfig(temperature=0.2, rhythm_temperature=1.0), rng_seed=6)
     batched = sampler.sample(np.repeat(logits[None], 4000, 0), 0, np.full(4000, enc.attack(72)), restrict=stay)[0]
     single = [sampler.sample(logits[None], 0, np.array([enc.attack(72)]), restrict=stay)[0][0] for _ in range(4000)]
     for drawn in (batched, np.array(single)):
