@@ -398,6 +398,15 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     return card
 
 
+def corpus_metrics(model, corpora: list[Corpus]) -> dict:
+    """Each corpus's valid and test figures on their own: trained on several corpora, a
+    model's benchmark figure is the one on its benchmark corpus alone."""
+    return {
+        corpus.spec: {split: evaluate_pieces(model, corpus.split(split)) for split in ("valid", "test") if corpus.split(split)}
+        for corpus in corpora
+    }
+
+
 def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -> dict:
     from bachd.model import config_of
 
@@ -426,6 +435,7 @@ def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -
         ],
         "split": "the corpus's own split where it has one, else 80/10/10 by a hash of each piece's name",
         "metrics": metrics,
+        "metrics_by_corpus": corpus_metrics(model, corpora) if len(corpora) > 1 else {},
         "epochs_run": state.get("epoch", 0),
         "best_epoch": state.get("best_epoch"),
         "training_seconds": round(state.get("elapsed_seconds", 0.0), 1),

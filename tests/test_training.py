@@ -153,3 +153,17 @@ def test_two_worker_processes_train_one_model_like_a_single_worker(tiny_json_cor
     assert abs(multi_nll - single_nll) < 0.1 * single_nll, (multi_nll, single_nll)
     curve = [float(line.split(",")[-1]) for line in (run_dir(out) / "log.csv").read_text().splitlines()[1:]]
     assert len(curve) == 3 and curve[-1] < curve[0]  # the two workers learned together, epoch after epoch
+
+
+def test_a_model_trained_on_two_corpora_reports_each_one_apart(tiny_json_corpus, tmp_path):
+    other = tmp_path / "other.json"
+    data = json.loads(tiny_json_corpus.read_text())
+    data["valid"] = data["valid"][:1]
+    other.write_text(json.dumps(data))
+    config = TrainConfig(corpora=[str(tiny_json_corpus), str(other)], out=str(tmp_path / "two.keras"), epochs=1,
+                         batch_size=4, window=WindowConfig(window_steps=16, passes=1.0))
+    card = train(config, TINY)
+    each = card["metrics_by_corpus"]
+    assert set(each) == {str(tiny_json_corpus), str(other)}
+    assert each[str(tiny_json_corpus)]["valid"]["tokens"] == (64 + 48) * 4 and each[str(other)]["valid"]["tokens"] == 64 * 4
+    assert card["metrics"]["valid"]["tokens"] == sum(e["valid"]["tokens"] for e in each.values())
