@@ -2,12 +2,14 @@
 
     python benchmarks/engine.py [--model models/default.keras] [--tokens 5000]
     python benchmarks/engine.py --attention-steps 0 4 16 64 [--tokens 5000]
+    python benchmarks/engine.py --widths 320 448 512 640 [--tokens 5000]
 
 Prints p50/p99 of one token step for each engine backend, the cost of one token the way
 the research scripts produce it (the full model over the last 256 tokens), and the ratio.
 With ``--attention-steps``, it instead times one streamed token (numpy engine, one stream)
 for models of the given model's shape with causal attention over each K (0: none); the
-weights are untrained, which does not change the cost.
+weights are untrained, which does not change the cost. ``--widths`` does the same for
+models of the given shape with LSTM layers of each width.
 """
 
 from __future__ import annotations
@@ -62,18 +64,19 @@ def time_window(model, window: int, repeats: int) -> dict:
     return percentiles(samples)
 
 
-def attention_cost(model, steps: list[int], tokens: int) -> None:
+def shape_cost(model, field: str, values: list[int], tokens: int) -> None:
+    """Time one streamed token for models of ``model``'s shape with ``field`` set to each value."""
     from dataclasses import replace
 
     from bachd.model import build_model, config_of
 
     shape = config_of(model)
     results = []
-    for k in steps:
-        candidate = build_model(replace(shape, attention_steps=k))
+    for value in values:
+        candidate = build_model(replace(shape, **{field: value}))
         timing = time_engine(candidate, "numpy", tokens)
-        results.append({"attention_steps": k, "parameters": int(candidate.count_params()), **timing})
-        print(f"attention over {k:3d} steps  {results[-1]['parameters']:>9,} parameters  "
+        results.append({field: value, "parameters": int(candidate.count_params()), **timing})
+        print(f"{field} {value:4d}  {results[-1]['parameters']:>9,} parameters  "
               f"p50 {timing['p50_ms']:.3f} ms  p99 {timing['p99_ms']:.3f} ms", flush=True)
     print(json.dumps(results))
 
@@ -85,10 +88,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--window-repeats", type=int, default=50)
     parser.add_argument("--attention-steps", type=int, nargs="*", help="Time attention over these K steps instead.")
+    parser.add_argument("--widths", type=int, nargs="*", help="Time LSTM layers of these widths instead.")
     args = parser.parse_args()
     model = load_model(args.model)
     if args.attention_steps:
-        attention_cost(model, args.attention_steps, args.tokens)
+        shape_cost(model, "attention_steps", args.attention_steps, args.tokens)
+        return
+    if args.widths:
+        shape_cost(model, "lstm_units", args.widths, args.tokens)
         return
     results = {"model": args.model, "parameters": int(model.count_params())}
     for backend in ("numpy", "tf"):
