@@ -13,7 +13,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
-from bachd.keys import OPENING_MINOR_SCALE, Key, draw_keys, opening_masks, scale_bias
+from bachd.keys import Key, draw_keys, opening_masks, scale_bias
 from bachd.meter import Meter
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
@@ -47,7 +47,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
         keys = [key] * batch if key is not None else draw_keys(sampler.rng, batch)
         opening = opening_masks(keys)
     pull = sampler.config.key_pull
-    bias = scale_bias(keys, pull, OPENING_MINOR_SCALE) if keys is not None and pull > 0 else None
+    bias = scale_bias(keys, pull) if keys is not None and pull > 0 else None
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     phase = seed.phase if seed is not None else 0

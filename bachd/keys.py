@@ -85,22 +85,23 @@ def opening_masks(keys: list[Key]) -> list[np.ndarray]:
     return masks
 
 
-# A piece from nothing in minor is pulled toward the ascending melodic minor: every note of
-# the minor key but its flat 7th, the leading tone of the relative major. With the whole
-# minor scale the model drifts to the relative major and stays there: 44 % of pieces open
-# in minor, but only 25 % end up in it (Bach: 46 %). Without the flat 7th it is 38 %.
-OPENING_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 11)
+# In minor the pull is toward the ascending melodic minor: every note of the minor key but
+# its flat 7th, the leading tone of the relative major. With the whole minor scale the model
+# drifts to the relative major and stays there: offline, 44 % of pieces open in minor but
+# only 25 % end in it (Bach: 46 %); without the flat 7th, 37-38 %. Live, the harmonizer's
+# steps in the key rise by 1-4 points (bachd eval --harmonize, sampling seeds 0 and 1).
+PULL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 11)
 
 
-def scale_bias(keys: list[Key], pull: float, minor_scale: tuple[int, ...] | None = None) -> np.ndarray:
+def scale_bias(keys: list[Key], pull: float) -> np.ndarray:
     """(len(keys), vocab) logit offsets: ``-pull`` on the attacks of pitches outside each
-    key's scale (minor: ``minor_scale``, by default with the raised 6th and 7th), 0
-    elsewhere. Holds are not touched: a note already sounding is the rhythm draw's business."""
-    from bachd.music import MAJOR_SCALE, MINOR_SCALE
+    key's scale (minor: :data:`PULL_MINOR_SCALE`), 0 elsewhere. Holds are not touched: a
+    note already sounding is the rhythm draw's business."""
+    from bachd.music import MAJOR_SCALE
 
     bias = np.zeros((len(keys), encoding.VOCAB_SIZE), dtype=np.float64)
     for row, (tonic, minor) in enumerate(keys):
-        degrees = (minor_scale or MINOR_SCALE) if minor else MAJOR_SCALE
+        degrees = PULL_MINOR_SCALE if minor else MAJOR_SCALE
         scale = {(tonic + d) % 12 for d in degrees}
         for pitch in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1):
             if pitch % 12 not in scale:

@@ -113,12 +113,12 @@ def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
     assert outside_after_context(10.0) < outside_after_context(0.0) / 4
 
 
-def test_the_pull_marks_notes_outside_the_scale_and_offline_minor_spares_its_leading_tone():
+def test_the_pull_marks_notes_outside_the_scale_and_minor_spares_only_its_leading_tones():
     d_minor = keys.scale_bias([(2, True)], 1.5)[0]
-    assert d_minor[encoding.attack(60)] == 0.0 and d_minor[encoding.attack(61)] == 0.0  # C and C#: both 7ths
+    assert d_minor[encoding.attack(61)] == 0.0 and d_minor[encoding.attack(59)] == 0.0  # C sharp, B natural: raised 7th, 6th
+    assert d_minor[encoding.attack(58)] == 0.0  # B flat, the minor 6th
+    assert d_minor[encoding.attack(60)] == -1.5  # C natural: the relative major's leading tone
     assert d_minor[encoding.attack(63)] == -1.5  # E flat
-    assert d_minor[encoding.hold(63)] == 0.0  # a held note is never pulled
-    opening = keys.scale_bias([(2, True)], 1.5, keys.OPENING_MINOR_SCALE)[0]
-    assert opening[encoding.attack(60)] == -1.5 and opening[encoding.attack(61)] == 0.0  # C natural leads to F major
+    assert d_minor[encoding.hold(60)] == 0.0  # a held note is never pulled
     c_major = keys.scale_bias([(0, False)], 1.0)[0]
     assert sum(c_major[encoding.attack(p)] < 0 for p in range(60, 72)) == 5
