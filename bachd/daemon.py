@@ -92,8 +92,7 @@ class Daemon:
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
-        poll, performer, now = self.ports.poll, self.performer, self.now
-        keepalive = getattr(self.ports, "keepalive", lambda now_seconds: None)
+        poll, performer, now, keepalive = self.ports.poll, self.performer, self.now, self.ports.keepalive
         try:
             while not self.stop.is_set():
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
@@ -192,13 +191,13 @@ class Daemon:
 
     def input_dropped(self) -> int:
         """Input messages lost before bachd could read them (a flood past rtmidi's queue)."""
-        return getattr(self.ports, "dropped", 0) + (self.tap.queue_full if self.tap is not None else 0)
+        return self.ports.dropped + (self.tap.queue_full if self.tap is not None else 0)
 
     def _status_loop(self) -> None:
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
         drawn = 0
         warned_count, warned_at = 0, -1.0
-        lost = getattr(self.ports, "lost", lambda now: None)
+        lost = self.ports.lost
         while not self.stop.wait(WATCH_SECONDS):
             self.lost = lost(self.now())
             if self.lost is not None:

@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from bachd import encoding
+from bachd.music import MAJOR_SCALE, key_of_histogram
 
 Key = tuple[int, bool]  # (tonic pitch class, is_minor)
 
@@ -93,20 +94,28 @@ def opening_masks(keys: list[Key]) -> list[np.ndarray]:
 PULL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 11)
 
 
+def _outside_scale() -> np.ndarray:
+    """(24, vocab) bool: for each key (index tonic + 12 * is_minor), the attack tokens of
+    pitches outside its scale (minor: :data:`PULL_MINOR_SCALE`)."""
+    table = np.zeros((24, encoding.VOCAB_SIZE), dtype=bool)
+    pitches = np.arange(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)
+    attacks = np.array([encoding.attack(int(p)) for p in pitches])
+    for minor, degrees in ((False, MAJOR_SCALE), (True, PULL_MINOR_SCALE)):
+        for tonic in range(12):
+            inside = np.isin(pitches % 12, [(tonic + d) % 12 for d in degrees])
+            table[tonic + 12 * minor, attacks[~inside]] = True
+    return table
+
+
+_OUTSIDE = _outside_scale()
+
+
 def scale_bias(keys: list[Key], pull: float) -> np.ndarray:
     """(len(keys), vocab) logit offsets: ``-pull`` on the attacks of pitches outside each
     key's scale (minor: :data:`PULL_MINOR_SCALE`), 0 elsewhere. Holds are not touched: a
     note already sounding is the rhythm draw's business."""
-    from bachd.music import MAJOR_SCALE
-
-    bias = np.zeros((len(keys), encoding.VOCAB_SIZE), dtype=np.float64)
-    for row, (tonic, minor) in enumerate(keys):
-        degrees = PULL_MINOR_SCALE if minor else MAJOR_SCALE
-        scale = {(tonic + d) % 12 for d in degrees}
-        for pitch in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1):
-            if pitch % 12 not in scale:
-                bias[row, encoding.attack(pitch)] = -pull
-    return bias
+    rows = [tonic + 12 * minor for tonic, minor in keys]
+    return np.where(_OUTSIDE[rows], -float(pull), 0.0)
 
 
 class KeyTracker:
@@ -136,16 +145,8 @@ class KeyTracker:
 
     def detect(self) -> Key | None:
         """Name the key now (None until enough has sounded); returns it and keeps it in ``key``."""
-        if self.histogram.sum() < self.MIN_WEIGHT:
-            self.key = None
-            return None
-        centred = self.histogram - self.histogram.mean()
-        spread = np.sqrt((centred**2).sum())
-        if spread == 0:
-            self.key = None
-            return None
-        best = int(np.argmax(_PROFILES @ (centred / spread)))
-        self.key = (best % 12, best >= 12)
+        enough = self.histogram.sum() >= self.MIN_WEIGHT
+        self.key = key_of_histogram(self.histogram) if enough else None
         return self.key
 
     def state(self) -> tuple:
@@ -154,14 +155,3 @@ class KeyTracker:
     def set_state(self, state: tuple) -> None:
         histogram, self.key = state
         self.histogram = histogram.copy()
-
-
-def _profile_rows() -> np.ndarray:
-    from bachd.music import MAJOR_PROFILE, MINOR_PROFILE
-
-    rows = [np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)]
-    rows = [(r - r.mean()) / np.sqrt(((r - r.mean()) ** 2).sum()) for r in rows]
-    return np.array(rows)
-
-
-_PROFILES = _profile_rows()

@@ -128,19 +128,33 @@ LABELS = {
 }
 
 
+def _key_profiles() -> np.ndarray:
+    """(24, 12): the major then the minor profile rotated to each tonic, centred and scaled
+    to unit length, so a dot product with a centred, unit histogram is their correlation."""
+    rows = np.array([np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)])
+    rows -= rows.mean(axis=1, keepdims=True)
+    return rows / np.sqrt((rows**2).sum(axis=1, keepdims=True))
+
+
+_KEY_PROFILES = _key_profiles()
+
+
+def key_of_histogram(histogram: np.ndarray) -> Optional[tuple[int, bool]]:
+    """(tonic pitch class, is_minor) best correlated with a 12-bin pitch-class histogram
+    (Krumhansl–Kessler), or None for a flat one. Ties go to the first key, major first."""
+    centred = np.asarray(histogram, dtype=np.float64) - np.mean(histogram)
+    spread = np.sqrt((centred**2).sum())
+    if spread == 0:
+        return None
+    best = int(np.argmax(_KEY_PROFILES @ (centred / spread)))
+    return best % 12, best >= 12
+
+
 def detect_key(pitches: np.ndarray) -> tuple[int, bool]:
     """(tonic pitch class, is_minor) of a (T, 4) pitch array by Krumhansl–Kessler profiles."""
     sounding = pitches[pitches != SILENT]
     histogram = np.bincount(sounding % 12, minlength=12).astype(np.float64)
-    if histogram.sum() == 0:
-        return 0, False
-    best, best_key = -np.inf, (0, False)
-    for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
-        for tonic in range(12):
-            score = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
-            if score > best:
-                best, best_key = score, (tonic, minor)
-    return best_key
+    return key_of_histogram(histogram) or (0, False)
 
 
 def steps_in_key(pitches: np.ndarray, key: tuple[int, bool]) -> tuple[int, int]:

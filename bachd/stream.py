@@ -94,16 +94,17 @@ class Stream:
     def snapshot(self) -> tuple:
         return (
             self._base, self.prev, self.last.copy(), self.grid_step, self.silent_steps,
-            self._logits0, self._beat0, self._after0, self.version, self.keys.state(), self.bias,
+            self._logits0, self._beat0, self._after0, self.version, self.keys.state(),
         )
 
     def restore(self, snapshot: tuple) -> None:
         (
             self._base, self.prev, last, self.grid_step, self.silent_steps,
-            self._logits0, self._beat0, self._after0, self.version, keys, self.bias,
+            self._logits0, self._beat0, self._after0, self.version, keys,
         ) = snapshot
         self.last = last.copy()
         self.keys.set_state(keys)
+        self._set_bias()
         self.engine.set_state(self._after0 if self._logits0 is not None else self._base)
 
     def prepare(self, beat: Optional[int] = None) -> None:

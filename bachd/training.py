@@ -90,8 +90,8 @@ def make_strategy(name: str):
 def worker_index() -> int:
     """This process's index in TF_CONFIG's cluster (0, the chief, when there is none)."""
     try:
-        return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
-    except (ValueError, AttributeError):
+        return int(json.loads(os.environ.get("TF_CONFIG", "{}"))["task"]["index"])
+    except (ValueError, KeyError, TypeError):
         return 0
 
 
@@ -245,17 +245,20 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
     replicas = strategy.num_replicas_in_sync
     optimizer = model.optimizer
 
+    def sums(y, logits, w):
+        """Weighted sums of loss, NLL and correct predictions, and the weight itself."""
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
+        return tf.stack([tf.reduce_sum(t * w) for t in (loss_fn.call(y, logits), nll, right)] + [tf.reduce_sum(w)])
+
     def replica_step(x, y, w):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
-            per_token = loss_fn.call(y, logits)
-            loss = tf.reduce_sum(per_token * w) / tf.maximum(tf.reduce_sum(w), 1.0) / replicas
+            loss = tf.reduce_sum(loss_fn.call(y, logits) * w) / tf.maximum(tf.reduce_sum(w), 1.0) / replicas
             scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
-        return tf.stack([loss * replicas * tf.reduce_sum(w), tf.reduce_sum(nll * w), tf.reduce_sum(right * w), tf.reduce_sum(w)])
+        return sums(y, logits, w)
 
     @tf.function
     def train_step(iterator):
@@ -264,10 +267,7 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
 
     @tf.function
     def valid_step(x, y, w):
-        logits = tf.cast(model(x, training=False), tf.float32)
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
-        return tf.stack([tf.reduce_sum(loss_fn.call(y, logits) * w), tf.reduce_sum(nll * w), tf.reduce_sum(right * w), tf.reduce_sum(w)])
+        return sums(y, tf.cast(model(x, training=False), tf.float32), w)
 
     def figures(sums) -> dict:
         loss, nll, right, weight = (float(v) for v in sums)
@@ -376,18 +376,19 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     if resume and (directory / "best.keras").exists():
         callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
     budget_left = config.max_minutes is None or state.get("elapsed_seconds", 0.0) < config.max_minutes * 60
-    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left and config.distribute == "multiworker":
-        fit_distributed(model, strategy, train_ds, valid_ds, config, state["epoch"], steps_per_epoch, callbacks)
-    elif state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
-        model.fit(
-            train_ds,
-            validation_data=valid_ds,
-            epochs=config.epochs,
-            initial_epoch=state["epoch"],
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=1 if sys.stderr.isatty() else 2,
-        )
+    if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
+        if config.distribute == "multiworker":
+            fit_distributed(model, strategy, train_ds, valid_ds, config, state["epoch"], steps_per_epoch, callbacks)
+        else:
+            model.fit(
+                train_ds,
+                validation_data=valid_ds,
+                epochs=config.epochs,
+                initial_epoch=state["epoch"],
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                verbose=1 if sys.stderr.isatty() else 2,
+            )
     elif callbacks[0].best_weights is not None:
         model.set_weights(callbacks[0].best_weights)
     save_artifact(model, out)

@@ -44,6 +44,12 @@ class FakePorts:
     def poll(self, limit: int = 512):
         return []
 
+    def keepalive(self, now_seconds: float) -> None:
+        pass
+
+    def lost(self, now_seconds: float):
+        return None
+
     def close(self):
         pass
 
