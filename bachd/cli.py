@@ -88,7 +88,8 @@ def train_cli(
     embed_dim: Annotated[int, typer.Option(min=4, max=2048, help="Embedding width.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate.")] = 0.3,
     voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
-    beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's 16th position within the beat.")] = True,
+    beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's position in time.")] = True,
+    bar_input: Annotated[bool, typer.Option("--bar-input/--no-bar-input", help="Count that position in 16ths within the bar (where the bar lines are known or estimated), not within the beat.")] = True,
     attention_steps: Annotated[int, typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none).")] = 0,
     attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
     attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,
@@ -122,8 +123,8 @@ def train_cli(
         )
         model_config = ModelConfig(
             embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout,
-            use_voice=voice_input, use_beat=beat_input, attention_steps=attention_steps, attention_heads=attention_heads,
-            attention_key_dim=attention_key_dim,
+            use_voice=voice_input, use_beat=beat_input, positions=16 if bar_input else 4,
+            attention_steps=attention_steps, attention_heads=attention_heads, attention_key_dim=attention_key_dim,
         )
         command = "bachd " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
         card = train(config, model_config, resume=resume, command=command)

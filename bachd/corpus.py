@@ -18,12 +18,13 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
+from bachd.metre import WEIGHTS, estimate_phase
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 BACH = "bach"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: phases within the bar, and bar lengths
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Piece:
     name: str
     tokens: np.ndarray  # (T, 4) int16
     split: str
-    phase: int = 0  # where step 0 falls within its beat
+    phase: int = 0  # where step 0 falls within its bar, in steps (12 after a one-beat 4/4 pickup)
+    bar_steps: int = encoding.STEPS_PER_BAR  # 16 for 4/4, 12 for 3/4
 
     @property
     def steps(self) -> int:
@@ -101,7 +103,8 @@ def _music21_fingerprint() -> list:
 
 def _cached(spec: str, fingerprint: list, load) -> Corpus:
     """Load through an npz cache keyed by the source and its fingerprint (no pickle)."""
-    key = hashlib.sha1(json.dumps([_CACHE_VERSION, encoding.REPRESENTATION_VERSION, spec, fingerprint]).encode())
+    # The estimated bar lines are cached too: the estimator's weights are part of the key.
+    key = hashlib.sha1(json.dumps([_CACHE_VERSION, encoding.REPRESENTATION_VERSION, spec, fingerprint, WEIGHTS.tolist()]).encode())
     path = cache_dir() / f"corpus-{key.hexdigest()[:16]}.npz"
     if path.exists():
         try:
@@ -121,6 +124,7 @@ def _cached(spec: str, fingerprint: list, load) -> Corpus:
             names=np.array([p.name for p in corpus.pieces], dtype=str),
             splits=np.array([p.split for p in corpus.pieces], dtype=str),
             phases=np.array([p.phase for p in corpus.pieces], dtype=np.int64),
+            bar_steps=np.array([p.bar_steps for p in corpus.pieces], dtype=np.int64),
             skipped=np.array(corpus.skipped, dtype=str),
         )
         os.replace(tmp, path)
@@ -133,13 +137,18 @@ def _read_cache(spec: str, path: Path) -> Corpus:
     with np.load(path, allow_pickle=False) as data:
         bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
         pieces = [
-            Piece(str(name), data["tokens"][bounds[i] : bounds[i + 1]].copy(), str(split), int(phase))
-            for i, (name, split, phase) in enumerate(zip(data["names"], data["splits"], data["phases"]))
+            Piece(str(name), data["tokens"][bounds[i] : bounds[i + 1]].copy(), str(split), int(phase), int(bar))
+            for i, (name, split, phase, bar) in enumerate(
+                zip(data["names"], data["splits"], data["phases"], data["bar_steps"])
+            )
         ]
         return Corpus(spec, pieces, [str(s) for s in data["skipped"]])
 
 
-def _piece_from_pitches(name: str, pitches, split: str | None, skipped: list[str], attacks=None, phase=0):
+def _piece_from_pitches(name: str, pitches, split: str | None, skipped: list[str], attacks=None, phase=None,
+                        bar_steps=encoding.STEPS_PER_BAR):
+    """A piece, or None with the reason in ``skipped``. Without a ``phase`` (arrays that carry
+    no bar lines), where the bar falls is estimated from the music (:mod:`bachd.metre`)."""
     try:
         tokens = encoding.encode_pitches(np.asarray(pitches, dtype=np.float64), attacks)
     except ValueError as exc:
@@ -148,7 +157,9 @@ def _piece_from_pitches(name: str, pitches, split: str | None, skipped: list[str
     if tokens.shape[0] < 2:
         skipped.append(f"{name}: too short")
         return None
-    return Piece(name, tokens, split or hash_split(name), phase)
+    if phase is None:
+        phase = estimate_phase(tokens)
+    return Piece(name, tokens, split or hash_split(name), phase, bar_steps)
 
 
 def _load_json(path: Path) -> Corpus:
@@ -225,7 +236,7 @@ def load_midi_files(root: Path, files: list[Path]) -> Corpus:
         if voices < encoding.NUM_VOICES:
             skipped.append(f"{name}: {voices} voice(s) found, four needed")
             continue
-        piece = _piece_from_pitches(name, np.where(pitches < 0, np.nan, pitches), None, skipped, attacks)
+        piece = _piece_from_pitches(name, np.where(pitches < 0, np.nan, pitches), None, skipped, attacks, phase=0)
         if piece:
             pieces.append(piece)
     return Corpus(str(root), pieces, skipped)
@@ -250,15 +261,15 @@ def _load_bach() -> Corpus:
         if isinstance(result, str):
             skipped.append(f"{name}: {result}")
             continue
-        pitches, attacks, phase = result
-        piece = _piece_from_pitches(name, pitches, None, skipped, attacks, phase)
+        pitches, attacks, phase, bar_steps = result
+        piece = _piece_from_pitches(name, pitches, None, skipped, attacks, phase, bar_steps)
         if piece:
             pieces.append(piece)
     return Corpus(BACH, pieces, skipped)
 
 
 def _parse_chorale(name: str):
-    """(pitches, attacks, phase) of one music21 chorale, or a reason it was skipped."""
+    """(pitches, attacks, phase, bar_steps) of one music21 chorale, or a reason it was skipped."""
     from music21 import corpus as m21corpus
 
     try:
@@ -293,15 +304,16 @@ def _voice_of(part) -> int | None:
     return None
 
 
-def score_to_pitches(score) -> tuple[np.ndarray, np.ndarray, int] | str:
-    """A music21 score → (pitches, attacks, phase) on the 16th grid; ties give holds."""
+def score_to_pitches(score) -> tuple[np.ndarray, np.ndarray, int, int] | str:
+    """A music21 score → (pitches, attacks, phase, bar_steps) on the 16th grid; ties give
+    holds; ``phase`` is where the first step falls within its bar of ``bar_steps``."""
     parts = pick_satb(score)
     if isinstance(parts, str):
         return parts
     return parts_to_pitches(score, parts, encoding.VOICE_SLOTS[4])
 
 
-def parts_to_pitches(score, parts: list, slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int] | str:
+def parts_to_pitches(score, parts: list, slots: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int, int] | str:
     """The given music21 parts placed in voice ``slots``; the other voices stay silent."""
     total_steps = int(round(float(score.highestTime) * encoding.STEPS_PER_BEAT))
     if total_steps < 2:
@@ -320,8 +332,20 @@ def parts_to_pitches(score, parts: list, slots: tuple[int, ...]) -> tuple[np.nda
             pitches[start:end, voice] = encoding.fold_pitch(pitch)
             tie = element.tie
             attacks[start, voice] = tie is None or tie.type == "start"
-    phase = 0
+    phase, bar_steps = 0, encoding.STEPS_PER_BAR
     measures = parts[0].getElementsByClass("Measure")
     if measures:
-        phase = int(round(float(measures[0].paddingLeft) * encoding.STEPS_PER_BEAT)) % encoding.STEPS_PER_BEAT
-    return pitches, attacks, phase
+        signature = measures[0].timeSignature or measures[0].getContextByClass("TimeSignature")
+        if signature is not None:
+            bar_steps = bar_length(float(signature.barDuration.quarterLength))
+        phase = int(round(float(measures[0].paddingLeft) * encoding.STEPS_PER_BEAT)) % bar_steps
+    return pitches, attacks, phase, bar_steps
+
+
+def bar_length(quarters: float) -> int:
+    """Steps of the bar the position input counts: 4/4 and 2/2 are 16, 3/4 is 12; longer bars
+    (6/4, 3/2) count as two bars of their halves, shorter ones (2/4) as a 4/4 bar's halves."""
+    steps = int(round(quarters * encoding.STEPS_PER_BEAT))
+    while steps > encoding.STEPS_PER_BAR:
+        steps //= 2
+    return steps if steps in (12, encoding.STEPS_PER_BAR) else encoding.STEPS_PER_BAR

@@ -21,11 +21,12 @@ class WindowConfig:
     passes: float = 1.0  # crops per epoch, as a multiple of (training steps / window_steps)
 
 
-def sequence_arrays(tokens: np.ndarray, first_step: int, phase: int, window_steps: int) -> dict[str, np.ndarray]:
+def sequence_arrays(tokens: np.ndarray, first_step: int, phase: int, window_steps: int, period: int) -> dict[str, np.ndarray]:
     """Inputs, targets and weights for one crop [first_step, first_step + window_steps).
 
     The input at each position is the previous token (BOS at a piece's start) with the voice
-    and beat position of the target; a crop shorter than the window is padded with weight 0.
+    and position of the target, counted modulo ``period`` (:func:`bachd.encoding.position_period`);
+    a crop shorter than the window is padded with weight 0.
     """
     flat = encoding.flatten_steps(tokens).astype(np.int32)
     start = first_step * encoding.NUM_VOICES
@@ -33,7 +34,7 @@ def sequence_arrays(tokens: np.ndarray, first_step: int, phase: int, window_step
     target = flat[start : start + length]
     previous = flat[start - 1 : start + length - 1] if start else np.concatenate([[encoding.BOS], flat[: length - 1]])
     previous = previous[: len(target)]
-    voices, beats = encoding.side_inputs(len(target), first_step, phase)
+    voices, beats = encoding.side_inputs(len(target), first_step, phase, period)
     pad = length - len(target)
     weights = np.ones(len(target), np.float32)
     if pad:
@@ -42,19 +43,25 @@ def sequence_arrays(tokens: np.ndarray, first_step: int, phase: int, window_step
     return {"tokens": previous, "voices": voices, "beats": beats, "targets": target, "weights": weights}
 
 
-def piece_arrays(piece: Piece) -> dict[str, np.ndarray]:
-    """The whole piece as one sequence from its start (for evaluation)."""
-    return sequence_arrays(piece.tokens, 0, piece.phase, piece.steps)
+def piece_arrays(piece: Piece, positions: int) -> dict[str, np.ndarray]:
+    """The whole piece as one sequence from its start (for evaluation by a model with
+    ``positions`` rows of position embedding)."""
+    return sequence_arrays(piece.tokens, 0, piece.phase, piece.steps, piece_period(piece, positions))
+
+
+def piece_period(piece: Piece, positions: int) -> int:
+    return encoding.position_period(positions, piece.bar_steps)
 
 
 class CropSampler:
     """Draws random transposed crops from a list of pieces; deterministic for a seed."""
 
-    def __init__(self, pieces: list[Piece], config: WindowConfig, seed: int):
+    def __init__(self, pieces: list[Piece], config: WindowConfig, seed: int, positions: int = encoding.STEPS_PER_BAR):
         if not pieces:
             raise ValueError("no training pieces")
         self.pieces = pieces
         self.config = config
+        self.positions = positions
         self.rng = np.random.default_rng(seed)
         steps = np.array([p.steps for p in pieces], dtype=np.float64)
         self.weights = steps / steps.sum()  # a long piece is cropped more often
@@ -72,7 +79,7 @@ class CropSampler:
             if moved is not None:
                 tokens = moved
                 break
-        return sequence_arrays(tokens, first_step, piece.phase, config.window_steps)
+        return sequence_arrays(tokens, first_step, piece.phase, config.window_steps, piece_period(piece, self.positions))
 
     def epoch(self):
         for _ in range(self.crops_per_epoch):

@@ -17,6 +17,7 @@ REPRESENTATION_VERSION = 1
 VOICES = ("soprano", "alto", "tenor", "bass")
 NUM_VOICES = 4
 STEPS_PER_BEAT = 4  # a step is a 16th note; the beat is a quarter note
+STEPS_PER_BAR = 16  # a 4/4 bar: the bar length assumed where the music does not say
 
 PITCH_LOW = 24  # C1: wider than any chorale so transposition stays inside
 PITCH_HIGH = 96  # C7
@@ -195,13 +196,23 @@ def flatten_steps(tokens: np.ndarray) -> np.ndarray:
     return np.asarray(tokens).reshape(-1)
 
 
-def side_inputs(num_tokens: int, first_step: int = 0, phase: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Voice index and position-in-beat of each token of a flat stream.
+def position_period(positions: int, bar_steps: int = STEPS_PER_BAR) -> int:
+    """How a model with ``positions`` rows of position embedding counts steps: within the
+    beat (4 rows, models before the bar input) or within the bar (16 rows; a 3/4 bar uses
+    the first 12)."""
+    return bar_steps if positions > STEPS_PER_BEAT else STEPS_PER_BEAT
+
+
+def side_inputs(
+    num_tokens: int, first_step: int = 0, phase: int = 0, period: int = STEPS_PER_BAR
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voice index and position of each token of a flat stream.
 
     ``first_step`` is the step index of the stream's first token; ``phase`` is where step 0
-    falls within its beat (0 when a piece starts on a beat).
+    falls within its bar (0 when a piece starts on a downbeat, 12 after a one-beat pickup in
+    4/4); positions count steps modulo ``period`` (see :func:`position_period`).
     """
     index = np.arange(num_tokens)
     voices = index % NUM_VOICES
-    beats = (first_step + index // NUM_VOICES + phase) % STEPS_PER_BEAT
+    beats = (first_step + index // NUM_VOICES + phase) % period
     return voices.astype(np.int32), beats.astype(np.int32)

@@ -32,7 +32,8 @@ BACKENDS = ("auto", "numpy", "tf", "xla")
 
 class StreamingEngine:
     """Common interface: ``step(tokens, voice, beat)`` feeds each stream's previous token with
-    the voice and beat position of the token to come, and returns (batch, vocab) logits."""
+    the voice and position of the token to come (``beat``: the 16th within the bar; a model
+    trained on positions within the beat takes it modulo 4), and returns (batch, vocab) logits."""
 
     batch_size: int
 
@@ -129,7 +130,7 @@ class NumpyEngine(StreamingEngine):
         def project(layer_name: str) -> np.ndarray:
             key = f"{layer_name}/embeddings"
             if key not in weights:
-                return np.zeros((4, 4 * units), np.float32)
+                return np.zeros((config.positions, 4 * units), np.float32)
             return (read(key) @ first_kernel * gate_scale).astype(np.float32)
 
         self._token_proj = ((read("token_embedding/embeddings") @ first_kernel + first_bias) * gate_scale).astype(np.float32)
@@ -139,10 +140,12 @@ class NumpyEngine(StreamingEngine):
         self._out_kernel = (gamma[:, None] * out_kernel).astype(np.float32)
         self._out_bias = (read("logits/bias") + beta @ out_kernel).astype(np.float32)
         self._mean_vector = np.full((units, 1), 1.0 / units, np.float32)
+        self._positions = config.positions
         self._side_proj = (self._voice_proj[:, None, :] + self._beat_proj[None, :, :]).astype(np.float32)
         self.reset()
 
     def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        beat %= self._positions
         if self.batch_size == 1:
             return self._step_one(int(np.asarray(tokens).reshape(-1)[0]), voice, beat)[None, :]
         tokens = np.asarray(tokens, dtype=np.intp)

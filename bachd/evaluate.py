@@ -18,7 +18,7 @@ from bachd.corpus import Piece
 from bachd.data import piece_arrays
 from bachd.errors import BachdError
 from bachd.meter import COMMON_TIME
-from bachd.model import keras, load_model, tf
+from bachd.model import config_of, keras, load_model, tf
 from bachd.sampling import Sampler, SamplingConfig
 
 
@@ -31,6 +31,7 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
     attack_table = np.zeros(encoding.VOCAB_SIZE, bool)
     attack_table[[encoding.attack(p) for p in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)]] = True
     order = sorted(pieces, key=lambda p: p.steps)
+    positions = config_of(model).positions
     batch: list[dict] = []
 
     def flush() -> None:
@@ -56,7 +57,7 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
         batch.clear()
 
     for piece in order:
-        arrays = piece_arrays(piece)
+        arrays = piece_arrays(piece, positions)
         if batch and (len(batch) + 1) * len(arrays["tokens"]) > batch_tokens:
             flush()
         batch.append(arrays)

@@ -22,8 +22,9 @@ from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 class Seed:
     tokens: np.ndarray  # (T, 4)
     known: np.ndarray  # (T, 4) bool: which tokens come from the seed, not the model
-    phase: int = 0
+    phase: int = 0  # where step 0 falls within its bar
     name: str = ""
+    bar_steps: int = encoding.STEPS_PER_BAR
 
 
 @dataclass
@@ -51,6 +52,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     phase = seed.phase if seed is not None else 0
+    bar_steps = seed.bar_steps if seed is not None else encoding.STEPS_PER_BAR
     total = seed_tokens.shape[0] + steps
     out = np.zeros((batch, total, encoding.NUM_VOICES), np.int32)
     previous = np.full(batch, encoding.BOS, np.int32)
@@ -60,7 +62,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     silent_steps = np.zeros(batch, np.int64)  # all four voices resting, up to the last step
     engine.reset()
     for step in range(total):
-        beat = (step + phase) % encoding.STEPS_PER_BEAT
+        beat = (step + phase) % bar_steps
         for voice in range(encoding.NUM_VOICES):
             logits = engine.step(previous, voice, beat)
             if bias is not None:
@@ -86,7 +88,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase, keys)
 
 
-def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str) -> Seed:
+def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str,
+                      bar_steps: int = encoding.STEPS_PER_BAR) -> Seed:
     """A seed from a pitch array; pitches are folded into bachd's range by octaves."""
     pitches = np.asarray(pitches, dtype=np.float64)
     pitches = np.where(np.isnan(pitches), encoding.SILENT, pitches).astype(np.int64)
@@ -96,7 +99,7 @@ def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name
     tokens = encoding.encode_pitches(pitches, attacks)
     voice_present = sounding.any(axis=0)
     known = np.broadcast_to(voice_present, tokens.shape).copy()
-    return Seed(tokens, known, phase, name)
+    return Seed(tokens, known, phase, name, bar_steps)
 
 
 def load_seed(seed_file: str | None, seed_chorale: str | None) -> Seed | None:
@@ -147,8 +150,8 @@ def _seed_from_score(score, name: str) -> Seed:
         result = parts_to_pitches(score, parts, encoding.VOICE_SLOTS[len(parts)])
     if isinstance(result, str):
         raise BachdError(f"seed {name}: {result}")
-    pitches, attacks, phase = result
-    return seed_from_pitches(pitches, attacks, phase, name)
+    pitches, attacks, phase, bar_steps = result
+    return seed_from_pitches(pitches, attacks, phase, name, bar_steps)
 
 
 def last_bars(seed: Seed, bars: int, meter: Meter) -> Seed:
@@ -161,4 +164,4 @@ def last_bars(seed: Seed, bars: int, meter: Meter) -> Seed:
     # A note held across the cut must start again: its attack was cut off.
     pitches, attacks = encoding.decode_pitches(tokens)
     tokens = encoding.encode_pitches(pitches, attacks)
-    return Seed(tokens, seed.known[cut:].copy(), (seed.phase + cut) % encoding.STEPS_PER_BEAT, seed.name)
+    return Seed(tokens, seed.known[cut:].copy(), (seed.phase + cut) % seed.bar_steps, seed.name, seed.bar_steps)

@@ -76,7 +76,8 @@ class LocalAttention(keras.layers.Layer):
 
 
 def build_model(config: ModelConfig) -> "keras.Model":
-    """The sequence model. Inputs: previous token, voice and beat position of the target."""
+    """The sequence model. Inputs: previous token, voice and position of the target (the
+    16th within the bar, or within the beat for ``positions=4``)."""
     config.validate()
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     voices = keras.Input(shape=(None,), dtype="int32", name="voices")
@@ -85,7 +86,7 @@ def build_model(config: ModelConfig) -> "keras.Model":
     if config.use_voice:
         x = x + keras.layers.Embedding(encoding.NUM_VOICES, config.embed_dim, name="voice_embedding")(voices)
     if config.use_beat:
-        x = x + keras.layers.Embedding(encoding.STEPS_PER_BEAT, config.embed_dim, name="beat_embedding")(beats)
+        x = x + keras.layers.Embedding(config.positions, config.embed_dim, name="beat_embedding")(beats)
     for layer in range(config.lstm_layers):
         x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
         # Defaults kept (tanh, sigmoid, no recurrent dropout, no unroll): the cuDNN kernel.

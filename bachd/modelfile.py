@@ -47,6 +47,7 @@ class ModelConfig:
     dropout: float = 0.3
     use_voice: bool = True
     use_beat: bool = True
+    positions: int = encoding.STEPS_PER_BAR  # position embedding rows: 16ths in the bar (4: in the beat)
     attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
     attention_heads: int = 4
     attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
@@ -59,6 +60,11 @@ class ModelConfig:
             raise BachdError(f"attention steps must be 0 (off) or positive, got {self.attention_steps}")
         if self.attention_steps and (self.attention_heads < 1 or self.attention_key_dim < 1):
             raise BachdError("attention heads and key width must be positive")
+        if self.positions not in (encoding.STEPS_PER_BEAT, encoding.STEPS_PER_BAR):
+            raise BachdError(
+                f"positions must be {encoding.STEPS_PER_BEAT} (the 16th in the beat) or "
+                f"{encoding.STEPS_PER_BAR} (the 16th in the bar), got {self.positions}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise BachdError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
@@ -69,6 +75,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
+        data = {"positions": encoding.STEPS_PER_BEAT, **data}  # written before the bar input
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def layer_names(self) -> list[str]:
@@ -169,6 +176,7 @@ def _config_from_layers(path: Path, layers: list[dict]) -> ModelConfig:
         dropout=float(dropout),
         use_voice="voice_embedding" in by_name,
         use_beat="beat_embedding" in by_name,
+        positions=int(by_name.get("beat_embedding", {}).get("config", {}).get("input_dim", encoding.STEPS_PER_BEAT)),
         attention_steps=int(attention["window"]) // encoding.NUM_VOICES if attention else 0,
         attention_heads=int(attention["heads"]) if attention else ModelConfig.attention_heads,
         attention_key_dim=int(attention["key_dim"]) if attention else ModelConfig.attention_key_dim,

@@ -31,9 +31,13 @@ class Stream:
 
     Sampled voices are held to the key of what has sounded so far (:class:`KeyTracker`,
     named again at the end of every beat) by the sampler's ``key_pull``.
+
+    Grid step 0 is a downbeat (the transport's Start, or song position 0): the model is told
+    each step's 16th within a 4/4 bar.
     """
 
     chord_group = 4  # candidates per batched engine step when computing chords ahead
+    bar_steps = encoding.STEPS_PER_BAR
 
     def __init__(self, engine, sampler: Sampler):
         self.engine, self.sampler = engine, sampler
@@ -110,7 +114,7 @@ class Stream:
     def prepare(self, beat: Optional[int] = None) -> None:
         """Compute the next step's soprano logits now, off the critical path."""
         if beat is None:
-            beat = ((self.grid_step if self.grid_step is not None else -1) + 1) % encoding.STEPS_PER_BEAT
+            beat = ((self.grid_step if self.grid_step is not None else -1) + 1) % self.bar_steps
         if self._logits0 is not None and self._beat0 == beat:
             return
         if self._logits0 is not None:
@@ -136,7 +140,7 @@ class Stream:
         return self._feed_one(grid_step, known, restrict)
 
     def _feed_one(self, grid_step: int, known: dict[int, int], restrict: Optional[np.ndarray]) -> np.ndarray:
-        beat = grid_step % encoding.STEPS_PER_BEAT
+        beat = grid_step % self.bar_steps
         self.prepare(beat)
         tokens = np.empty(V, np.int64)
         logits = self._logits0
@@ -189,7 +193,7 @@ class Stream:
         to do). The caller interleaves it with its real work."""
         if self._chord_engine is None or self.grid_step is None:
             return None
-        beat = (self.grid_step + 1) % encoding.STEPS_PER_BEAT
+        beat = (self.grid_step + 1) % self.bar_steps
         table = self._chords.get((self.version, beat))
         todo = [t for t in soprano_tokens if table is None or t not in table]
         return self._compute_chords(todo, restrict, beat) if todo else None
@@ -223,7 +227,7 @@ class Stream:
         for the current context."""
         if self.grid_step is None or grid_step != self.grid_step + 1:
             return None
-        table = self._chords.get((self.version, grid_step % encoding.STEPS_PER_BEAT))
+        table = self._chords.get((self.version, grid_step % self.bar_steps))
         return None if table is None else table.get(soprano_token)
 
     def feed_chord(self, grid_step: int, chord: tuple) -> np.ndarray:

@@ -75,7 +75,7 @@ class TFEngine(StreamingEngine):
     def step(self, tokens, voice: int, beat: int) -> np.ndarray:
         tokens = np.broadcast_to(np.asarray(tokens, dtype=np.int32), (self.batch_size,))
         self._voice_buf.fill(voice)
-        self._beat_buf.fill(beat)
+        self._beat_buf.fill(beat % self.config.positions)
         return self._step_fn(tf.constant(tokens), tf.constant(self._voice_buf), tf.constant(self._beat_buf)).numpy()
 
     def reset(self) -> None:

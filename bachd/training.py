@@ -22,11 +22,11 @@ import numpy as np
 import bachd
 from bachd import encoding
 from bachd.corpus import Corpus, Piece, load_corpora
-from bachd.data import CropSampler, WindowConfig, sequence_arrays
+from bachd.data import CropSampler, WindowConfig, piece_period, sequence_arrays
 from bachd.errors import BachdError
 from bachd.evaluate import evaluate_pieces
 from bachd.model import ModelConfig, build_model, keras, load_model, save_model, tf
-from bachd.modelfile import card_path
+from bachd.modelfile import card_path, read_config
 from bachd.outputs import check_output
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
@@ -99,10 +99,12 @@ def _pieces(corpora: list[Corpus], split: str) -> list[Piece]:
     return [p for c in corpora for p in c.split(split)]
 
 
-def _validation_arrays(pieces: list[Piece], window_steps: int) -> dict[str, np.ndarray]:
+def _validation_arrays(pieces: list[Piece], window_steps: int, positions: int) -> dict[str, np.ndarray]:
     """Every valid piece cut into consecutive windows (no overlap, no transposition)."""
     windows = [
-        sequence_arrays(p.tokens, start, p.phase, window_steps) for p in pieces for start in range(0, p.steps, window_steps)
+        sequence_arrays(p.tokens, start, p.phase, window_steps, piece_period(p, positions))
+        for p in pieces
+        for start in range(0, p.steps, window_steps)
     ]
     return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
 
@@ -111,7 +113,8 @@ def _split_xy(batch: dict):
     return ({k: batch[k] for k in ("tokens", "voices", "beats")}, batch["targets"], batch["weights"])
 
 
-def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], strategy, first_epoch: int):
+def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], strategy, first_epoch: int,
+                  positions: int):
     length = config.window.window_steps * encoding.NUM_VOICES
     spec = {
         name: tf.TensorSpec((length,), tf.float32 if name == "weights" else tf.int32)
@@ -121,7 +124,7 @@ def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], s
 
     def generate():
         # A fresh, seeded sampler per epoch: the data order does not depend on resuming.
-        sampler = CropSampler(train, config.window, seed=config.seed * 100_003 + epoch_counter[0])
+        sampler = CropSampler(train, config.window, config.seed * 100_003 + epoch_counter[0], positions)
         epoch_counter[0] += 1
         yield from sampler.epoch()
 
@@ -134,7 +137,7 @@ def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], s
         .map(_split_xy)
         .prefetch(tf.data.AUTOTUNE)
     )
-    valid_ds = tf.data.Dataset.from_tensor_slices(_validation_arrays(valid, config.window.window_steps))
+    valid_ds = tf.data.Dataset.from_tensor_slices(_validation_arrays(valid, config.window.window_steps, positions))
     valid_ds = valid_ds.batch(global_batch).map(_split_xy).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -354,7 +357,11 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     if resume:
         state = json.loads((directory / "state.json").read_text())
         state["elapsed_seconds_before"] = state.get("elapsed_seconds", 0.0)
-    train_ds, valid_ds, steps_per_epoch = make_datasets(config, train_pieces, valid_pieces, strategy, state["epoch"])
+    if resume:  # the run's own model decides what its position input counts
+        model_config = read_config(directory / "last.keras")
+    train_ds, valid_ds, steps_per_epoch = make_datasets(
+        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions
+    )
     with strategy.scope():
         if resume:
             model = load_model(directory / "last.keras", compile=True)

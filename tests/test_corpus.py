@@ -96,8 +96,10 @@ def test_midi_folder_reads_tracks_as_voices_and_skips_bad_files(tmp_path):
 def test_music21_chorale_gives_satb_with_ties_as_holds():
     from music21 import corpus as m21corpus
 
-    pitches, attacks, phase = score_to_pitches(m21corpus.parse("bach/bwv269"))
-    assert pitches.shape[1] == 4 and pitches.shape[0] > 100 and 0 <= phase < 4
+    pitches, attacks, phase, bar_steps = score_to_pitches(m21corpus.parse("bach/bwv269"))
+    # BWV 269 is in 3/4 and opens on a one-beat pickup: its first step is on the third beat.
+    assert pitches.shape[1] == 4 and pitches.shape[0] > 100 and (phase, bar_steps) == (8, 12)
+    assert score_to_pitches(m21corpus.parse("bach/bwv347"))[2:] == (12, 16)  # 4/4, one-beat pickup
     sounding = ~np.isnan(pitches)
     assert np.all(np.nanmean(pitches, axis=0)[:-1] > np.nanmean(pitches, axis=0)[1:])  # S > A > T > B
     assert attacks[sounding].mean() < 0.5  # most 16th steps continue a note

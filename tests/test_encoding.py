@@ -66,9 +66,15 @@ def test_transpose_keeps_kind_and_refuses_leaving_range():
 
 
 def test_side_inputs_and_pitch_classes():
-    voices, beats = enc.side_inputs(12, first_step=1, phase=2)
+    voices, beats = enc.side_inputs(12, first_step=1, phase=2, period=enc.STEPS_PER_BEAT)
     assert voices.tolist() == [0, 1, 2, 3] * 3
     assert beats.tolist() == [3] * 4 + [0] * 4 + [1] * 4
+    # Within the bar: a piece after a one-beat pickup (phase 12) reaches the downbeat at step 4.
+    _, bars = enc.side_inputs(4 * 6, first_step=2, phase=12)
+    assert bars[::4].tolist() == [14, 15, 0, 1, 2, 3]
+    _, waltz = enc.side_inputs(4 * 3, first_step=10, phase=0, period=12)
+    assert waltz[::4].tolist() == [10, 11, 0]
+    assert enc.position_period(16, 12) == 12 and enc.position_period(4, 12) == 4
     table = enc.pitch_class_table()
     assert table[enc.attack(61)] == table[enc.hold(61)] != table[enc.attack(62)]
     assert table[enc.REST] == 0

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bachd import encoding as enc
 from bachd import harmonycheck as hc
@@ -74,3 +75,19 @@ def test_eval_answers_checks_each_answer_against_the_key_of_its_call(tiny_model_
     figures = eval_json(tiny_model_path, tiny_json_corpus, "--answers", "--split", "train")
     assert figures["calls"] == 2 and figures["answered"] == 2  # every call is answered
     assert {figures["bachd_same_key_pct"], figures["bach_same_key_pct"]} <= {0.0, 50.0, 100.0}
+
+
+def test_a_melody_with_a_pickup_is_played_where_its_bar_lines_fall(tiny_model_path):
+    """A piece whose first step is the last beat of a bar (phase 12) reaches the live
+    harmonizer 12 steps after the transport starts, and its harmony is read back in place."""
+    step = 60 / hc.BPM / 4
+    plain, pickup = hc.melody_of(CADENCE), hc.melody_of(CADENCE, lead=12)
+    assert [t + 12 * step for t, _ in plain.events] == pytest.approx([t for t, _ in pickup.events])
+    assert pickup.seconds == pytest.approx(plain.seconds + 12 * step)
+    from bachd.engine import make_engine
+    from bachd.presets import resolve
+
+    grid = hc.harmonize(make_engine(tiny_model_path), resolve("harmonizer", {}), CADENCE, phase=12)
+    pitches, attacks = enc.decode_pitches(grid)
+    assert grid.shape == CADENCE.shape and (pitches[:, 0] == enc.decode_pitches(CADENCE)[0][:, 0]).all()
+    assert hc._harmonized([grid]) == int(attacks[:, 0].sum())  # read back under its own melody

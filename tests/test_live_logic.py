@@ -415,3 +415,32 @@ def test_a_continue_answer_from_a_resting_model_still_sounds():
     assert ons, "a resting model left the answer silent"
     assert all(m[0] & 0x0F == 0 for t, m in sent if m[0] & 0xF0 == 0x90)  # the soprano comes in, nothing else
     assert hanging_notes([list(m) for _, m in sent]) == {}
+
+
+def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
+    """Grid step 0 is a downbeat; the engine is told the 16th within the 4/4 bar, also for
+    the chords computed ahead and across a gap in the grid."""
+
+    class Recording(FakeRestingEngine):
+        def __init__(self, batch_size=1):
+            super().__init__(batch_size)
+            self.positions = []
+
+        def step(self, previous, voice, beat):
+            self.positions.append((voice, beat))
+            return super().step(previous, voice, beat)
+
+        def spawn(self, batch_size):
+            return Recording(batch_size)
+
+    engine = Recording()
+    stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=2))
+    for step in range(18):
+        stream.feed(step, {0: enc.REST})
+    stream.feed(29, {0: enc.REST}, max_pad=16)  # steps 19-28 padded in
+    sopranos = [beat for voice, beat in engine.positions if voice == 0]
+    assert sopranos == list(range(16)) + [0, 1] + list(range(2, 14))
+    job = stream.chords_ahead([enc.attack(72)], None)
+    while next(job, "done") != "done":
+        pass
+    assert {beat for _, beat in stream._chord_engine.positions} == {14}

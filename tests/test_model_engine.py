@@ -142,7 +142,7 @@ def test_evaluation_reports_the_nll_of_the_notes_that_start_apart(tiny_model_pat
     total, count, previous = 0.0, 0, enc.BOS
     for step, row in enumerate(tokens):
         for voice in range(4):
-            logits = engine.step(previous, voice, step % 4)[0].astype(np.float64)
+            logits = engine.step(previous, voice, step % enc.STEPS_PER_BAR)[0].astype(np.float64)
             target = int(row[voice])
             if enc.is_attack(target):
                 probs = np.exp(logits - logits.max())
