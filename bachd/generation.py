@@ -15,6 +15,7 @@ from bachd import encoding
 from bachd.errors import BachdError
 from bachd.keys import Key, draw_keys, opening_masks, scale_bias
 from bachd.meter import Meter
+from bachd.metre import draw_opening
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
 
@@ -40,8 +41,9 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams.
 
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
-    Bach's own distribution of keys (:mod:`bachd.keys`), and notes outside that key's scale
-    are held back by the sampler's ``key_pull``."""
+    Bach's own distribution of keys (:mod:`bachd.keys`), at a place in the bar drawn from
+    where his chorales open (:mod:`bachd.metre`; ``Generated.phase``), and notes outside
+    that key's scale are held back by the sampler's ``key_pull``."""
     batch = engine.batch_size
     keys = opening = None
     if seed is None:
@@ -51,7 +53,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     bias = scale_bias(keys, pull) if keys is not None and pull > 0 else None
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
-    phase = seed.phase if seed is not None else 0
+    # From nothing, a piece opens where Bach's do in the bar: mostly on a one-beat pickup.
+    phase = seed.phase if seed is not None else draw_opening(sampler.rng)
     bar_steps = seed.bar_steps if seed is not None else encoding.STEPS_PER_BAR
     total = seed_tokens.shape[0] + steps
     out = np.zeros((batch, total, encoding.NUM_VOICES), np.int32)

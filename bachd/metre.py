@@ -28,6 +28,18 @@ WEIGHTS = np.array([
 ])
 
 
+# Where the first step of music21's 4/4 chorales falls in its bar (tests/test_metre.py
+# recounts it): most open on a one-beat pickup.
+BACH_OPENINGS = {0: 95, 8: 1, 12: 235}
+
+
+def draw_opening(rng: np.random.Generator) -> int:
+    """Where a piece from nothing starts in its bar, drawn as Bach's chorales start."""
+    phases = list(BACH_OPENINGS)
+    weights = np.array([BACH_OPENINGS[p] for p in phases], dtype=np.float64)
+    return phases[int(rng.choice(len(phases), p=weights / weights.sum()))]
+
+
 def note_lengths(tokens: np.ndarray) -> np.ndarray:
     """(T, 4): at each attack, the length in steps of the note it starts; 0 elsewhere."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))

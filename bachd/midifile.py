@@ -29,19 +29,24 @@ def write_midi(
     velocity: int = 80,
     beats_per_bar: int = 4,
     marker_step: int | None = None,
+    offset_steps: int = 0,
 ) -> list[Note]:
     """Write a (T, 4) token array as a type-1 MIDI file; returns the notes written.
 
     ``marker_step``, when given, puts a marker there (where a seed ends and bachd begins).
+    ``offset_steps`` places step 0 that far into the first bar (a pickup: 12 in 4/4 puts it
+    on the fourth beat), so the file's bar lines fall where the music's do.
     """
-    notes = tokens_to_notes(tokens)
+    notes = [
+        Note(n.voice, n.pitch, n.start_step + offset_steps, n.end_step + offset_steps) for n in tokens_to_notes(tokens)
+    ]
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     meta = mido.MidiTrack()
     meta.append(mido.MetaMessage("track_name", name="bachd", time=0))
     meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
     meta.append(mido.MetaMessage("time_signature", numerator=beats_per_bar, denominator=4, time=0))
     if marker_step is not None:
-        meta.append(mido.MetaMessage("marker", text="bachd", time=marker_step * TICKS_PER_STEP))
+        meta.append(mido.MetaMessage("marker", text="bachd", time=(marker_step + offset_steps) * TICKS_PER_STEP))
     mid.tracks.append(meta)
     for voice in range(NUM_VOICES):
         track = mido.MidiTrack()

@@ -62,10 +62,14 @@ def generate_file(
     for index in chosen:
         path = _sibling(out, index, len(chosen))
         path.parent.mkdir(parents=True, exist_ok=True)
-        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar, marker_step=marker)
+        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
+                           marker_step=marker, offset_steps=(result.phase + first) % meter.steps_per_bar)
         written.append(path)
         best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
-        opened = f" opening in {key_name(result.keys[index])}" if result.keys else ""
+        opened = ""
+        if result.keys:
+            beat = result.phase // meter.steps_per_beat + 1
+            opened = f" opening in {key_name(result.keys[index])} on beat {beat}" + (" (a pickup)" if beat > 1 else "")
         say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
         wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
         if wav_path is not None:

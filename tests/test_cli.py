@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bachd.cli import app
+from bachd.midifile import TICKS_PER_STEP
 
 from conftest import cli_env
 from fakes import melody_file
@@ -216,21 +217,27 @@ def test_train_with_attention_then_generate_from_it(tiny_json_corpus, tmp_path):
     assert sum(1 for m in mido.MidiFile(tmp_path / "x.mid") if m.type == "note_on" and m.velocity) > 0
 
 
-def test_generate_opens_in_the_key_asked_for(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("rng_seed, beat", [(2, 1), (4, 4)], ids=["downbeat", "pickup"])
+def test_generate_opens_in_the_key_asked_for(tiny_model_path, tmp_path, rng_seed, beat):
     out = tmp_path / "dminor.mid"
     result = runner.invoke(app, ["generate", "--model", str(tiny_model_path), "--bars", "1", "--key", "D minor",
-                                 "--rng-seed", "2", "-o", str(out)])
+                                 "--rng-seed", str(rng_seed), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "opening in D minor" in result.output
-    first = min(m.time for track in mido.MidiFile(out).tracks for m in track if m.type == "note_on")
-    opening = set()
+    assert f"opening in D minor on beat {beat}" in result.output
+    starts = []
     for track in mido.MidiFile(out).tracks:
         at = 0
         for message in track:
             at += message.time
-            if message.type == "note_on" and message.velocity and at == first:
-                opening.add(message.note % 12)
+            if message.type == "note_on" and message.velocity:
+                starts.append((at, message.note % 12))
+    first = min(at for at, _ in starts)
+    assert first == (beat - 1) * 4 * TICKS_PER_STEP  # the file's bar lines are the music's
+    opening = {pc for at, pc in starts if at == first}
     assert opening and opening <= {2, 5, 9}  # D, F, A
+
+
+def test_generate_says_what_is_wrong_with_a_key(tiny_model_path, tmp_path):
     for bad, why in ((["--key", "H dur"], "not a key"), (["--key", "D", "--seed-chorale", "269"], "seed brings its own key")):
         result = bachd("generate", "--model", tiny_model_path, *bad, "-o", tmp_path / "x.mid")
         assert result.returncode == 1 and why in result.stderr and "Traceback" not in result.stderr

@@ -26,6 +26,8 @@ def test_bar_lines_of_bachs_chorales_are_recovered_from_the_notes_alone():
     pieces = [p for p in load_corpus("bach").pieces if p.bar_steps == 16 and p.phase % 4 == 0]
     assert len(pieces) > 300
     truth = np.array([metre.CANDIDATES.index(p.phase) for p in pieces])
+    openings = {phase: sum(p.phase == phase for p in load_corpus("bach").pieces if p.bar_steps == 16) for phase in range(16)}
+    assert {phase: n for phase, n in openings.items() if n} == metre.BACH_OPENINGS
     right = np.mean([metre.estimate_phase(p.tokens) == p.phase for p in pieces])
     assert right > 0.95, right
     assert np.mean(truth == metre.CANDIDATES.index(12)) < 0.8  # not just the commonest answer
@@ -33,3 +35,10 @@ def test_bar_lines_of_bachs_chorales_are_recovered_from_the_notes_alone():
     held_out = np.arange(len(pieces)) % 5 == 0
     weights = metre.fit_phase_weights(features[~held_out], truth[~held_out])
     assert np.mean((features[held_out] @ weights).argmax(axis=1) == truth[held_out]) > 0.93
+
+
+def test_pieces_from_nothing_open_as_bachs_do():
+    rng = np.random.default_rng(0)
+    drawn = [metre.draw_opening(rng) for _ in range(2000)]
+    assert set(drawn) <= set(metre.BACH_OPENINGS)
+    assert abs(np.mean(np.array(drawn) == 12) - 235 / 331) < 0.03

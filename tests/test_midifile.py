@@ -71,3 +71,20 @@ def test_single_melody_and_bad_files(tmp_path):
         read_midi(tmp_path / "bad.mid")
     with pytest.raises(BachdError, match="no such file"):
         read_midi(tmp_path / "missing.mid")
+
+
+def test_a_pickup_is_written_where_its_bar_lines_fall(tmp_path):
+    """A piece whose first step is the fourth beat of its bar starts 12 steps into the file,
+    and reads back with those steps silent."""
+    path = tmp_path / "pickup.mid"
+    tokens = _tokens()
+    write_midi(tokens, path, offset_steps=12, marker_step=4)
+    mid = mido.MidiFile(path)
+    first_on = min(sum(m.time for m in track[: i + 1]) for track in mid.tracks[1:]
+                   for i, m in enumerate(track) if m.type == "note_on")
+    assert first_on == 12 * TICKS_PER_STEP
+    marker = [m for m in mid.tracks[0] if m.type == "marker"]
+    assert sum(m.time for m in mid.tracks[0][: mid.tracks[0].index(marker[0]) + 1]) == 16 * TICKS_PER_STEP
+    pitches, attacks, _ = read_midi(path)
+    assert (pitches[:12] == enc.SILENT).all()
+    assert np.array_equal(enc.encode_pitches(pitches[12:], attacks[12:]), tokens)
