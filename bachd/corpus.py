@@ -337,15 +337,7 @@ def parts_to_pitches(score, parts: list, slots: tuple[int, ...]) -> tuple[np.nda
     if measures:
         signature = measures[0].timeSignature or measures[0].getContextByClass("TimeSignature")
         if signature is not None:
-            bar_steps = bar_length(float(signature.barDuration.quarterLength))
+            bar_steps = encoding.bar_period(round(float(signature.barDuration.quarterLength) * encoding.STEPS_PER_BEAT))
         phase = int(round(float(measures[0].paddingLeft) * encoding.STEPS_PER_BEAT)) % bar_steps
     return pitches, attacks, phase, bar_steps
 
-
-def bar_length(quarters: float) -> int:
-    """Steps of the bar the position input counts: 4/4 and 2/2 are 16, 3/4 is 12; longer bars
-    (6/4, 3/2) count as two bars of their halves, shorter ones (2/4) as a 4/4 bar's halves."""
-    steps = int(round(quarters * encoding.STEPS_PER_BEAT))
-    while steps > encoding.STEPS_PER_BAR:
-        steps //= 2
-    return steps if steps in (12, encoding.STEPS_PER_BAR) else encoding.STEPS_PER_BAR

@@ -196,6 +196,16 @@ def flatten_steps(tokens: np.ndarray) -> np.ndarray:
     return np.asarray(tokens).reshape(-1)
 
 
+def bar_period(steps_per_bar: int) -> int:
+    """The bar a position input counts, for a bar of ``steps_per_bar`` 16ths: 4/4 and 2/2 are
+    16, 3/4 is 12; a longer bar (6/4, 3/2) counts as two of its halves, and any other (2/4,
+    5/4) as a 4/4 bar."""
+    steps = int(steps_per_bar)
+    while steps > STEPS_PER_BAR:
+        steps //= 2
+    return steps if steps in (12, STEPS_PER_BAR) else STEPS_PER_BAR
+
+
 def position_period(positions: int, bar_steps: int = STEPS_PER_BAR) -> int:
     """How a model with ``positions`` rows of position embedding counts steps: within the
     beat (4 rows, models before the bar input) or within the bar (16 rows; a 3/4 bar uses

@@ -14,7 +14,7 @@ import numpy as np
 from bachd import encoding
 from bachd.errors import BachdError
 from bachd.keys import Key, draw_keys, opening_masks, scale_bias
-from bachd.meter import Meter
+from bachd.meter import COMMON_TIME, Meter
 from bachd.metre import draw_opening
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
 
@@ -25,7 +25,7 @@ class Seed:
     known: np.ndarray  # (T, 4) bool: which tokens come from the seed, not the model
     phase: int = 0  # where step 0 falls within its bar
     name: str = ""
-    bar_steps: int = encoding.STEPS_PER_BAR
+    bar_steps: int | None = None  # the bar the score gives; None: the caller's meter
 
 
 @dataclass
@@ -37,7 +37,8 @@ class Generated:
     keys: list | None = None  # the key each piece from nothing opened in
 
 
-def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None) -> Generated:
+def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None,
+             meter: Meter = COMMON_TIME) -> Generated:
     """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams.
 
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
@@ -54,8 +55,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     # From nothing, a piece opens where Bach's do in the bar: mostly on a one-beat pickup.
-    phase = seed.phase if seed is not None else draw_opening(sampler.rng)
-    bar_steps = seed.bar_steps if seed is not None else encoding.STEPS_PER_BAR
+    bar_steps = seed.bar_steps if seed is not None and seed.bar_steps else encoding.bar_period(meter.steps_per_bar)
+    phase = seed.phase if seed is not None else draw_opening(sampler.rng, bar_steps)
     total = seed_tokens.shape[0] + steps
     out = np.zeros((batch, total, encoding.NUM_VOICES), np.int32)
     previous = np.full(batch, encoding.BOS, np.int32)
@@ -92,7 +93,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
 
 
 def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str,
-                      bar_steps: int = encoding.STEPS_PER_BAR) -> Seed:
+                      bar_steps: int | None = None) -> Seed:
     """A seed from a pitch array; pitches are folded into bachd's range by octaves."""
     pitches = np.asarray(pitches, dtype=np.float64)
     pitches = np.where(np.isnan(pitches), encoding.SILENT, pitches).astype(np.int64)
@@ -167,4 +168,5 @@ def last_bars(seed: Seed, bars: int, meter: Meter) -> Seed:
     # A note held across the cut must start again: its attack was cut off.
     pitches, attacks = encoding.decode_pitches(tokens)
     tokens = encoding.encode_pitches(pitches, attacks)
-    return Seed(tokens, seed.known[cut:].copy(), (seed.phase + cut) % seed.bar_steps, seed.name, seed.bar_steps)
+    bar_steps = seed.bar_steps or encoding.bar_period(meter.steps_per_bar)
+    return Seed(tokens, seed.known[cut:].copy(), (seed.phase + cut) % bar_steps, seed.name, seed.bar_steps)

@@ -33,6 +33,7 @@ from bachd.replay import PlayedFile, perform
 SILENT = encoding.SILENT
 V = encoding.NUM_VOICES
 BPM = 100.0  # the tempo the melodies are played at
+DOWNBEAT = (0, encoding.STEPS_PER_BAR)  # (phase, bar steps) of a 4/4 piece starting on beat 1
 
 
 def melody_of(tokens: np.ndarray, bpm: float = BPM, lead: int = 0) -> PlayedFile:
@@ -86,12 +87,14 @@ def _on_grid(sent: list[tuple[float, tuple]], steps: int, step_seconds: float, v
     return pitches, attacks & (pitches != SILENT)
 
 
-def harmonize(engine, settings: LiveSettings, tokens: np.ndarray, phase: int = 0) -> np.ndarray:
+def harmonize(engine, settings: LiveSettings, tokens: np.ndarray, phase: int = 0,
+              bar_steps: int = encoding.STEPS_PER_BAR) -> np.ndarray:
     """Bach's soprano of ``tokens`` through the live harmonizer, its bar lines where Bach's
-    are (the first step at 16th ``phase`` of its bar): bachd's (T, 4) tokens."""
+    are (the first step at 16th ``phase`` of a bar of ``bar_steps``): bachd's (T, 4) tokens."""
     from dataclasses import replace
 
-    settings = replace(settings, mode="harmonize", clock="internal", bpm=BPM)
+    beats = bar_steps // encoding.STEPS_PER_BEAT
+    settings = replace(settings, mode="harmonize", clock="internal", bpm=BPM, beats_per_bar=beats)
     step_seconds = 60.0 / BPM / encoding.STEPS_PER_BEAT
     session = perform(engine, settings, melody_of(tokens, lead=phase))
     sent = [(t - phase * step_seconds, message) for t, message in session.sent]
@@ -162,16 +165,16 @@ def agreement(ours: list[np.ndarray], bach: list[np.ndarray]) -> float:
     return round(100 * same / max(total, 1), 2)
 
 
-def lower_voice_nll(engine, pieces: list[np.ndarray], phases: Optional[list[int]] = None) -> float:
+def lower_voice_nll(engine, pieces: list[np.ndarray], bars: Optional[list[tuple[int, int]]] = None) -> float:
     """Nats per token of Bach's alto, tenor and bass at the pitch level (attack and hold of
     a pitch together), each given the soprano and all before it, streamed as live."""
     classes = encoding.pitch_class_table()
     total, count = 0.0, 0
-    for tokens, phase in zip(pieces, phases or [0] * len(pieces)):
+    for tokens, (phase, bar_steps) in zip(pieces, bars or [DOWNBEAT] * len(pieces)):
         engine.reset()
         previous = encoding.BOS
         for step, row in enumerate(np.asarray(tokens)):
-            beat = (step + phase) % encoding.STEPS_PER_BAR
+            beat = (step + phase) % bar_steps
             for voice in range(V):
                 logits = engine.step(previous, voice, beat)[0].astype(np.float64)
                 target = int(row[voice])
@@ -186,11 +189,12 @@ def lower_voice_nll(engine, pieces: list[np.ndarray], phases: Optional[list[int]
 
 
 def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=None,
-           phases: Optional[list[int]] = None) -> dict:
+           bars: Optional[list[tuple[int, int]]] = None) -> dict:
     """bachd's harmonizations of the pieces' melodies beside Bach's, figure by figure;
-    ``phases``: where each piece's first step falls in its bar (0: on a downbeat)."""
-    phases = phases or [0] * len(pieces)
-    ours = [harmonize(engine, settings, tokens, phase) for tokens, phase in zip(pieces, phases)]
+    ``bars``: where each piece's first step falls in its bar, and the bar's length in steps
+    (default: a 4/4 piece that starts on a downbeat)."""
+    bars = bars or [DOWNBEAT] * len(pieces)
+    ours = [harmonize(engine, settings, tokens, *where) for tokens, where in zip(pieces, bars)]
     bach_figures = summarize([piece_counts(p) for p in pieces])
     our_figures = summarize([piece_counts(p) for p in ours])
     rows = [{"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS]
@@ -198,7 +202,7 @@ def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=
               "melody_notes": int(sum(np.asarray(encoding.decode_pitches(p)[1])[:, 0].sum() for p in pieces)),
               "melody_notes_harmonized": _harmonized(ours)}
     if nll_engine is not None:
-        result["lower_voice_nll"] = lower_voice_nll(nll_engine, pieces, phases)
+        result["lower_voice_nll"] = lower_voice_nll(nll_engine, pieces, bars)
     return result
 
 
@@ -213,7 +217,7 @@ def _harmonized(ours: list[np.ndarray]) -> int:
 
 # --- continue: does the answer stay in the call's key? ------------------------------------------
 def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_bars: int = 4,
-                phases: Optional[list[int]] = None) -> dict:
+                bars: Optional[list[tuple[int, int]]] = None) -> dict:
     """The soprano of each piece's first ``call_bars`` bars played as a call into the live
     continue performer. For each answer: is its detected key the call's (detected on Bach's
     four voices of those bars), and what share of its steps lie in the call key's scale;
@@ -227,11 +231,13 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
     same = {"bach": 0, "bachd": 0}
     scale = {"bach": [0, 0], "bachd": [0, 0]}
     answered = 0
-    chosen = [(p, phase) for p, phase in zip(pieces, phases or [0] * len(pieces)) if p.shape[0] >= call_steps + answer_steps]
-    for tokens, phase in chosen:
+    chosen = [(p, where) for p, where in zip(pieces, bars or [DOWNBEAT] * len(pieces)) if p.shape[0] >= call_steps + answer_steps]
+    for tokens, (phase, bar_steps) in chosen:
+        in_metre = replace(settings, beats_per_bar=bar_steps // encoding.STEPS_PER_BEAT)
+        call_steps, answer_steps = in_metre.meter.bars(call_bars), in_metre.meter.bars(settings.response_bars)
         call = np.asarray(tokens)[:call_steps]
         key = music.detect_key(encoding.decode_pitches(call)[0])
-        session = perform(engine, settings, melody_of(call, lead=phase))
+        session = perform(engine, in_metre, melody_of(call, lead=phase))
         answers = {"bach": encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])[0]}
         if session.sent:
             answered += 1
@@ -261,12 +267,12 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
 
     settings = resolve(preset or ("chorale" if answers else "harmonizer"), flags)
     valid = [p for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)][:pieces]
-    chosen, phases = [p.tokens for p in valid], [p.phase for p in valid]
+    chosen, bars = [p.tokens for p in valid], [(p.phase, p.bar_steps) for p in valid]
     if not chosen:
         raise BachdError(f"the {split} split of {', '.join(corpora)} is empty")
     where = f"{', '.join(corpora)}, {split}"
     if answers:
-        figures = answer_keys(make_engine(model), settings, chosen, phases=phases)
+        figures = answer_keys(make_engine(model), settings, chosen, bars=bars)
         return figures, [
             f"{model}, live continue mode answering the opening {figures['call_bars']} bars of {figures['calls']} "
             f"melodies ({where}) with {figures['answer_bars']} bars: {figures['answered']} answered",
@@ -274,7 +280,7 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
             f"  {'answers in the key detected for the call (%)':44s} {figures['bach_same_key_pct']:8g} {figures['bachd_same_key_pct']:8g}",
             f"  {'answer steps in the scale of that key (%)':44s} {figures['bach_in_call_scale_pct']:8g} {figures['bachd_in_call_scale_pct']:8g}",
         ]
-    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model), phases=phases)
+    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model), bars=bars)
     figures.update(model=str(model), corpora=corpora, split=split, settings={
         k: getattr(settings, k) for k in ("temperature", "top_p", "rhythm_temperature", "allow_parallels", "rng_seed")})
     lines = [f"{model}, live harmonizer on the melodies of {len(chosen)} chorales ({where}); "

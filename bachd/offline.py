@@ -53,7 +53,7 @@ def generate_file(
     if seed is not None:
         seed = last_bars(seed, seed_bars or SEED_BARS, meter)
     engine = make_engine(model_path, batch_size=variations)
-    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening, meter=meter)
     first = 0 if include_seed else result.seed_steps
     marker = result.seed_steps if include_seed and result.seed_steps else None
     ranked = np.argsort(-result.log_prob)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from bachd import encoding
 from bachd.clock import Clock, MidiClock
 from bachd.continuation import ContinueMode
 from bachd.harmonizer import HarmonizeMode
@@ -62,6 +63,7 @@ class Performer:
 
     def __init__(self, stream: Stream, clock: Clock, out: OutputStage, settings: LiveSettings):
         self.stream, self.clock, self.out, self.settings = stream, clock, out, settings
+        stream.bar_steps = encoding.bar_period(settings.steps_per_bar)  # grid step 0 is a downbeat
         self.stats = PerformerStats()
         self.player = PlayerInput(clock, settings.max_hold_beats)
         self.mode_player = MODES[settings.mode](self)

@@ -444,3 +444,12 @@ def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
     while next(job, "done") != "done":
         pass
     assert {beat for _, beat in stream._chord_engine.positions} == {14}
+    # In 3/4 the performer tells the stream a bar is 12 steps.
+    settings = LiveSettings(beats_per_bar=3)
+    stage = OutputStage(lambda m: None, Voicer(settings.out_channels()), now=lambda: 0.0)
+    Performer(stream, InternalClock(120.0, origin_seconds=0.0), stage, settings)
+    engine.positions.clear()
+    stream.relocate()
+    for step in range(10, 14):
+        stream.feed(step, {0: enc.REST})
+    assert [beat for voice, beat in engine.positions if voice == 0] == [10, 11, 0, 1]
