@@ -88,7 +88,7 @@ _DECLARED = (
     # and every voice moves 12 % less often (bachd eval --music, 128 pieces of 16 bars);
     # 1.5 gives 1.53-1.54 and every voice within 10 %. Live, the player's part sets the pace,
     # and the presets were measured at 1.
-    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.5.", float, 0.05, 5.0, offline=1.5),
+    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15),
     # Offline (eval --music, 128 pieces of 16 bars) 1 nat takes steps in the key from 77 % to
     # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %.
     Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what has sounded so far live (0: not at all).", float, 0.0, 10.0),
