@@ -226,12 +226,11 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
 
     settings = replace(settings, mode="continue", clock="internal", bpm=BPM, start_on="beat")
     step_seconds = 60.0 / BPM / encoding.STEPS_PER_BEAT
-    call_steps = settings.meter.bars(call_bars)
-    answer_steps = settings.meter.bars(settings.response_bars)
+    longest = settings.meter.bars(call_bars + settings.response_bars)  # a 4/4 call and answer
     same = {"bach": 0, "bachd": 0}
     scale = {"bach": [0, 0], "bachd": [0, 0]}
     answered = 0
-    chosen = [(p, where) for p, where in zip(pieces, bars or [DOWNBEAT] * len(pieces)) if p.shape[0] >= call_steps + answer_steps]
+    chosen = [(p, where) for p, where in zip(pieces, bars or [DOWNBEAT] * len(pieces)) if p.shape[0] >= longest]
     for tokens, (phase, bar_steps) in chosen:
         in_metre = replace(settings, beats_per_bar=bar_steps // encoding.STEPS_PER_BEAT)
         call_steps, answer_steps = in_metre.meter.bars(call_bars), in_metre.meter.bars(settings.response_bars)

@@ -43,15 +43,10 @@ def draw_opening(rng: np.random.Generator, bar_steps: int = _BAR) -> int:
 
 def note_lengths(tokens: np.ndarray) -> np.ndarray:
     """(T, 4): at each attack, the length in steps of the note it starts; 0 elsewhere."""
-    pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
-    sounding = pitches != encoding.SILENT
-    steps = len(pitches)
-    lengths = np.zeros(pitches.shape, np.int64)
-    run = np.zeros(encoding.NUM_VOICES, np.int64)
-    for step in range(steps - 1, -1, -1):
-        run = np.where(sounding[step], run + 1, 0)
-        lengths[step] = np.where(attacks[step], run, 0)
-        run = np.where(attacks[step], 0, run)
+    tokens = np.asarray(tokens)
+    lengths = np.zeros((tokens.shape[0], encoding.NUM_VOICES), np.int64)
+    for note in encoding.tokens_to_notes(tokens):
+        lengths[note.start_step, note.voice] = note.end_step - note.start_step
     return lengths
 
 
