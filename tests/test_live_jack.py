@@ -57,7 +57,7 @@ def test_harmonize_answers_every_melody_note_with_lower_voices(play):
         probe.send(0x90, pitch, 90)
         hits = probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)
         assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3]
-        assert all(h.message[1] < pitch for h in hits[:3])  # under the melody
+        assert all(h.message[1] <= pitch for h in hits[:3])  # under the melody, or doubling it
         time.sleep(0.15)
         probe.send(0x80, pitch, 0)
         time.sleep(0.05)
