@@ -206,6 +206,27 @@ def bar_period(steps_per_bar: int) -> int:
     return steps if steps in (12, STEPS_PER_BAR) else STEPS_PER_BAR
 
 
+# The key input: row 0 is "not known"; a key is 1 + tonic pitch class + 12 if minor.
+KEY_ROWS = 25
+UNKNOWN_KEY = 0
+
+
+def key_row(key) -> int:
+    """The key input's row for a (tonic pitch class, is_minor) key, or for None (not known)."""
+    if key is None:
+        return UNKNOWN_KEY
+    tonic, minor = key
+    return 1 + int(tonic) % 12 + 12 * int(bool(minor))
+
+
+def transposed_key_row(row: int, semitones: int) -> int:
+    """The key input's row after moving the music by ``semitones``."""
+    if row == UNKNOWN_KEY:
+        return row
+    tonic, minor = (row - 1) % 12, (row - 1) // 12
+    return 1 + (tonic + semitones) % 12 + 12 * minor
+
+
 def position_period(positions: int, bar_steps: int = STEPS_PER_BAR) -> int:
     """How a model with ``positions`` rows of position embedding counts steps: within the
     beat (4 rows, models before the bar input) or within the bar (16 rows; a 3/4 bar uses

@@ -33,11 +33,19 @@ BACKENDS = ("auto", "numpy", "tf", "xla")
 class StreamingEngine:
     """Common interface: ``step(tokens, voice, beat)`` feeds each stream's previous token with
     the voice and position of the token to come (``beat``: the 16th within the bar; a model
-    trained on positions within the beat takes it modulo 4), and returns (batch, vocab) logits."""
+    trained on positions within the beat takes it modulo 4), and returns (batch, vocab) logits.
+
+    A model with the key input (``ModelConfig.use_key``) is told each stream's key by
+    :meth:`set_key`, which holds until it is called again; ``reset`` makes it "not known".
+    A model without one ignores it."""
 
     batch_size: int
 
     def step(self, tokens, voice: int, beat: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def set_key(self, rows) -> None:
+        """The key input from now on: one :func:`bachd.encoding.key_row` per stream, or one for all."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -92,7 +100,7 @@ def _tf_sees_gpu() -> bool:
 class NumpyEngine(StreamingEngine):
     """The step in numpy, with the weights rearranged once so a step is a few calls:
 
-    - layer 0's input projection becomes three lookup tables (token, voice, beat);
+    - layer 0's input projection becomes lookup tables (token, voice, beat, key);
     - each LayerNorm's gamma and beta are folded into the next layer's kernel and bias;
     - the i, f, o gate columns are pre-scaled by 1/2, so one tanh over all gates gives
       sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o and tanh(z) for the cell input.
@@ -127,15 +135,16 @@ class NumpyEngine(StreamingEngine):
         if config.attention_steps:
             gamma, beta = self._load_attention(weights, gamma, beta)
 
-        def project(layer_name: str) -> np.ndarray:
+        def project(layer_name: str, rows: int = config.positions) -> np.ndarray:
             key = f"{layer_name}/embeddings"
             if key not in weights:
-                return np.zeros((config.positions, 4 * units), np.float32)
+                return np.zeros((rows, 4 * units), np.float32)
             return (read(key) @ first_kernel * gate_scale).astype(np.float32)
 
         self._token_proj = ((read("token_embedding/embeddings") @ first_kernel + first_bias) * gate_scale).astype(np.float32)
         self._voice_proj = project("voice_embedding")
         self._beat_proj = project("beat_embedding")
+        self._key_proj = project("key_embedding", encoding.KEY_ROWS) if config.use_key else None
         out_kernel = read("logits/kernel")
         self._out_kernel = (gamma[:, None] * out_kernel).astype(np.float32)
         self._out_bias = (read("logits/bias") + beta @ out_kernel).astype(np.float32)
@@ -150,6 +159,8 @@ class NumpyEngine(StreamingEngine):
             return self._step_one(int(np.asarray(tokens).reshape(-1)[0]), voice, beat)[None, :]
         tokens = np.asarray(tokens, dtype=np.intp)
         z = self._token_proj[tokens] + (self._voice_proj[voice] + self._beat_proj[beat])
+        if self._key_term is not None:
+            z = z + self._key_term
         units = self._units
         normed = None
         for layer, kernel in enumerate(self._input_kernels):
@@ -243,6 +254,8 @@ class NumpyEngine(StreamingEngine):
         units = self._units
         scale = 1.0 / units
         z = self._token_proj[token] + self._side_proj[voice, beat]
+        if self._key_term is not None:
+            z += self._key_term[0]
         normed = None
         for layer, kernel in enumerate(self._input_kernels):
             h_prev = self._h[layer][0]
@@ -274,7 +287,14 @@ class NumpyEngine(StreamingEngine):
         twin.reset()
         return twin
 
+    def set_key(self, rows) -> None:
+        if self._key_proj is None:
+            return
+        rows = np.broadcast_to(np.asarray(rows, dtype=np.intp), (self.batch_size,))
+        self._key_term = self._key_proj[rows]
+
     def reset(self) -> None:
+        self._key_term = None if self._key_proj is None else np.repeat(self._key_proj[:1], self.batch_size, axis=0)
         shape = (self.batch_size, self._units)
         self._h = [np.zeros(shape, np.float32) for _ in self._input_kernels]
         self._c = [np.zeros(shape, np.float32) for _ in self._input_kernels]

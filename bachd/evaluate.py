@@ -15,15 +15,19 @@ import numpy as np
 
 from bachd import encoding
 from bachd.corpus import Piece
-from bachd.data import piece_arrays
+from bachd.data import piece_arrays, piece_key_row
 from bachd.errors import BachdError
 from bachd.meter import COMMON_TIME
-from bachd.model import config_of, keras, load_model, tf
+from bachd.model import config_of, input_names, keras, load_model, tf
 from bachd.sampling import Sampler, SamplingConfig
 
 
-def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int = 16384) -> dict:
-    """Sums and means over every target token of ``pieces``, overall and per voice."""
+def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int = 16384, with_key: bool = False) -> dict:
+    """Sums and means over every target token of ``pieces``, overall and per voice.
+
+    A model with the key input is told "not known" unless ``with_key``: the key of the whole
+    piece is found from all its notes, the ones still to come included, so the figures that
+    compare with other models leave it out."""
     if not pieces:
         raise ValueError("no pieces to evaluate")
     class_matrix = tf.one_hot(encoding.pitch_class_table(), encoding.NUM_PITCH_CLASSES, dtype=tf.float32)
@@ -32,15 +36,16 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
     attack_table[[encoding.attack(p) for p in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)]] = True
     order = sorted(pieces, key=lambda p: p.steps)
     positions = config_of(model).positions
+    inputs = input_names(config_of(model))
     batch: list[dict] = []
 
     def flush() -> None:
         length = max(len(a["tokens"]) for a in batch)
         stacked = {
             key: np.stack([np.pad(a[key], (0, length - len(a[key]))) for a in batch])
-            for key in ("tokens", "voices", "beats", "targets", "weights")
+            for key in ("tokens", "voices", "beats", "keys", "targets", "weights")
         }
-        logits = model({k: stacked[k] for k in ("tokens", "voices", "beats")}, training=False)
+        logits = model({k: stacked[k] for k in inputs}, training=False)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         targets = tf.constant(stacked["targets"], tf.int32)
         token_nll = -tf.gather(log_probs, targets, batch_dims=2).numpy()
@@ -57,7 +62,7 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
         batch.clear()
 
     for piece in order:
-        arrays = piece_arrays(piece, positions)
+        arrays = piece_arrays(piece, positions, piece_key_row(piece) if with_key else encoding.UNKNOWN_KEY)
         if batch and (len(batch) + 1) * len(arrays["tokens"]) > batch_tokens:
             flush()
         batch.append(arrays)

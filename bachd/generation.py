@@ -13,10 +13,10 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
-from bachd.keys import Key, draw_keys, opening_masks, scale_bias
+from bachd.keys import Key, draw_keys, key_of_tokens, opening_masks, scale_bias
 from bachd.meter import COMMON_TIME, Meter
 from bachd.metre import draw_opening
-from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 
 
 @dataclass
@@ -44,7 +44,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
     Bach's own distribution of keys (:mod:`bachd.keys`), at a place in the bar drawn from
     where his chorales open (:mod:`bachd.metre`; ``Generated.phase``), and notes outside
-    that key's scale are held back by the sampler's ``key_pull``."""
+    that key's scale are held back by the sampler's ``key_pull``. A model with the key input is
+    told that key, or the key of the seed (:func:`bachd.keys.key_of_tokens`)."""
     batch = engine.batch_size
     keys = opening = None
     if seed is None:
@@ -65,6 +66,10 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     sampled = 0
     silent_steps = np.zeros(batch, np.int64)  # all four voices resting, up to the last step
     engine.reset()
+    if keys is not None:
+        engine.set_key([encoding.key_row(k) for k in keys])
+    elif seed_tokens.shape[0]:
+        engine.set_key(encoding.key_row(key_of_tokens(seed_tokens)))
     for step in range(total):
         beat = (step + phase) % bar_steps
         for voice in range(encoding.NUM_VOICES):
@@ -79,8 +84,12 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
                 if voice == 0 and np.any(silent_steps >= MAX_SILENT_STEPS):
                     restrict = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
                     restrict[silent_steps >= MAX_SILENT_STEPS] = NO_REST
+                pitch_bias = None
+                if voice == encoding.NUM_VOICES - 1 and sampler.config.root_pull > 0 and beat % encoding.STEPS_PER_BEAT == 0:
+                    pitch_bias = root_bias(out[:, step, :voice], sampler.config.root_pull)
                 token, token_log_prob = sampler.sample(
-                    logits, voice, last_of_voice[:, voice], restrict, before=before, above=out[:, step, :voice]
+                    logits, voice, last_of_voice[:, voice], restrict, before=before, above=out[:, step, :voice],
+                    pitch_bias=pitch_bias,
                 )
                 if step >= seed_tokens.shape[0]:
                     log_prob += token_log_prob

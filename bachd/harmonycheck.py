@@ -111,7 +111,8 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     full = (pitches != SILENT).all(axis=1)
     counts = {key: value for key, value in music.piece_counts(tokens).items() if key in (
         "parallels", "antiparallels", "crossing_steps", "in_key_steps", "sounding_steps", "chord_changes",
-        "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences")}
+        "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences", "beat_triads",
+        "root_position_triads")}
     counts.update(steps=steps, beats=steps / encoding.STEPS_PER_BEAT, pieces=1)
     beats = [s for s in range(0, steps, encoding.STEPS_PER_BEAT) if full[s]]
     counts["full_beats"] = len(beats)
@@ -132,6 +133,7 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
         "triads_and_sevenths_on_beats_pct": round(100 * total["chord_beats"] / max(total["full_beats"], 1.0), 2),
         "cadences_at_phrase_ends_pct": round(100 * total["cadences"] / max(total["phrase_ends"], 1.0), 2),
         "home_key_cadences_pct": round(100 * total["home_cadences"] / max(total["phrase_ends"], 1.0), 2),
+        "root_position_pct": round(100 * total["root_position_triads"] / max(total["beat_triads"], 1.0), 2),
         "chord_changes_per_beat": round(total["chord_changes"] / max(total["beats"], 1.0), 3),
         "wide_spacing_pct": round(100 * total["wide_steps"] / max(total["full_steps"], 1.0), 2),
         "voice_crossing_pct": round(100 * total["crossing_steps"] / max(total["steps"], 1.0), 2),
@@ -147,6 +149,7 @@ LABELS = {
     "triads_and_sevenths_on_beats_pct": "beats on a complete triad or seventh (%)",
     "cadences_at_phrase_ends_pct": "phrase ends closing V-I or IV-I, any key (%)",
     "home_key_cadences_pct": "... in the home key (%)",
+    "root_position_pct": "triads on the beat with the bass on the root (%)",
     "chord_changes_per_beat": "chord changes per beat",
     "wide_spacing_pct": "more than an octave S-A or A-T (% of steps)",
     "voice_crossing_pct": "steps with voice crossing (%)",

@@ -118,6 +118,16 @@ def scale_bias(keys: list[Key], pull: float) -> np.ndarray:
     return np.where(_OUTSIDE[rows], -float(pull), 0.0)
 
 
+def key_of_tokens(tokens: np.ndarray, min_weight: float = 16.0) -> Key | None:
+    """The key of a (T, 4) token array (:func:`bachd.music.key_of_histogram` over every
+    sounding note-step), or None when fewer than ``min_weight`` note-steps sound."""
+    pitches, _ = encoding.decode_pitches(np.asarray(tokens))
+    sounding = pitches[pitches != encoding.SILENT]
+    if sounding.size < min_weight:
+        return None
+    return key_of_histogram(np.bincount(sounding % 12, minlength=12).astype(np.float64))
+
+
 class KeyTracker:
     """The key of what has sounded so far: Krumhansl–Kessler key finding (as
     :func:`bachd.music.detect_key`) on a pitch-class histogram of every voice, step by step,

@@ -1,4 +1,4 @@
-"""The Keras LSTM: token, voice and beat-position embeddings → stacked LSTM → (optional
+"""The Keras LSTM: token, voice, beat-position and key embeddings → stacked LSTM → (optional
 causal attention over the last K steps) → logits.
 
 The training model runs whole sequences. :mod:`bachd.engine` steps the same layers one
@@ -77,7 +77,8 @@ class LocalAttention(keras.layers.Layer):
 
 def build_model(config: ModelConfig) -> "keras.Model":
     """The sequence model. Inputs: previous token, voice and position of the target (the
-    16th within the bar, or within the beat for ``positions=4``)."""
+    16th within the bar, or within the beat for ``positions=4``) and, with ``use_key``, the
+    piece's key (:func:`bachd.encoding.key_row`; 0 where it is not known)."""
     config.validate()
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     voices = keras.Input(shape=(None,), dtype="int32", name="voices")
@@ -87,6 +88,10 @@ def build_model(config: ModelConfig) -> "keras.Model":
         x = x + keras.layers.Embedding(encoding.NUM_VOICES, config.embed_dim, name="voice_embedding")(voices)
     if config.use_beat:
         x = x + keras.layers.Embedding(config.positions, config.embed_dim, name="beat_embedding")(beats)
+    inputs = {"tokens": tokens, "voices": voices, "beats": beats}
+    if config.use_key:
+        inputs["keys"] = keras.Input(shape=(None,), dtype="int32", name="keys")
+        x = x + keras.layers.Embedding(encoding.KEY_ROWS, config.embed_dim, name="key_embedding")(inputs["keys"])
     for layer in range(config.lstm_layers):
         x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
         # Defaults kept (tanh, sigmoid, no recurrent dropout, no unroll): the cuDNN kernel.
@@ -99,7 +104,7 @@ def build_model(config: ModelConfig) -> "keras.Model":
         x = keras.layers.LayerNormalization(epsilon=config.norm_epsilon, name="norm_attention")(x + attended)
     x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
     logits = keras.layers.Dense(config.vocab_size, name="logits", dtype="float32")(x)
-    model = keras.Model({"tokens": tokens, "voices": voices, "beats": beats}, logits, name="bachd_lstm")
+    model = keras.Model(inputs, logits, name="bachd_lstm")
     model.bachd_config = config
     return model
 
@@ -121,6 +126,11 @@ def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
         raise BachdError(f"model {path} could not be loaded: {first[:200]}") from None
     model.bachd_config = config
     return model
+
+
+def input_names(config: ModelConfig) -> tuple[str, ...]:
+    """The model's inputs, as the arrays of :func:`bachd.data.sequence_arrays` name them."""
+    return ("tokens", "voices", "beats") + (("keys",) if config.use_key else ())
 
 
 def config_of(model: "keras.Model") -> ModelConfig:

@@ -48,6 +48,7 @@ class ModelConfig:
     use_voice: bool = True
     use_beat: bool = True
     positions: int = encoding.STEPS_PER_BAR  # position embedding rows: 16ths in the bar (4: in the beat)
+    use_key: bool = True  # the piece's key as an input (encoding.key_row; row 0: not known)
     attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
     attention_heads: int = 4
     attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
@@ -75,7 +76,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
-        data = {"positions": encoding.STEPS_PER_BEAT, **data}  # written before the bar input
+        data = {"positions": encoding.STEPS_PER_BEAT, "use_key": False, **data}  # written before the bar and key inputs
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def layer_names(self) -> list[str]:
@@ -83,6 +84,7 @@ class ModelConfig:
         names = ["token_embedding"]
         names += ["voice_embedding"] if self.use_voice else []
         names += ["beat_embedding"] if self.use_beat else []
+        names += ["key_embedding"] if self.use_key else []
         for layer in range(self.lstm_layers):
             names += [f"lstm_{layer}", f"norm_{layer}"]
         names += ["attention", "norm_attention"] if self.attention_steps else []
@@ -176,6 +178,7 @@ def _config_from_layers(path: Path, layers: list[dict]) -> ModelConfig:
         dropout=float(dropout),
         use_voice="voice_embedding" in by_name,
         use_beat="beat_embedding" in by_name,
+        use_key="key_embedding" in by_name,
         positions=int(by_name.get("beat_embedding", {}).get("config", {}).get("input_dim", encoding.STEPS_PER_BEAT)),
         attention_steps=int(attention["window"]) // encoding.NUM_VOICES if attention else 0,
         attention_heads=int(attention["heads"]) if attention else ModelConfig.attention_heads,

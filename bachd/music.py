@@ -25,6 +25,8 @@ between them is what the report shows:
 - cadences at the melody's phrase ends (a soprano note of a half note or longer, or one
   before a rest or the end): the last two chords V–I or IV–I in root position, in any key
   and in the piece's own key;
+- root position: of the major and minor triads struck on the beat, the share with the
+  bass on the root;
 - spacing: steps with more than an octave between soprano and alto or alto and tenor;
 - metric strength: of the notes a half note or longer that start on a beat, the share that
   start on the stronger beat parity (beats 1 and 3, or 2 and 4, whichever has more) — how
@@ -100,6 +102,7 @@ MARGINS: dict[str, Margin] = {
     "collapsed_pct": Margin(5.0, side="above"),
     "cadences_pct": Margin(0.2, "rel", side="below"),
     "home_cadences_pct": Margin(0.2, "rel", side="below"),
+    "root_position_pct": Margin(0.1, "rel"),
     "wide_spacing_pct": Margin(0.35, "rel"),
     "strong_beat_long_notes_pct": Margin(5.0, side="below"),
 }
@@ -123,6 +126,7 @@ LABELS = {
     "collapsed_pct": "pieces that collapse (%)",
     "cadences_pct": "phrase ends closing V-I or IV-I, any key (%)",
     "home_cadences_pct": "... in the piece's own key (%)",
+    "root_position_pct": "triads on the beat with the bass on the root (%)",
     "wide_spacing_pct": "over an octave S-A or A-T (% of full steps)",
     "strong_beat_long_notes_pct": "long notes on the stronger beats (%)",
 }
@@ -314,10 +318,25 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     counts["home_cadences"] = sum(root == key[0] for root in closes)
 
     full = sounding.all(axis=1)
+    counts["beat_triads"], counts["root_position_triads"] = root_positions(pitches, attacks)
     counts["full_steps"] = int(full.sum())
     counts["wide_steps"] = int((full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum())
     counts["strong_long_notes"], counts["long_notes"] = _metric(pitches, attacks)
     return counts
+
+
+def root_positions(pitches: np.ndarray, attacks: np.ndarray) -> tuple[int, int]:
+    """(major and minor triads struck on the beat, those with the bass on the root)."""
+    triads = rooted = 0
+    for step in range(0, pitches.shape[0], encoding.STEPS_PER_BEAT):
+        row = pitches[step]
+        if (row == SILENT).any() or not attacks[step].any():
+            continue
+        root = chord_root(pitch_classes(row), MAJOR_MINOR)
+        if root is not None:
+            triads += 1
+            rooted += int(row[3]) % 12 == root
+    return triads, rooted
 
 
 def _longest_run(pitches: np.ndarray) -> int:
@@ -373,6 +392,7 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     figures["collapsed_pct"] = 100 * total["collapsed"] / pieces
     figures["cadences_pct"] = 100 * total["cadences"] / max(total["phrase_ends"], 1.0)
     figures["home_cadences_pct"] = 100 * total["home_cadences"] / max(total["phrase_ends"], 1.0)
+    figures["root_position_pct"] = 100 * total["root_position_triads"] / max(total["beat_triads"], 1.0)
     figures["wide_spacing_pct"] = 100 * total["wide_steps"] / max(total["full_steps"], 1.0)
     figures["strong_beat_long_notes_pct"] = 100 * total["strong_long_notes"] / max(total["long_notes"], 1.0)
     figures = {key: round(value, 4) for key, value in figures.items()}

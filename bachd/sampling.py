@@ -38,9 +38,10 @@ class SamplingConfig:
     avoid_parallels: bool = not SETTINGS["allow_parallels"].default
     rhythm_temperature: float = SETTINGS["rhythm_temperature"].offline_default()
     key_pull: float = SETTINGS["key_pull"].default
+    root_pull: float = SETTINGS["root_pull"].offline_default()
 
     def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull"):
+        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "root_pull"):
             check(name, getattr(self, name), "sampling")
         return self
 
@@ -90,7 +91,7 @@ class Sampler:
 
     def sample(
         self, logits: np.ndarray, voice: int, previous: np.ndarray, restrict: np.ndarray | None = None,
-        before: np.ndarray | None = None, above: np.ndarray | None = None,
+        before: np.ndarray | None = None, above: np.ndarray | None = None, pitch_bias: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampled tokens (batch,) and their log-probabilities under the unmodified model.
 
@@ -98,7 +99,9 @@ class Sampler:
         example "no new note" while a live melody rests. A stream left with nothing allowed
         falls back to REST. ``before`` (batch, 4), the previous step's tokens, and ``above``
         (batch, voice), this step's tokens of the voices above, enable the parallels rule;
-        where it would leave nothing allowed, it is dropped for that stream.
+        where it would leave nothing allowed, it is dropped for that stream. ``pitch_bias``,
+        (vocab,) or (batch, vocab), is added to the logits of the pitch draw only, once the
+        rhythm draw has decided that the voice moves (or where it has no note to hold).
         """
         logits = np.asarray(logits, dtype=np.float64)
         parallels = None
@@ -106,7 +109,8 @@ class Sampler:
             parallels = parallel_mask(voice, np.asarray(before).reshape(-1, 4), np.asarray(above).reshape(-1, voice))
         if logits.shape[0] == 1:
             rule = None if parallels is None else parallels[0]
-            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule)
+            bias = None if pitch_bias is None else np.asarray(pitch_bias).reshape(-1, logits.shape[-1])[0]
+            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule, bias)
             return np.array([token], np.int32), np.array([log_prob])
         log_probs = logits - _logsumexp(logits)
         mask = self.allowed(voice, previous)
@@ -118,7 +122,8 @@ class Sampler:
             keep = ruled.any(axis=-1)
             mask[keep] = ruled[keep]
         staying = self._draw_stays(logits, mask, previous)
-        scaled = np.where(mask, logits / self.config.temperature, -np.inf)
+        pitch_logits = logits if pitch_bias is None else logits + pitch_bias
+        scaled = np.where(mask, pitch_logits / self.config.temperature, -np.inf)
         probs = np.exp(scaled - _logsumexp(scaled))
         if self.config.top_p < 1.0:
             probs = _top_p(probs, self.config.top_p)
@@ -166,7 +171,8 @@ class Sampler:
         return result
 
     def _sample_one(
-        self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None, rule: np.ndarray | None = None
+        self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None, rule: np.ndarray | None = None,
+        pitch_bias: np.ndarray | None = None,
     ) -> tuple[int, float]:
         """One stream, on 1-D arrays and with as few numpy calls as possible: the live path,
         where each call's overhead counts. Same distribution as the batched path."""
@@ -204,12 +210,18 @@ class Sampler:
                     return self._result(logits, hold - 1 if has_strike else hold)
                 # The voice moves: the hold and the re-strike get no weight in the pitch draw
                 # (a zero-weight token is never drawn below).
-                probs = weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+                if pitch_bias is not None:
+                    chosen = chosen + pitch_bias[allowed]
+                    probs = np.exp((chosen - chosen.max()) * inverse_temperature)
+                else:
+                    probs = weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
                 if has_hold:
                     probs[-1] = 0.0
                 if has_strike:
                     probs[at] = 0.0
         if probs is None:
+            if pitch_bias is not None:
+                chosen = chosen + pitch_bias[allowed]
             probs = np.exp((chosen - chosen.max()) * inverse_temperature)
         draw = self.rng.random()
         if self.config.top_p < 1.0 and allowed.size > 1:
@@ -357,3 +369,41 @@ def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
     np.put_along_axis(keep, order, keep_sorted, axis=-1)
     kept = np.where(keep, probs, 0.0)
     return kept / kept.sum(axis=-1, keepdims=True)
+
+
+# --- the bass under a chord struck on the beat --------------------------------------------------
+# On the beat, Bach puts the bass on the root of a major or minor triad (or of a dominant
+# seventh) 71 % of the time in music21's validation chorales, and 92 % at the melody's phrase
+# ends; the model sampled on its own does so less often (67 % offline, 60 % live, where it
+# cannot hear where the melody goes next), and a cadence needs both of its chords in root
+# position. ``root_pull`` adds that many nats to the bass notes that would put the chord in
+# root position, in the pitch draw only.
+_ROOTED = tuple(frozenset(chord) for chord in ((0, 4, 7), (0, 3, 7), (0, 4, 7, 10)))
+
+
+def _root_table() -> np.ndarray:
+    """(4096, vocab) bool: for each set of upper pitch classes (a 12-bit mask), the bass
+    attacks whose pitch class is the root of a major or minor triad or dominant seventh that
+    holds them all. Sets of fewer than two pitch classes name no chord: all False."""
+    table = np.zeros((1 << 12, encoding.VOCAB_SIZE), dtype=bool)
+    for upper in range(1 << 12):
+        classes = [pc for pc in range(12) if upper >> pc & 1]
+        if len(classes) < 2:
+            continue
+        roots = [r for r in range(12) if any({(pc - r) % 12 for pc in classes} <= chord for chord in _ROOTED)]
+        for root in roots:
+            table[upper, _ATTACKS[_PITCHES % 12 == root]] = True
+    return table
+
+
+_ROOT_TABLE = _root_table()
+
+
+def root_bias(upper: np.ndarray, pull: float) -> np.ndarray:
+    """(batch, vocab) logit offsets for the bass under the (batch, 3) tokens of the soprano,
+    alto and tenor at this step: ``pull`` on the attacks that put the chord in root position
+    (see above), 0 elsewhere."""
+    pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
+    bits = np.where(pitches != encoding.SILENT, 1 << (pitches % 12), 0)
+    masks = np.bitwise_or.reduce(bits, axis=1)
+    return np.where(_ROOT_TABLE[masks], float(pull), 0.0)

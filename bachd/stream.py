@@ -12,7 +12,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.keys import KeyTracker, scale_bias
-from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 
 V = encoding.NUM_VOICES
 
@@ -30,7 +30,8 @@ class Stream:
     that falls silent comes back in.
 
     Sampled voices are held to the key of what has sounded so far (:class:`KeyTracker`,
-    named again at the end of every beat) by the sampler's ``key_pull``.
+    named again at the end of every beat) by the sampler's ``key_pull``; a model with the key
+    input is told that key ("not known" until one is named).
 
     Grid step 0 is a downbeat (the transport's Start, or song position 0): the model is told
     each step's 16th within a 4/4 bar.
@@ -94,6 +95,7 @@ class Stream:
         self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
         self.keys = KeyTracker()
         self.bias: Optional[np.ndarray] = None  # (vocab,) added to the logits of sampled voices
+        self._set_bias()
 
     def snapshot(self) -> tuple:
         return (
@@ -155,7 +157,8 @@ class Stream:
                     rule = NO_REST if restrict is None else restrict & NO_REST
                 pulled = logits if self.bias is None else logits + self.bias
                 tokens[voice] = self.sampler.sample(
-                    pulled[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice]
+                    pulled[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice],
+                    pitch_bias=self._root_bias(voice, beat, tokens[None, :voice]),
                 )[0][0]
         self._advance(grid_step, tokens, self.engine.get_state())
         return tokens
@@ -174,10 +177,23 @@ class Stream:
         self._logits0 = self._after0 = None
         self.version = next(self._versions)
 
+    def _root_bias(self, voice: int, beat: int, upper: np.ndarray) -> Optional[np.ndarray]:
+        """The bass's pull toward the root of the chord above it, on the beat
+        (:func:`bachd.sampling.root_bias`); None for other voices and steps."""
+        pull = self.sampler.config.root_pull
+        if voice != V - 1 or pull <= 0 or beat % encoding.STEPS_PER_BEAT:
+            return None
+        return root_bias(upper, pull)
+
     def _set_bias(self) -> None:
+        """The key pull and the model's key input, for the key named now."""
         pull = self.sampler.config.key_pull
         key = self.keys.key
         self.bias = scale_bias([key], pull)[0] if key is not None and pull > 0 else None
+        row = encoding.key_row(key)
+        self.engine.set_key(row)
+        if self._chord_engine is not None:
+            self._chord_engine.set_key(row)
 
     # --- chords ahead -----------------------------------------------------------------------
     # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
@@ -217,7 +233,10 @@ class Stream:
                     logits = logits + self.bias
                 yield
                 previous = np.full(group, last[voice], np.int64)
-                tokens[:, voice] = self._ahead_sampler.sample(logits, voice, previous, restrict, before=before, above=tokens[:, :voice])[0]
+                tokens[:, voice] = self._ahead_sampler.sample(
+                    logits, voice, previous, restrict, before=before, above=tokens[:, :voice],
+                    pitch_bias=self._root_bias(voice, beat, tokens[:, :voice]),
+                )[0]
             state = engine.get_state()
             for row, soprano in enumerate(chunk):
                 table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])

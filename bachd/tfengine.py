@@ -19,6 +19,8 @@ class TFEngine(StreamingEngine):
         self._token_embedding = layers["token_embedding"]
         self._voice_embedding = layers.get("voice_embedding")
         self._beat_embedding = layers.get("beat_embedding")
+        self._key_embedding = layers.get("key_embedding")
+        self._keys = tf.Variable(tf.zeros((self.batch_size,), tf.int32), trainable=False)
         self._cells = [layers[f"lstm_{i}"].cell for i in range(self.config.lstm_layers)]
         self._norms = [layers[f"norm_{i}"] for i in range(self.config.lstm_layers)]
         self._logits = layers["logits"]
@@ -47,6 +49,8 @@ class TFEngine(StreamingEngine):
             x = x + self._voice_embedding(voices)
         if self._beat_embedding is not None:
             x = x + self._beat_embedding(beats)
+        if self._key_embedding is not None:
+            x = x + self._key_embedding(self._keys)
         for cell, norm, h, c in zip(self._cells, self._norms, self._h, self._c):
             out, (new_h, new_c) = cell(x, [h, c], training=False)
             h.assign(new_h)
@@ -78,8 +82,11 @@ class TFEngine(StreamingEngine):
         self._beat_buf.fill(beat % self.config.positions)
         return self._step_fn(tf.constant(tokens), tf.constant(self._voice_buf), tf.constant(self._beat_buf)).numpy()
 
+    def set_key(self, rows) -> None:
+        self._keys.assign(np.broadcast_to(np.asarray(rows, dtype=np.int32), (self.batch_size,)))
+
     def reset(self) -> None:
-        for variable in (*self._h, *self._c, *self._cache):
+        for variable in (*self._h, *self._c, *self._cache, self._keys):
             variable.assign(tf.zeros_like(variable))
 
     def get_state(self) -> list[np.ndarray]:

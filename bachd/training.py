@@ -22,10 +22,10 @@ import numpy as np
 import bachd
 from bachd import encoding
 from bachd.corpus import Corpus, Piece, load_corpora
-from bachd.data import CropSampler, WindowConfig, piece_period, sequence_arrays
+from bachd.data import CropSampler, WindowConfig, piece_key_row, piece_period, sequence_arrays
 from bachd.errors import BachdError
 from bachd.evaluate import evaluate_pieces
-from bachd.model import ModelConfig, build_model, keras, load_model, save_model, tf
+from bachd.model import ModelConfig, build_model, input_names, keras, load_model, save_model, tf
 from bachd.modelfile import card_path, read_config
 from bachd.outputs import check_output
 
@@ -100,26 +100,28 @@ def _pieces(corpora: list[Corpus], split: str) -> list[Piece]:
 
 
 def _validation_arrays(pieces: list[Piece], window_steps: int, positions: int) -> dict[str, np.ndarray]:
-    """Every valid piece cut into consecutive windows (no overlap, no transposition)."""
+    """Every valid piece cut into consecutive windows (no overlap, no transposition), each
+    with its piece's key."""
     windows = [
-        sequence_arrays(p.tokens, start, p.phase, window_steps, piece_period(p, positions))
+        sequence_arrays(p.tokens, start, p.phase, window_steps, piece_period(p, positions), piece_key_row(p))
         for p in pieces
         for start in range(0, p.steps, window_steps)
     ]
     return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
 
 
-def _split_xy(batch: dict):
-    return ({k: batch[k] for k in ("tokens", "voices", "beats")}, batch["targets"], batch["weights"])
-
-
 def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], strategy, first_epoch: int,
-                  positions: int):
+                  positions: int, inputs: tuple[str, ...] = ("tokens", "voices", "beats")):
+    """Training and validation datasets of (``inputs``, targets, weights) batches."""
     length = config.window.window_steps * encoding.NUM_VOICES
     spec = {
         name: tf.TensorSpec((length,), tf.float32 if name == "weights" else tf.int32)
-        for name in ("tokens", "voices", "beats", "targets", "weights")
+        for name in ("tokens", "voices", "beats", "keys", "targets", "weights")
     }
+
+    def _split_xy(batch: dict):
+        return ({k: batch[k] for k in inputs}, batch["targets"], batch["weights"])
+
     epoch_counter = [first_epoch]
 
     def generate():
@@ -360,7 +362,7 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     if resume:  # the run's own model decides what its position input counts
         model_config = read_config(directory / "last.keras")
     train_ds, valid_ds, steps_per_epoch = make_datasets(
-        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions
+        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config)
     )
     with strategy.scope():
         if resume:

@@ -23,6 +23,9 @@ class FakeRestingEngine:
         logits[:, enc.REST] = 8.0
         return logits
 
+    def set_key(self, rows):
+        self.key = rows
+
     def get_state(self):
         return [a.copy() for a in self.state]
 

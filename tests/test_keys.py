@@ -122,3 +122,100 @@ def test_the_pull_marks_notes_outside_the_scale_and_minor_spares_only_its_leadin
     assert d_minor[encoding.hold(60)] == 0.0  # a held note is never pulled
     c_major = keys.scale_bias([(0, False)], 1.0)[0]
     assert sum(c_major[encoding.attack(p)] < 0 for p in range(60, 72)) == 5
+
+
+# --- the key input ------------------------------------------------------------------------------
+def _scale_piece(tonic: int, minor: bool, steps: int = 256) -> np.ndarray:
+    """Four voices walking up and down the key's scale around its tonic triad."""
+    degrees = (0, 2, 3, 5, 7, 8, 11) if minor else (0, 2, 4, 5, 7, 9, 11)
+    walk = [0, 1, 2, 3, 4, 3, 2, 1, 0, 2, 4, 6, 7, 4, 2, 0]
+    rows = []
+    for step in range(steps):
+        index = walk[(step // 4) % len(walk)]
+        pitch = lambda base, shift: base + tonic + degrees[(index + shift) % 7] + 12 * ((index + shift) // 7)
+        rows.append([pitch(60, 4), pitch(60, 2), pitch(48, 0), pitch(36, 0)])
+    return encoding.encode_pitches(np.array(rows))
+
+
+def test_key_rows_name_every_key_and_move_with_transposition():
+    rows = {encoding.key_row((t, m)) for t in range(12) for m in (False, True)}
+    assert rows == set(range(1, encoding.KEY_ROWS)) and encoding.key_row(None) == encoding.UNKNOWN_KEY
+    assert encoding.transposed_key_row(encoding.key_row((11, True)), 3) == encoding.key_row((2, True))
+    assert encoding.transposed_key_row(encoding.UNKNOWN_KEY, 5) == encoding.UNKNOWN_KEY
+    assert keys.key_of_tokens(_scale_piece(9, True)) == (9, True)
+    assert keys.key_of_tokens(_scale_piece(9, True)[:3]) is None  # too little heard to name a key
+
+
+def test_training_crops_carry_their_pieces_key_transposed_with_them_or_not_known():
+    from bachd.corpus import Piece
+    from bachd.data import CropSampler, WindowConfig
+
+    pieces = [Piece("d-minor", _scale_piece(2, True).astype(np.int16), "train"),
+              Piece("e-flat", _scale_piece(3, False).astype(np.int16), "train")]
+    sampler = CropSampler(pieces, WindowConfig(window_steps=64, transpose=3, key_dropout=0.3), seed=1)
+    unknown = 0
+    for _ in range(400):
+        crop = sampler.crop()
+        row = int(crop["keys"][0])
+        assert (crop["keys"] == row).all()
+        if row == encoding.UNKNOWN_KEY:
+            unknown += 1
+            continue
+        steps = crop["targets"].reshape(-1, 4)  # the crop's own notes: the key row moved with them
+        assert encoding.key_row(keys.key_of_tokens(steps)) == row
+    assert 0.22 < unknown / 400 < 0.38
+
+
+def test_generation_tells_the_model_the_key_it_opens_in_or_the_seeds():
+    from fakes import FakeRestingEngine
+
+    from bachd.generation import Seed
+
+    engine = FakeRestingEngine(batch_size=3)
+    sampler = Sampler(SamplingConfig(), rng_seed=0)
+    generate(engine, sampler, None, 8, key=(7, True))
+    assert list(engine.key) == [encoding.key_row((7, True))] * 3
+    opened = generate(engine, sampler, None, 8)
+    assert list(engine.key) == [encoding.key_row(k) for k in opened.keys]
+    seed = _scale_piece(5, False, steps=64)
+    generate(engine, sampler, Seed(seed, np.ones(seed.shape, bool)), 8)
+    assert engine.key == encoding.key_row((5, False))
+
+
+def test_the_live_stream_tells_the_model_the_key_heard_so_far():
+    from fakes import FakeRestingEngine
+
+    from bachd.stream import Stream
+
+    class Spawning(FakeRestingEngine):
+        def spawn(self, batch_size):
+            return Spawning(batch_size)
+
+    engine = Spawning()
+    stream = Stream(engine, Sampler(SamplingConfig(), rng_seed=0))
+    assert engine.key == encoding.UNKNOWN_KEY
+    piece = _scale_piece(10, False, steps=64)
+    for step in range(64):
+        stream.feed(step, {v: int(piece[step, v]) for v in range(4)})
+    assert stream.keys.key == (10, False)
+    assert engine.key == stream._chord_engine.key == encoding.key_row((10, False))
+    stream.reset()
+    assert engine.key == encoding.UNKNOWN_KEY
+
+
+def test_a_model_without_the_key_input_loads_and_ignores_it(tmp_path):
+    from bachd.model import ModelConfig, input_names, load_model
+
+    from conftest import _tiny_model
+
+    assert ModelConfig.from_dict({"embed_dim": 8}).use_key is False  # a card written before the key input
+    path = _tiny_model(tmp_path, use_key=False)
+    model = load_model(path)
+    assert input_names(model.bachd_config) == ("tokens", "voices", "beats")
+    engine = make_engine(path)
+    engine.set_key(encoding.key_row((0, False)))
+    with_key = engine.step(encoding.BOS, 0, 0)
+    engine.reset()
+    assert np.allclose(with_key, engine.step(encoding.BOS, 0, 0))
+    x = {k: np.array([[v]], np.int32) for k, v in (("tokens", encoding.BOS), ("voices", 0), ("beats", 0))}
+    assert np.allclose(with_key, model(x).numpy()[0], atol=1e-4)

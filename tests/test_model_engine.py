@@ -16,7 +16,7 @@ def test_save_load_round_trip_in_safe_mode(tiny_model_path, tmp_path):
     copy = tmp_path / "copy.keras"
     model.save(str(copy))
     again = load_model(copy)
-    x = {k: np.arange(12, dtype=np.int32)[None] % 4 for k in ("tokens", "voices", "beats")}
+    x = {k: np.arange(12, dtype=np.int32)[None] % 4 for k in ("tokens", "voices", "beats", "keys")}
     assert np.allclose(model(x).numpy(), again(x).numpy())
 
 
@@ -90,8 +90,11 @@ def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, tiny
     length = 48
     tokens = rng.integers(1, enc.VOCAB_SIZE, size=(2, length)).astype(np.int32)
     voices, beats = enc.side_inputs(length, phase=1)
-    full = model({"tokens": tokens, "voices": np.stack([voices] * 2), "beats": np.stack([beats] * 2)}).numpy()
+    keys = enc.key_row((2, False)), enc.key_row((9, True))  # D major, A minor
+    full = model({"tokens": tokens, "voices": np.stack([voices] * 2), "beats": np.stack([beats] * 2),
+                  "keys": np.array([[k] * length for k in keys], np.int32)}).numpy()
     engine = make_engine(source, batch_size=2, backend=backend)
+    engine.set_key(keys)
     stepped = np.stack([engine.step(tokens[:, i], voices[i], beats[i]) for i in range(length)], axis=1)
     assert np.allclose(stepped, full, atol=1e-4), np.abs(stepped - full).max()
     # State can be saved and restored: the same token then gives the same logits.
@@ -99,10 +102,14 @@ def test_stepping_token_by_token_equals_the_whole_sequence(tiny_model_path, tiny
     a = engine.step(tokens[:, 0], 0, 0)
     engine.set_state(state)
     assert np.allclose(engine.step(tokens[:, 0], 0, 0), a)
+    engine.reset()  # the key is "not known" again: other logits
+    assert not np.allclose(engine.step(tokens[:, 0], voices[0], beats[0]), full[:, 0], atol=1e-4)
     engine.reset()
+    engine.set_key(keys)
     assert np.allclose(engine.step(tokens[:, 0], voices[0], beats[0]), full[:, 0], atol=1e-4)
     # One stream (the live path, which has its own code in the numpy engine) agrees too.
     single = make_engine(source, batch_size=1, backend=backend)
+    single.set_key(keys[0])
     stepped_one = np.stack([single.step(tokens[:1, i], voices[i], beats[i])[0] for i in range(length)])
     assert np.allclose(stepped_one, full[0], atol=1e-4), np.abs(stepped_one - full[0]).max()
 

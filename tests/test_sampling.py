@@ -236,3 +236,61 @@ def test_with_only_hold_and_re_strike_allowed_both_keep_their_odds():
     for drawn in (batched, np.array(single)):
         assert set(drawn.tolist()) == {enc.hold(72), enc.attack(72)}
         assert abs(np.mean(drawn == enc.hold(72)) - 0.7) < 0.03
+
+
+def test_root_bias_pulls_the_bass_to_the_root_of_the_chord_above():
+    from bachd.sampling import root_bias
+
+    def roots(*upper):
+        bias = root_bias(np.array([upper]), 1.5)[0]
+        pulled = np.flatnonzero(bias)
+        assert set(bias[pulled].tolist()) <= {1.5} and all(enc.is_attack(int(t)) for t in pulled)
+        return sorted({enc.token_pitch(int(t)) % 12 for t in pulled})
+
+    assert roots(enc.attack(76), enc.hold(67), enc.attack(60)) == [0]  # E G C: C major
+    assert roots(enc.attack(74), enc.attack(65), enc.attack(59)) == [7]  # D F B: G7 without its root
+    assert roots(enc.attack(76), enc.attack(72), enc.hold(64)) == [0, 9]  # C E: C major or A minor
+    assert roots(enc.attack(72), enc.attack(66), enc.attack(63)) == [8]  # C Gb Eb: Ab7 without its root
+    assert roots(enc.attack(74), enc.attack(61), enc.attack(60)) == []  # D C# C: no chord
+    assert roots(enc.attack(72), enc.attack(60), enc.REST) == []  # one pitch class names no chord
+    assert not root_bias(np.array([[enc.REST] * 3]), 1.0).any()
+
+
+def test_the_pitch_bias_moves_where_a_voice_goes_not_whether_it_moves():
+    # The bass holds 48 at 0.5; moves 0.5, mostly to 50. A bias toward 43 takes the moves there and leaves
+    # the holds exactly where the same random draws put them without it.
+    logits = np.full(enc.VOCAB_SIZE, -30.0)
+    logits[enc.hold(48)], logits[enc.attack(50)], logits[enc.attack(43)] = np.log(0.5), np.log(0.45), np.log(0.05)
+    bias = np.zeros(enc.VOCAB_SIZE)
+    bias[enc.attack(43)] = 6.0
+    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, avoid_parallels=False)
+    for streams in (1, 4000):
+        drawn = {}
+        for pulled in (None, bias):
+            sampler = Sampler(config, rng_seed=3)
+            if streams == 1:
+                drawn[pulled is None] = np.array([sampler.sample(logits[None], 3, np.array([enc.attack(48)]), pitch_bias=pulled)[0][0] for _ in range(3000)])
+            else:
+                batch_bias = None if pulled is None else np.repeat(pulled[None], streams, 0)
+                drawn[pulled is None] = sampler.sample(np.repeat(logits[None], streams, 0), 3, np.full(streams, enc.attack(48)), pitch_bias=batch_bias)[0]
+        free, biased = drawn[True], drawn[False]
+        assert streams == 1 or np.array_equal(free == enc.hold(48), biased == enc.hold(48))  # one batched rhythm draw
+        assert abs(np.mean(biased == enc.hold(48)) - 0.5) < 0.04, streams
+        moved = biased[biased != enc.hold(48)]
+        assert np.mean(moved == enc.attack(43)) > 0.9 and np.mean(free[free != enc.hold(48)] == enc.attack(43)) < 0.2, streams
+
+
+def test_generation_with_the_root_pull_puts_more_bass_notes_on_the_root(tiny_model_path):
+    from bachd import music
+    from bachd.engine import make_engine
+    from bachd.generation import generate
+
+    engine = make_engine(tiny_model_path, batch_size=16)
+    shares = {}
+    for pull in (0.0, 4.0):
+        sampler = Sampler(SamplingConfig(temperature=1.0, top_p=1.0, root_pull=pull), rng_seed=4)
+        pieces = generate(engine, sampler, None, 128).tokens
+        counts = [music.root_positions(*enc.decode_pitches(p)) for p in pieces]
+        triads, rooted = (sum(c[i] for c in counts) for i in (0, 1))
+        shares[pull] = rooted / max(triads, 1)
+    assert shares[4.0] > shares[0.0] + 0.15, shares

@@ -10,7 +10,7 @@ import pytest
 
 from bachd import encoding as enc
 from bachd.engine import make_engine
-from bachd.model import ModelConfig, config_of, load_model
+from bachd.model import ModelConfig, config_of, input_names, load_model
 from bachd.modelfile import card_path, read_config
 
 from conftest import SHARED_DATA
@@ -31,7 +31,8 @@ def test_a_shipped_model_matches_its_card_and_streams(name):
     engine = make_engine(path, batch_size=1, backend="numpy")
     logits = engine.step(enc.BOS, 0, 0)
     assert logits.shape == (1, enc.VOCAB_SIZE) and np.all(np.isfinite(logits))
-    keras_logits = model({k: np.array([[v]], np.int32) for k, v in (("tokens", enc.BOS), ("voices", 0), ("beats", 0))})
+    inputs = {"tokens": enc.BOS, "voices": 0, "beats": 0, "keys": enc.UNKNOWN_KEY}
+    keras_logits = model({k: np.array([[inputs[k]]], np.int32) for k in input_names(config_of(model))})
     assert np.allclose(logits, keras_logits.numpy()[0], atol=1e-4)
 
 
