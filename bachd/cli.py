@@ -90,7 +90,7 @@ def train_cli(
     voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
     beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's position in time.")] = True,
     bar_input: Annotated[bool, typer.Option("--bar-input/--no-bar-input", help="Count that position in 16ths within the bar (where the bar lines are known or estimated), not within the beat.")] = True,
-    key_input: Annotated[bool, typer.Option("--key-input/--no-key-input", help="Tell the model the piece's key (generation: the key it opens in or the seed's; live: the key heard so far).")] = True,
+    key_input: Annotated[bool, typer.Option("--key-input/--no-key-input", help="Also tell the model the piece's key (generation: the key it opens in or the seed's; live: the key heard so far).")] = False,
     attention_steps: Annotated[int, typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none).")] = 0,
     attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
     attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,
@@ -160,6 +160,7 @@ def eval_cli(
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
+    minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
     root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
     allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
@@ -240,7 +241,8 @@ def generate_cli(
     temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
     top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
     rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].offline_default(),
-    key_pull: Annotated[float, _setting("key_pull")] = SETTINGS["key_pull"].default,
+    key_pull: Annotated[float, _setting("key_pull")] = SETTINGS["key_pull"].offline_default(),
+    minor_pull: Annotated[float, _setting("minor_pull")] = SETTINGS["minor_pull"].offline_default(),
     root_pull: Annotated[float, _setting("root_pull")] = SETTINGS["root_pull"].offline_default(),
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
@@ -257,7 +259,7 @@ def generate_cli(
         from bachd.sampling import SamplingConfig
 
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
-                                  avoid_parallels=not allow_parallels, key_pull=key_pull, root_pull=root_pull)
+                                  avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, root_pull=root_pull)
         generate_file(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
@@ -314,6 +316,7 @@ def run_cli(
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
+    minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
     root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
     response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
     listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
@@ -366,6 +369,7 @@ def _replay_command(mode: str):
         top_p: Annotated[Optional[float], _setting("top_p")] = None,
         rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
         key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
+        minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
         root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
         allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
         rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,

@@ -48,7 +48,7 @@ class ModelConfig:
     use_voice: bool = True
     use_beat: bool = True
     positions: int = encoding.STEPS_PER_BAR  # position embedding rows: 16ths in the bar (4: in the beat)
-    use_key: bool = True  # the piece's key as an input (encoding.key_row; row 0: not known)
+    use_key: bool = False  # the piece's key as an input (encoding.key_row; row 0: not known)
     attention_steps: int = 0  # 0: none; else attend over the last K steps (4K tokens)
     attention_heads: int = 4
     attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
@@ -76,7 +76,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
-        data = {"positions": encoding.STEPS_PER_BEAT, "use_key": False, **data}  # written before the bar and key inputs
+        data = {"positions": encoding.STEPS_PER_BEAT, **data}  # written before the bar input
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def layer_names(self) -> list[str]:

@@ -46,7 +46,7 @@ class _LiveSettingsBase:
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
             temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
-            avoid_parallels=not self.allow_parallels, key_pull=self.key_pull, root_pull=self.root_pull,
+            avoid_parallels=not self.allow_parallels, key_pull=self.key_pull, minor_pull=self.minor_pull, root_pull=self.root_pull,
         )
 
 

@@ -37,11 +37,12 @@ class SamplingConfig:
     voice_ranges: tuple[tuple[int, int], ...] = field(default=encoding.VOICE_RANGES)
     avoid_parallels: bool = not SETTINGS["allow_parallels"].default
     rhythm_temperature: float = SETTINGS["rhythm_temperature"].offline_default()
-    key_pull: float = SETTINGS["key_pull"].default
+    key_pull: float = SETTINGS["key_pull"].offline_default()
+    minor_pull: float = SETTINGS["minor_pull"].offline_default()
     root_pull: float = SETTINGS["root_pull"].offline_default()
 
     def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "root_pull"):
+        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "root_pull"):
             check(name, getattr(self, name), "sampling")
         return self
 

@@ -90,8 +90,10 @@ _DECLARED = (
     # and the presets were measured at 1.
     Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15),
     # Offline (eval --music, 128 pieces of 16 bars) 1 nat takes steps in the key from 77 % to
-    # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %.
+    # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %. A model told the
+    # key (train --key-input) needs no more than minor_pull: see bachd/keys.py.
     Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what has sounded so far live (0: not at all).", float, 0.0, 10.0),
+    Setting("minor_pull", 1.0, "How strongly (in nats) a minor key's flat 7th, the leading tone of its relative major, is held back (0: not at all).", float, 0.0, 10.0),
     Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0),
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),

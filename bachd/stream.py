@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from bachd import encoding
-from bachd.keys import KeyTracker, scale_bias
+from bachd.keys import KeyTracker, pulls_toward_key, scale_bias
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 
 V = encoding.NUM_VOICES
@@ -30,7 +30,7 @@ class Stream:
     that falls silent comes back in.
 
     Sampled voices are held to the key of what has sounded so far (:class:`KeyTracker`,
-    named again at the end of every beat) by the sampler's ``key_pull``; a model with the key
+    named again at the end of every beat) by the sampler's ``key_pull`` and ``minor_pull``; a model with the key
     input is told that key ("not known" until one is named).
 
     Grid step 0 is a downbeat (the transport's Start, or song position 0): the model is told
@@ -187,9 +187,9 @@ class Stream:
 
     def _set_bias(self) -> None:
         """The key pull and the model's key input, for the key named now."""
-        pull = self.sampler.config.key_pull
+        config = self.sampler.config
         key = self.keys.key
-        self.bias = scale_bias([key], pull)[0] if key is not None and pull > 0 else None
+        self.bias = scale_bias([key], config.key_pull, config.minor_pull)[0] if key is not None and pulls_toward_key(config) else None
         row = encoding.key_row(key)
         self.engine.set_key(row)
         if self._chord_engine is not None:

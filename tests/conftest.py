@@ -61,13 +61,14 @@ def _tiny_model(directory: Path, **options) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
-    return _tiny_model(tmp_path_factory.mktemp("models"))
+    """With the key input, so every path that tells the model the key is exercised."""
+    return _tiny_model(tmp_path_factory.mktemp("models"), use_key=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_attention_model_path(tmp_path_factory) -> Path:
     """Attention over the last 3 steps: a 12-token band, shorter than the tests' sequences."""
-    return _tiny_model(tmp_path_factory.mktemp("attention"), attention_steps=3, attention_heads=2, attention_key_dim=5)
+    return _tiny_model(tmp_path_factory.mktemp("attention"), attention_steps=3, attention_heads=2, attention_key_dim=5, use_key=True)
 
 
 def cli_env() -> dict:

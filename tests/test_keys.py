@@ -98,7 +98,7 @@ def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
     scale = {(2 + d) % 12 for d in music.MINOR_SCALE}
 
     def outside_after_context(pull: float) -> int:
-        stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(temperature=1.5, top_p=1.0, key_pull=pull), rng_seed=1))
+        stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(temperature=1.5, top_p=1.0, key_pull=pull, minor_pull=pull), rng_seed=1))
         chord = [74, 69, 65, 50]
         for step in range(32):
             stream.feed(step, {v: encoding.attack(p) if step % 4 == 0 else encoding.hold(p) for v, p in enumerate(chord)})
@@ -113,13 +113,16 @@ def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
     assert outside_after_context(10.0) < outside_after_context(0.0) / 4
 
 
-def test_the_pull_marks_notes_outside_the_scale_and_minor_spares_only_its_leading_tones():
-    d_minor = keys.scale_bias([(2, True)], 1.5)[0]
+def test_the_pulls_mark_notes_outside_the_scale_and_a_minor_keys_flat_seventh():
+    d_minor = keys.scale_bias([(2, True)], 1.5, 0.5)[0]
     assert d_minor[encoding.attack(61)] == 0.0 and d_minor[encoding.attack(59)] == 0.0  # C sharp, B natural: raised 7th, 6th
     assert d_minor[encoding.attack(58)] == 0.0  # B flat, the minor 6th
-    assert d_minor[encoding.attack(60)] == -1.5  # C natural: the relative major's leading tone
+    assert d_minor[encoding.attack(60)] == -0.5  # C natural: the relative major's leading tone, minor_pull's alone
     assert d_minor[encoding.attack(63)] == -1.5  # E flat
     assert d_minor[encoding.hold(60)] == 0.0  # a held note is never pulled
+    only_seventh = keys.scale_bias([(2, True)], 0.0, 1.0)[0]
+    assert [p for p in range(60, 72) if only_seventh[encoding.attack(p)] < 0] == [60]
+    assert not keys.scale_bias([(2, False)], 0.0, 1.0).any()  # a major key has no flat 7th to pull
     c_major = keys.scale_bias([(0, False)], 1.0)[0]
     assert sum(c_major[encoding.attack(p)] < 0 for p in range(60, 72)) == 5
 
@@ -209,6 +212,7 @@ def test_a_model_without_the_key_input_loads_and_ignores_it(tmp_path):
     from conftest import _tiny_model
 
     assert ModelConfig.from_dict({"embed_dim": 8}).use_key is False  # a card written before the key input
+    assert ModelConfig().use_key is False  # bachd train leaves it out unless --key-input
     path = _tiny_model(tmp_path, use_key=False)
     model = load_model(path)
     assert input_names(model.bachd_config) == ("tokens", "voices", "beats")

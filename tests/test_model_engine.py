@@ -12,7 +12,7 @@ from bachd.sampling import Sampler, SamplingConfig
 
 def test_save_load_round_trip_in_safe_mode(tiny_model_path, tmp_path):
     model = load_model(tiny_model_path)
-    assert config_of(model) == ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0)
+    assert config_of(model) == ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, use_key=True)
     copy = tmp_path / "copy.keras"
     model.save(str(copy))
     again = load_model(copy)
@@ -67,7 +67,7 @@ def test_the_model_file_carries_its_config_and_older_files_still_load(tiny_atten
         assert CONFIG_ENTRY in archive.namelist()
     config = read_config(tiny_attention_model_path)
     assert config == ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, attention_steps=3,
-                                 attention_heads=2, attention_key_dim=5)
+                                 attention_heads=2, attention_key_dim=5, use_key=True)
     older = tmp_path / "older.keras"
     load_model(tiny_attention_model_path).save(str(older))  # Keras alone: no bachd.json
     with zipfile.ZipFile(older) as archive:

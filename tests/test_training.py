@@ -25,10 +25,11 @@ def _config(corpus, out, **kw):
 
 def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_path):
     out = tmp_path / "tiny.keras"
-    card = train(_config(tiny_json_corpus, out, epochs=2, label_smoothing=0.1), TINY, command="bachd train ...")
+    keyed = ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=1, dropout=0.1, use_key=True)  # the key input flows through
+    card = train(_config(tiny_json_corpus, out, epochs=2, label_smoothing=0.1), keyed, command="bachd train ...")
     assert out.exists() and (tmp_path / "tiny.curves.png").stat().st_size > 1000
     on_disk = json.loads(card_path(out).read_text())
-    assert on_disk["model"]["lstm_units"] == 16 and on_disk["epochs_run"] == 2
+    assert on_disk["model"]["lstm_units"] == 16 and on_disk["model"]["use_key"] and on_disk["epochs_run"] == 2
     assert set(on_disk["metrics"]) == {"valid", "test"} and on_disk["metrics"]["test"]["tokens"] == 64 * 4
     assert on_disk["representation"]["vocab_size"] == 149 and on_disk["command"] == "bachd train ..."
     assert load_model(out).count_params() == on_disk["parameters"]
@@ -37,8 +38,8 @@ def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_p
     assert "val_nll" in log_lines[0] and on_disk["training"]["label_smoothing"] == 0.1
 
     with pytest.raises(BachdError, match="--resume"):
-        train(_config(tiny_json_corpus, out, epochs=3), TINY)
-    resumed = train(_config(tiny_json_corpus, out, epochs=3, label_smoothing=0.1), TINY, resume=True)
+        train(_config(tiny_json_corpus, out, epochs=3), keyed)
+    resumed = train(_config(tiny_json_corpus, out, epochs=3, label_smoothing=0.1), keyed, resume=True)
     assert resumed["epochs_run"] == 3 and resumed["training"]["resumed"]
     assert len((run_dir(out) / "log.csv").read_text().strip().splitlines()) == 4  # one more epoch, appended
 
