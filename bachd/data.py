@@ -55,10 +55,9 @@ def piece_arrays(piece: Piece, positions: int, key_row: int = encoding.UNKNOWN_K
 
 def piece_key_row(piece: Piece) -> int:
     """The key input's row for the key of the whole piece (:func:`bachd.music.detect_key`)."""
-    from bachd.music import detect_key
+    from bachd.keys import key_of_tokens
 
-    pitches, _ = encoding.decode_pitches(piece.tokens)
-    return encoding.key_row(detect_key(pitches))
+    return encoding.key_row(key_of_tokens(piece.tokens, min_weight=1))
 
 
 def piece_period(piece: Piece, positions: int) -> int:

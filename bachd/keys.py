@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from bachd import encoding
-from bachd.music import MAJOR_SCALE, MINOR_SCALE, key_of_histogram
+from bachd.music import MAJOR_SCALE, MINOR_SCALE, detect_key, key_of_histogram
 
 Key = tuple[int, bool]  # (tonic pitch class, is_minor)
 
@@ -131,13 +131,12 @@ def pulls_toward_key(config) -> bool:
 
 
 def key_of_tokens(tokens: np.ndarray, min_weight: float = 16.0) -> Key | None:
-    """The key of a (T, 4) token array (:func:`bachd.music.key_of_histogram` over every
-    sounding note-step), or None when fewer than ``min_weight`` note-steps sound."""
+    """The key of a (T, 4) token array (:func:`bachd.music.detect_key`), or None when
+    fewer than ``min_weight`` note-steps sound."""
     pitches, _ = encoding.decode_pitches(np.asarray(tokens))
-    sounding = pitches[pitches != encoding.SILENT]
-    if sounding.size < min_weight:
+    if (pitches != encoding.SILENT).sum() < min_weight:
         return None
-    return key_of_histogram(np.bincount(sounding % 12, minlength=12).astype(np.float64))
+    return detect_key(pitches)
 
 
 class KeyTracker:
