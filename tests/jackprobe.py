@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,24 +105,38 @@ class Received:
     message: list[int]
 
 
-@dataclass
 class MidiProbe:
-    """A JACK MIDI client of its own: its output feeds ``bachd-in``, its input hears ``bachd-out``."""
+    """A JACK MIDI client of its own: its output feeds ``bachd-in``, its input hears ``bachd-out``.
 
-    to_port: str = "bachd-in"
-    from_port: str = "bachd-out"
-    received: list[Received] = field(default_factory=list)
+    What it hears is polled by a thread of its own, never delivered by callback: rtmidi runs
+    a JACK input callback inside the client's process thread, where a Python callback must
+    wait for the interpreter lock. On a loaded machine that thread then misses JACK cycles and
+    every event of those cycles is lost to the probe (seen as notes bachd "left on" that
+    bachd had released). Polled, rtmidi's thread only appends to its own queue.
 
-    def __post_init__(self) -> None:
+    Arrival times come from rtmidi's deltas (JACK's clock, stamped in the process thread), not
+    from when the poll ran: a message's time is its offset from the first message plus the
+    smallest (poll time - offset) seen so far, so a late poll never makes bachd look late.
+    """
+
+    POLL_SECONDS = 0.0005
+
+    def __init__(self, to_port: str = "bachd-in", from_port: str = "bachd-out"):
         import rtmidi
 
+        self.to_port, self.from_port = to_port, from_port
+        self.received: list[Received] = []
         self._arrived = threading.Condition()
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="probe-player")
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="probe-listener")
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="probe-listener", queue_size_limit=1 << 16)
         self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
         self.out.open_port(self._index(self.out.get_ports(), self.to_port))
         self.inp.open_port(self._index(self.inp.get_ports(), self.from_port))
-        self.inp.set_callback(self._on_message)
+        self._offsets: list[float] = []  # each message's seconds since the first, on JACK's clock
+        self._base = float("inf")  # monotonic time of the first message (best estimate so far)
+        self._running = True
+        self._reader = threading.Thread(target=self._read, name="probe-listener", daemon=True)
+        self._reader.start()
 
     @staticmethod
     def _index(ports: list[str], name: str) -> int:
@@ -131,10 +145,27 @@ class MidiProbe:
                 return index
         raise AssertionError(f"no JACK port of client {name} among {ports}")
 
-    def _on_message(self, event, _data=None) -> None:
-        with self._arrived:
-            self.received.append(Received(time.monotonic(), list(event[0])))
-            self._arrived.notify_all()
+    def _read(self) -> None:
+        since_first = 0.0
+        while self._running:
+            now = time.monotonic()
+            batch = []
+            while (event := self.inp.get_message()) is not None:
+                message, delta = event
+                since_first += delta if self._offsets or batch else 0.0
+                batch.append((since_first, list(message)))
+            if batch:
+                with self._arrived:
+                    base = min(self._base, now - batch[0][0])
+                    if base < self._base:  # a quicker poll: a better estimate for all
+                        self._base = base
+                        for record, offset in zip(self.received, self._offsets):
+                            record.t_seconds = base + offset
+                    for offset, message in batch:
+                        self._offsets.append(offset)
+                        self.received.append(Received(base + offset, message))
+                    self._arrived.notify_all()
+            time.sleep(self.POLL_SECONDS)
 
     def send(self, *message: int) -> float:
         t = time.monotonic()
@@ -151,12 +182,20 @@ class MidiProbe:
                     return hits
                 self._arrived.wait(max(0.0, deadline - time.monotonic()))
 
+    def quiet(self, timeout: float = 1.0) -> dict[tuple[int, int], int]:
+        """The notes still on once every note heard has been released, or after ``timeout``:
+        the last note-offs bachd sent may still be on their way through JACK."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._arrived:
+                hanging = hanging_notes([r.message for r in self.received])
+            if not hanging or time.monotonic() >= deadline:
+                return hanging
+            time.sleep(0.005)
+
     def close(self) -> None:
-        # Remove the callback and let one in flight finish before any port is closed: a
-        # close holds the GIL while libjack waits for this client's process thread, which
-        # deadlocks if that thread is waiting for the GIL to run the callback.
-        self.inp.cancel_callback()
-        time.sleep(0.05)
+        self._running = False
+        self._reader.join(timeout=1.0)
         for port in (self.out, self.inp):
             try:
                 port.close_port()
