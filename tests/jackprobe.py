@@ -132,6 +132,13 @@ class MidiProbe:
         self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
         self.out.open_port(self._index(self.out.get_ports(), self.to_port))
         self.inp.open_port(self._index(self.inp.get_ports(), self.from_port))
+        # What the listening port holds before its connection is made is not bachd's: a port
+        # can take over a closed port's buffer (its last events included) and read it for a
+        # cycle or two. Drop it, a few cycles after connecting, and keep count.
+        time.sleep(0.02)
+        self.junk = 0
+        while self.inp.get_message() is not None:
+            self.junk += 1
         self._offsets: list[float] = []  # each message's seconds since the first, on JACK's clock
         self._base = float("inf")  # monotonic time of the first message (best estimate so far)
         self._running = True
@@ -193,6 +200,13 @@ class MidiProbe:
                 return hanging
             time.sleep(0.005)
 
+    def story(self, notes) -> str:
+        """What was heard of the given (channel, pitch) notes, with times: for a failure's message."""
+        with self._arrived:
+            lines = [f"{r.t_seconds - self.received[0].t_seconds:8.4f} {r.message}" for r in self.received
+                     if len(r.message) == 3 and r.message[0] & 0xE0 == 0x80 and (r.message[0] & 0x0F, r.message[1]) in notes]
+        return "\n".join(lines) + f"\n({len(self.received)} messages in all)"
+
     def close(self) -> None:
         self._running = False
         self._reader.join(timeout=1.0)
@@ -212,8 +226,9 @@ def is_note_off(message: list[int]) -> bool:
     return len(message) == 3 and (message[0] & 0xF0 == 0x80 or (message[0] & 0xF0 == 0x90 and message[2] == 0))
 
 
-def hanging_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
-    """(channel, note) → count of note-ons without a note-off, from a received stream."""
+def unmatched_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
+    """(channel, note) → count of note-ons without a note-off, from messages as bachd sent
+    them (in-process, nothing in between): every note-on needs a note-off of its own."""
     open_notes: dict[tuple[int, int], int] = {}
     for message in messages:
         if is_note_on(message):
@@ -224,6 +239,24 @@ def hanging_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
             if open_notes.get(key):
                 open_notes[key] -= 1
     return {k: v for k, v in open_notes.items() if v}
+
+
+def hanging_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
+    """(channel, note) → 1 for each note left on in a received stream, as a synth hears it: a
+    note-on of a key already sounding strikes it again, and a note-off releases the key.
+
+    bachd never sends a second note-on for a key it is sounding (its voicer shares one note
+    between voices, see :class:`bachd.scheduler.Voicer`, whose tests count every message), so
+    a repeated note-on can only be the MIDI system delivering an event twice: JACK hands a
+    client the previous cycle's events again when their sender missed a cycle (an xrun on a
+    loaded machine)."""
+    sounding: dict[tuple[int, int], bool] = {}
+    for message in messages:
+        if is_note_on(message):
+            sounding[(message[0] & 0x0F, message[1])] = True
+        elif is_note_off(message):
+            sounding[(message[0] & 0x0F, message[1])] = False
+    return {k: 1 for k, on in sounding.items() if on}
 
 
 class Bachd:

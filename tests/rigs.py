@@ -5,7 +5,7 @@ that sends MIDI clock while its transport runs."""
 from bachd.clock import MidiClock
 from bachd.presets import LiveSettings
 from bachd.session import Session
-from jackprobe import hanging_notes
+from jackprobe import unmatched_notes
 
 START, CONTINUE, STOP, TICK, SONG_POSITION = 0xFA, 0xFB, 0xFC, 0xF8, 0xF2
 BPM = 120.0
@@ -65,4 +65,4 @@ class LiveRig(Session):
         return self.stage.voicer.notes_sounding
 
     def hanging(self) -> dict:
-        return hanging_notes(self.messages())
+        return unmatched_notes(self.messages())

@@ -54,16 +54,17 @@ def test_harmonize_answers_every_melody_note_with_lower_voices(play):
     assert "harmonize mode" in bachd.ready_line and "bachd-in" in bachd.ready_line
     for pitch in [72, 74, 76, 74, 72, 71, 72]:
         since = len(probe.received)
-        probe.send(0x90, pitch, 90)
+        sent = probe.send(0x90, pitch, 90)
         hits = probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)
-        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3]
-        assert all(h.message[1] <= pitch for h in hits[:3])  # under the melody, or doubling it
+        heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
+        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], heard
+        assert all(h.message[1] <= pitch for h in hits[:3]), heard  # under the melody, or doubling it
         time.sleep(0.15)
         probe.send(0x80, pitch, 0)
         time.sleep(0.05)
     code, _, err = bachd.stop()
     assert code == 0, err
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
 def test_continue_answers_after_the_gap_for_the_asked_length(play):
@@ -76,7 +77,7 @@ def test_continue_answers_after_the_gap_for_the_asked_length(play):
     hits = probe.wait_for(is_note_on, timeout=3.0)
     assert hits, "no answer"
     time.sleep(2.5)  # the one-bar answer is over: every note it struck is released
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     count = len(probe.received)
     time.sleep(1.0)
     assert probe.received[count:] == []  # and it answered once: nothing more comes
@@ -112,7 +113,7 @@ def test_midi_clock_drives_the_tempo_and_stop_silences(play):
     starts = sorted({round((r.t_seconds - ons[0].t_seconds) / 0.1, 1) for r in ons})
     assert all(abs(s - round(s)) <= 0.25 for s in starts), starts
     probe.send(0xFC)  # Stop
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     count = len(probe.received)
     ticks_until(time.monotonic() + 0.5)
     assert not [r for r in probe.received[count:] if is_note_on(r.message)]  # silent while stopped
@@ -132,7 +133,7 @@ def test_sigterm_during_an_answer_leaves_no_note_hanging(play):
     assert code == 0, err
     assert time.monotonic() - started < 5
     assert sum(is_note_on(m) for m in messages(probe)) > 1
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
 def test_bad_input_leaves_the_daemon_answering(play):
@@ -155,7 +156,7 @@ def test_bad_input_leaves_the_daemon_answering(play):
     probe.send(0x80, 74, 0)
     code, _, err = bachd.stop()
     assert code == 0, err
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
 def test_busy_or_absent_port_names_and_missing_model_are_clear_errors(jack, tmp_path):
@@ -194,7 +195,7 @@ def test_monitor_plays_through_portaudio_while_harmony_stays_on_time(play, tmp_p
     time.sleep(0.3)
     code, _, err = bachd.stop()
     assert code == 0, err
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     audio = json.loads(stats_path.read_text())["audio"]
     assert audio["error"] is None and audio["device"]
     seconds = audio["blocks"] * audio["block_frames"] / audio["sample_rate"]
@@ -251,14 +252,14 @@ def test_stop_then_start_releases_everything_and_harmonizes_the_first_note(play)
     probe.send(0x90, 77, 90)  # held over the Stop
     daw.play_for(0.2)
     daw.transport(0xFC)
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     daw.play_for(0.5)
     probe.send(0x80, 77, 0)
     daw.transport(0xFA)  # from the top
     assert harmony_heard(probe, daw.note(72, 0.3)) == [1, 2, 3]  # the very first note after Start
     assert harmony_heard(probe, daw.note(74, 0.3)) == [1, 2, 3]
     daw.transport(0xFC)
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     code, _, err = bachd.stop()
     assert code == 0, err
 
@@ -275,7 +276,7 @@ def test_start_while_running_silences_and_no_answer_comes_unasked(play, tmp_path
     daw.play_for(1.0)
     assert probe.wait_for(is_note_on, timeout=0.5), "no answer"
     daw.transport(0xFA)  # the DAW jumps back to the top while playing
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
     count = len(probe.received)
     daw.play_for(3.0)
     assert not [r for r in probe.received[count:] if is_note_on(r.message)]
@@ -298,7 +299,7 @@ def test_a_drum_note_left_on_never_keeps_continue_from_answering(play):
     assert probe.wait_for(is_note_on, timeout=3.0), "continue never answered"
     code, _, err = bachd.stop()
     assert code == 0, err
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
 @pytest.mark.parametrize("mode", ["continue", "harmonize"])
@@ -315,7 +316,7 @@ def test_an_unterminated_sysex_does_not_leave_bachd_deaf(play, mode):
     assert len(heard) >= 3, f"deaf after a broken SysEx in {mode} mode"
     code, _, err = bachd.stop()
     assert code == 0, err
-    assert probe.quiet() == {}
+    assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
 def test_a_flood_is_counted_not_printed_and_bachd_plays_on(play, tmp_path):

@@ -16,7 +16,7 @@ from bachd.presets import LiveSettings, describe, resolve
 from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
 from fakes import FakePorts, FakeRestingEngine
-from jackprobe import hanging_notes
+from jackprobe import unmatched_notes
 from rigs import LiveRig
 
 
@@ -77,7 +77,7 @@ def test_voicer_pairs_every_note_on_with_a_note_off():
     assert (0x90 | 1, 60, 80) in sent and sent.count((0x80 | 1, 60, 0)) == 2  # re-struck, not stacked
     assert voicer.notes_sounding == 2  # tenor (hold after nothing starts a note) and bass
     sent += voicer.release_all()
-    assert hanging_notes([list(m) for m in sent]) == {}
+    assert unmatched_notes([list(m) for m in sent]) == {}
     assert voicer.notes_sounding == 0
 
 
@@ -106,7 +106,7 @@ def test_scheduler_orders_cancels_and_records_lateness():
     stage.schedule(2.0, [Frame(3, enc.attack(40))], "c")
     stage.silence()
     assert sent[-1] == (0x81, 62, 0) and len(stage.scheduler) == 0
-    assert hanging_notes([list(m) for m in sent]) == {}
+    assert unmatched_notes([list(m) for m in sent]) == {}
 
 
 def test_scheduler_pop_due_is_time_ordered():
@@ -190,7 +190,7 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
     # The player stops: within about a beat the harmony stops too.
     rig.run_until(rig.now + 1.0)
     assert rig.stage.voicer.notes_sounding == 0
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
     stats = rig.performer.stats
     assert stats.melody_chords == 9
     assert stats.chords_ahead == (9 if ahead else 0)  # with spare time, no note waits for the model
@@ -237,7 +237,7 @@ def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tin
     assert len([m for m in answered if m[0] & 0xF0 == 0x90]) == 3
     assert rig.performer.stats.rollbacks >= 1
     rig.performer.shutdown()
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
 
 
 def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_model_path):
@@ -259,7 +259,7 @@ def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_mo
     last_off = max(t for t, m in rig.sent)
     assert last_off <= first + 2.0 + 1e-6  # one 4/4 bar at 120 bpm
     assert rig.performer.stats.answers == 1 and rig.performer.state == "listening"
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
 
 
 @pytest.mark.parametrize("beats_per_bar", [3, 4])
@@ -277,7 +277,7 @@ def test_a_three_four_preset_answers_in_three_four(tiny_model_path, tmp_path, be
     steps = sorted({round(rig.clock.step_at(t)) for t, _ in rig.sent})
     assert steps[0] % bar_steps == 0  # on a bar line of this meter
     assert steps[-1] - steps[0] == 2 * bar_steps  # two bars of this meter, then the final note-offs
-    assert rig.performer.stats.answers == 1 and hanging_notes(rig.messages()) == {}
+    assert rig.performer.stats.answers == 1 and unmatched_notes(rig.messages()) == {}
 
 
 def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
@@ -293,7 +293,7 @@ def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
     sent_before = len(rig.sent)
     rig.run_until(rig.now + 0.2)
     assert not [m for _, m in rig.sent[sent_before:] if m[0] & 0xF0 == 0x90]
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
 
 
 @pytest.mark.parametrize("action", ["panic", "mode", "stop", "cc123"])
@@ -315,7 +315,7 @@ def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model
     else:
         router.handle(rig.now, [0xB3, 123, 0])
     assert rig.stage.voicer.notes_sounding == 0 and len(rig.stage.scheduler) == 0
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
 
 
 def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
@@ -341,7 +341,7 @@ def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
         router.handle(rig.now, [0x81, 40 + k, 0])
     rig.run_until(rig.now + 1.0)
     rig.performer.shutdown()
-    assert hanging_notes(rig.messages()) == {}
+    assert unmatched_notes(rig.messages()) == {}
 
 
 def test_live_logic_modules_do_not_import_tensorflow_or_rtmidi():
@@ -414,7 +414,7 @@ def test_a_continue_answer_from_a_resting_model_still_sounds():
     ons = [t for t, m in sent if m[0] & 0xF0 == 0x90]
     assert ons, "a resting model left the answer silent"
     assert all(m[0] & 0x0F == 0 for t, m in sent if m[0] & 0xF0 == 0x90)  # the soprano comes in, nothing else
-    assert hanging_notes([list(m) for _, m in sent]) == {}
+    assert unmatched_notes([list(m) for _, m in sent]) == {}
 
 
 def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
