@@ -16,7 +16,7 @@ from bachd.errors import BachdError
 from bachd.keys import Key, draw_keys, key_of_tokens, opening_masks, pulls_toward_key, scale_bias
 from bachd.meter import COMMON_TIME, Meter
 from bachd.metre import draw_opening
-from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
+from bachd.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Sampler, root_bias
 
 
 @dataclass
@@ -66,6 +66,10 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     log_prob = np.zeros(batch)
     sampled = 0
     silent_steps = np.zeros(batch, np.int64)  # all four voices resting, up to the last step
+    chords = ChordClock(batch, sampler.config.max_chord_beats)
+    seed_key = key_of_tokens(seed_tokens) if keys is None and seed_tokens.shape[0] else None
+    home = [k[0] for k in keys] if keys is not None else [seed_key[0] if seed_key else None] * batch
+    closes = Closes(home, sampler.config.cadence_hold, bar_steps)
     engine.reset()
     if keys is not None:
         engine.set_key([encoding.key_row(k) for k in keys])
@@ -85,12 +89,19 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
                 if voice == 0 and np.any(silent_steps >= MAX_SILENT_STEPS):
                     restrict = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
                     restrict[silent_steps >= MAX_SILENT_STEPS] = NO_REST
-                pitch_bias = None
-                if voice == encoding.NUM_VOICES - 1 and sampler.config.root_pull > 0 and beat % encoding.STEPS_PER_BEAT == 0:
-                    pitch_bias = root_bias(out[:, step, :voice], sampler.config.root_pull)
+                pitch_bias = hold_bias = None
+                on_beat = beat % encoding.STEPS_PER_BEAT == 0
+                if voice == 0:
+                    hold_bias = closes.hold_bias(step)
+                if voice == encoding.NUM_VOICES - 1:
+                    if sampler.config.root_pull > 0 and on_beat:
+                        pitch_bias = root_bias(out[:, step, :voice], sampler.config.root_pull)
+                    move = chords.bass_mask(out[:, step, :voice], last_of_voice[:, voice], on_beat)
+                    if move is not None:
+                        restrict = move if restrict is None else restrict & move
                 token, token_log_prob = sampler.sample(
                     logits, voice, last_of_voice[:, voice], restrict, before=before, above=out[:, step, :voice],
-                    pitch_bias=pitch_bias,
+                    pitch_bias=pitch_bias, hold_bias=hold_bias,
                 )
                 if step >= seed_tokens.shape[0]:
                     log_prob += token_log_prob
@@ -99,7 +110,63 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
             last_of_voice[:, voice] = token
             previous = token
         silent_steps = np.where((out[:, step] == encoding.REST).all(axis=1), silent_steps + 1, 0)
+        chords.advance(out[:, step])
+        closes.advance(out[:, : step + 1], step, beat)
     return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase, keys)
+
+
+class Closes:
+    """Where the soprano lets a home-key cadence ring.
+
+    Bach's phrases end on a long soprano note over a V-I (or IV-I) in root position, a fifth
+    of them in the piece's own key. The model writes such closes in the home key as often as
+    it writes any chord change, but rarely stops on them: its long notes fall anywhere. Once
+    the chord struck with a soprano note on a strong beat closes V-I or IV-I in the home key,
+    the soprano's hold-or-move draw leans ``cadence_hold`` nats toward holding it, up to a
+    half note: the close becomes a phrase end."""
+
+    def __init__(self, home: list, pull: float, bar_steps: int):
+        self.home, self.pull, self.bar_steps = home, pull, bar_steps
+        batch = len(home)
+        self.onset = np.full(batch, -(10**6), np.int64)  # step of the soprano's current note
+        self.ringing = np.zeros(batch, bool)  # ... and whether it was struck on a home close
+
+    def strong(self, beat: int) -> bool:
+        half = self.bar_steps // 2
+        return beat % half == 0 if self.bar_steps % (2 * encoding.STEPS_PER_BEAT) == 0 else beat == 0
+
+    def hold_bias(self, step: int) -> np.ndarray | None:
+        if not self.pull:
+            return None
+        held = step - self.onset
+        lasting = self.ringing & (held < 2 * encoding.STEPS_PER_BEAT)
+        release = ~self.ringing & (held >= encoding.STEPS_PER_BEAT) & (held < 2 * encoding.STEPS_PER_BEAT)
+        return np.where(lasting, self.pull, np.where(release, -self.pull * _RELEASE, 0.0))
+
+    def advance(self, tokens: np.ndarray, step: int, beat: int) -> None:
+        """Count in step ``step`` of the (batch, step + 1, 4) tokens so far."""
+        if not self.pull:
+            return
+        from bachd.music import cadence
+
+        now = tokens[:, step, 0].astype(np.int64)
+        pitch = np.where(now >= _FIRST_ATTACK, (now - _FIRST_ATTACK) // 2, -1)
+        before = tokens[:, step - 1, 0].astype(np.int64) if step else np.full_like(now, encoding.REST)
+        struck = np.flatnonzero((pitch >= 0) & (((now - _FIRST_ATTACK) % 2 == 0) | (np.where(before >= _FIRST_ATTACK, (before - _FIRST_ATTACK) // 2, -1) != pitch)))
+        self.onset[struck] = step
+        self.ringing[struck] = False
+        if not self.strong(beat):
+            return
+        for k in struck:
+            if self.home[k] is None:
+                continue
+            start = max(0, step - 4 * encoding.STEPS_PER_BEAT)
+            pitches, _ = encoding.decode_pitches(tokens[k, start : step + 1])
+            self.ringing[k] = cadence(pitches, step - start) == self.home[k]
+
+
+_FIRST_ATTACK = encoding.attack(encoding.PITCH_LOW)
+_RELEASE = 1 / 3  # of ``cadence_hold``, against holding other soprano notes past a beat
 
 
 def seed_from_pitches(pitches: np.ndarray, attacks: np.ndarray, phase: int, name: str,

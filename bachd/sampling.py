@@ -40,9 +40,11 @@ class SamplingConfig:
     key_pull: float = SETTINGS["key_pull"].offline_default()
     minor_pull: float = SETTINGS["minor_pull"].offline_default()
     root_pull: float = SETTINGS["root_pull"].offline_default()
+    max_chord_beats: float = SETTINGS["max_chord_beats"].offline_default()
+    cadence_hold: float = SETTINGS["cadence_hold"].offline_default()
 
     def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "root_pull"):
+        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "root_pull", "max_chord_beats", "cadence_hold"):
             check(name, getattr(self, name), "sampling")
         return self
 
@@ -93,6 +95,7 @@ class Sampler:
     def sample(
         self, logits: np.ndarray, voice: int, previous: np.ndarray, restrict: np.ndarray | None = None,
         before: np.ndarray | None = None, above: np.ndarray | None = None, pitch_bias: np.ndarray | None = None,
+        hold_bias: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampled tokens (batch,) and their log-probabilities under the unmodified model.
 
@@ -103,6 +106,7 @@ class Sampler:
         where it would leave nothing allowed, it is dropped for that stream. ``pitch_bias``,
         (vocab,) or (batch, vocab), is added to the logits of the pitch draw only, once the
         rhythm draw has decided that the voice moves (or where it has no note to hold).
+        ``hold_bias`` (batch,) adds that many nats to holding the note in the rhythm draw.
         """
         logits = np.asarray(logits, dtype=np.float64)
         parallels = None
@@ -111,7 +115,8 @@ class Sampler:
         if logits.shape[0] == 1:
             rule = None if parallels is None else parallels[0]
             bias = None if pitch_bias is None else np.asarray(pitch_bias).reshape(-1, logits.shape[-1])[0]
-            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule, bias)
+            hold = 0.0 if hold_bias is None else float(np.asarray(hold_bias).reshape(-1)[0])
+            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule, bias, hold)
             return np.array([token], np.int32), np.array([log_prob])
         log_probs = logits - _logsumexp(logits)
         mask = self.allowed(voice, previous)
@@ -122,7 +127,7 @@ class Sampler:
             ruled = mask & parallels
             keep = ruled.any(axis=-1)
             mask[keep] = ruled[keep]
-        staying = self._draw_stays(logits, mask, previous)
+        staying = self._draw_stays(logits, mask, previous, hold_bias)
         pitch_logits = logits if pitch_bias is None else logits + pitch_bias
         scaled = np.where(mask, pitch_logits / self.config.temperature, -np.inf)
         probs = np.exp(scaled - _logsumexp(scaled))
@@ -138,7 +143,7 @@ class Sampler:
         tokens = np.where(staying >= 0, staying, tokens)
         return tokens.astype(np.int32), log_probs[np.arange(len(tokens)), tokens]
 
-    def _draw_stays(self, logits: np.ndarray, mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    def _draw_stays(self, logits: np.ndarray, mask: np.ndarray, previous: np.ndarray, hold_bias=None) -> np.ndarray:
         """For each stream whose voice is sounding, the rhythm draw at the model's odds:
         hold the note, strike the same pitch again, or move. Returns the hold or re-strike
         token, or -1 where the voice moves (or is silent); a stream that moves has both
@@ -159,6 +164,8 @@ class Sampler:
         p_hold = np.where(can_hold, np.exp(masked[rows, holds] - total), 0.0)
         p_strike = np.where(can_strike, np.exp(masked[rows, strikes] - total), 0.0)
         p_hold, p_strike = _rhythm_odds(p_hold, p_strike, self.config.rhythm_temperature)
+        if hold_bias is not None:
+            p_hold, p_strike = _lean_to_hold(p_hold, p_strike, np.asarray(hold_bias, dtype=np.float64).reshape(-1))
         draw = self.rng.random(len(previous))
         others = mask.sum(axis=-1) - can_hold - can_strike
         # Where nothing else is allowed, the voice stays whatever the (rounded) draw says.
@@ -173,7 +180,7 @@ class Sampler:
 
     def _sample_one(
         self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None, rule: np.ndarray | None = None,
-        pitch_bias: np.ndarray | None = None,
+        pitch_bias: np.ndarray | None = None, hold_bias: float = 0.0,
     ) -> tuple[int, float]:
         """One stream, on 1-D arrays and with as few numpy calls as possible: the live path,
         where each call's overhead counts. Same distribution as the batched path."""
@@ -204,6 +211,8 @@ class Sampler:
                 p_strike = float(weights[at]) / total if has_strike else 0.0
                 if self.config.rhythm_temperature != 1.0:
                     p_hold, p_strike = _rhythm_odds(p_hold, p_strike, self.config.rhythm_temperature)
+                if hold_bias and has_hold:
+                    p_hold, p_strike = _lean_to_hold(p_hold, p_strike, hold_bias)
                 draw = self.rng.random()
                 if draw < p_hold:
                     return self._result(logits, hold)
@@ -268,6 +277,15 @@ def _rhythm_odds(p_hold, p_strike, temperature: float):
     hold, strike, move = (np.power(p, 1.0 / temperature) for p in (p_hold, p_strike, p_move))
     total = hold + strike + move
     return hold / total, strike / total
+
+
+def _lean_to_hold(p_hold, p_strike, nats):
+    """Probabilities of holding and of re-striking once ``nats`` is added to holding's log-odds
+    (scalars or arrays)."""
+    p_move = np.clip(1.0 - p_hold - p_strike, 0.0, 1.0)
+    hold = p_hold * np.exp(nats)
+    total = hold + p_strike + p_move
+    return hold / total, p_strike / total
 
 
 _REST_ONLY = np.array([encoding.REST])
@@ -408,3 +426,45 @@ def root_bias(upper: np.ndarray, pull: float) -> np.ndarray:
     bits = np.where(pitches != encoding.SILENT, 1 << (pitches % 12), 0)
     masks = np.bitwise_or.reduce(bits, axis=1)
     return np.where(_ROOT_TABLE[masks], float(pull), 0.0)
+
+
+# --- harmonic rhythm ---------------------------------------------------------------------------
+# Bach rarely lets all four voices stand on one chord for long: the longest such stretch in a
+# validation chorale is 2.3 beats on average (a half-note chord at a phrase end, now and
+# then a longer one at the close), and the model left to itself holds a chord 3-5 beats at
+# a phrase end in most pieces. ``max_chord_beats`` caps it: once a full chord has stood that
+# long, on the next beat where the soprano, alto and tenor keep their pitches the bass may
+# neither hold nor strike its note again, so the harmony moves.
+class ChordClock:
+    """How long each stream's four pitches have stood unchanged, and the bass's mask when
+    that has gone on too long (``max_chord_beats``; 0: never)."""
+
+    def __init__(self, batch: int, max_beats: float):
+        self.limit = int(round(max_beats * encoding.STEPS_PER_BEAT))
+        self.run = np.zeros(batch, np.int64)  # steps, up to and including the last one
+        self.last = np.full((batch, encoding.NUM_VOICES), encoding.SILENT, np.int64)
+
+    def bass_mask(self, upper: np.ndarray, bass_before: np.ndarray, on_beat: bool) -> np.ndarray | None:
+        """(batch, vocab) tokens the bass may take at this step, given the (batch, 3) tokens
+        of the voices above it; None where nothing is held back."""
+        if not self.limit or not on_beat or not (self.run >= self.limit).any():
+            return None
+        pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
+        bass_before = np.asarray(bass_before, dtype=np.int64).reshape(-1)
+        stale = (self.run >= self.limit) & (pitches == self.last[:, :-1]).all(axis=1) & (self.last != encoding.SILENT).all(axis=1)
+        stale &= bass_before >= _FIRST_ATTACK
+        if not stale.any():
+            return None
+        mask = np.ones((len(stale), encoding.VOCAB_SIZE), dtype=bool)
+        rows = np.flatnonzero(stale)
+        hold = _hold_of(bass_before[rows])
+        mask[rows, hold] = False
+        mask[rows, hold - 1] = False
+        return mask
+
+    def advance(self, tokens: np.ndarray) -> None:
+        """Count in one step's (batch, 4) tokens."""
+        pitches = _pitches(np.asarray(tokens, dtype=np.int64).reshape(-1, encoding.NUM_VOICES))
+        same = (pitches == self.last).all(axis=1)
+        self.run = np.where(same, self.run + 1, 1)
+        self.last = pitches

@@ -93,8 +93,10 @@ _DECLARED = (
     # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %. A model told the
     # key (train --key-input) needs no more than minor_pull: see bachd/keys.py.
     Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what has sounded so far live (0: not at all).", float, 0.0, 10.0),
-    Setting("minor_pull", 1.0, "How strongly (in nats) a minor key's flat 7th, the leading tone of its relative major, is held back (0: not at all).", float, 0.0, 10.0),
+    Setting("minor_pull", 1.0, "How strongly (in nats) a minor key's flat 7th, the leading tone of its relative major, is held back (0: not at all). Offline default 1.5.", float, 0.0, 10.0, offline=1.5),
     Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0),
+    Setting("max_chord_beats", 0.0, "The longest a full chord may stand unchanged, in beats, before the bass has to move on the next beat (0: no limit). Offline generation only (generate, eval --music); default there 2.", float, 0.0, 64.0, offline=2.0),
+    Setting("cadence_hold", 0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close in the piece's key on a strong beat, up to a half note, so the close ends a phrase; a third of it keeps other notes from lasting past a beat (0: not at all). Offline generation only (generate, eval --music); default there 3.", float, 0.0, 10.0, offline=3.0),
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),
     Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),

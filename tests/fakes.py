@@ -69,3 +69,15 @@ def melody_file(path, pitches, bpm=None, ticks=240, channel=0, extra_tracks=()):
         mid.tracks.append(track)
     mid.save(path)
     return path
+
+
+class FakeHoldingEngine(FakeRestingEngine):
+    """An engine whose model wants every sounding voice to hold its note, always; a voice
+    that may not hold goes to the lowest note it can."""
+
+    def step(self, previous, voice, beat):
+        self.state = [self.state[0] + 1]
+        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -5.0)
+        logits[:, enc.hold(enc.PITCH_LOW) :: 2] = 8.0
+        logits[:, enc.attack(enc.PITCH_LOW) :: 2] = -8.0 - np.arange(enc.PITCH_HIGH - enc.PITCH_LOW + 1) * 0.01
+        return logits

@@ -294,3 +294,56 @@ def test_generation_with_the_root_pull_puts_more_bass_notes_on_the_root(tiny_mod
         triads, rooted = (sum(c[i] for c in counts) for i in (0, 1))
         shares[pull] = rooted / max(triads, 1)
     assert shares[4.0] > shares[0.0] + 0.15, shares
+
+
+def test_a_chord_stands_no_longer_than_max_chord_beats_then_the_bass_moves():
+    from fakes import FakeHoldingEngine
+
+    from bachd import music
+    from bachd.generation import Seed, generate
+
+    chord = [enc.attack(p) for p in (72, 67, 64, 48)]  # C major, root position
+    seed = Seed(np.array([chord], np.int16), np.ones((1, 4), bool))
+    longest = {}
+    for beats in (0.0, 2.0):
+        config = SamplingConfig(temperature=1.0, top_p=1.0, max_chord_beats=beats, cadence_hold=0.0, key_pull=0.0)
+        pieces = generate(FakeHoldingEngine(4), Sampler(config, rng_seed=1), seed, 63).tokens
+        longest[beats] = max(music._longest_run(enc.decode_pitches(p)[0]) for p in pieces)
+        if beats:
+            pitches = enc.decode_pitches(pieces[0])[0]
+            assert (pitches[:, :3] == [72, 67, 64]).all()  # the upper voices hold throughout...
+            assert len(set(pitches[:, 3])) > 3  # ...and the bass moves every two beats
+    assert longest[0.0] == 64  # the model alone never lets go
+    assert longest[2.0] <= 2 * enc.STEPS_PER_BEAT + enc.STEPS_PER_BEAT - 1, longest
+
+
+def test_the_hold_bias_shifts_the_odds_of_holding_in_both_paths():
+    logits = np.full(enc.VOCAB_SIZE, -30.0)
+    logits[enc.hold(72)], logits[enc.attack(74)] = np.log(0.5), np.log(0.5)
+    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, avoid_parallels=False)
+    for nats, share in ((np.log(3.0), 0.75), (-np.log(3.0), 0.25)):
+        single = Sampler(config, rng_seed=2)
+        one = [single.sample(logits[None], 0, np.array([enc.attack(72)]), hold_bias=np.array([nats]))[0][0] for _ in range(3000)]
+        many = Sampler(config, rng_seed=2).sample(np.repeat(logits[None], 4000, 0), 0, np.full(4000, enc.attack(72)),
+                                                  hold_bias=np.full(4000, nats))[0]
+        for drawn in (np.array(one), many):
+            assert abs(np.mean(drawn == enc.hold(72)) - share) < 0.03, (nats, np.mean(drawn == enc.hold(72)))
+
+
+def test_a_home_close_on_a_strong_beat_leans_the_soprano_to_hold_it():
+    from bachd.generation import Closes
+
+    g7 = [enc.attack(p) for p in (71, 67, 62, 43)]  # G: V in C
+    c = [enc.attack(p) for p in (72, 67, 64, 48)]  # C: I, root position
+    tokens = np.array([[g7] * 8 + [c]] * 2, np.int32)  # (2 streams, 9 steps, 4)
+    closes = Closes([0, 7], pull=3.0, bar_steps=16)  # homes: C, and G (where this is no home close)
+    for step in range(9):
+        closes.advance(tokens[:, : step + 1], step, beat=step % 16)
+    # Stream 0 struck C on beat 1 of the bar (step 8): it leans to hold up to a half note.
+    assert closes.hold_bias(9)[0] == 3.0 and closes.hold_bias(15)[0] == 3.0 and closes.hold_bias(16)[0] == 0.0
+    # Stream 1 is in G: the same chord is no close of its home; past a beat the note leans to move.
+    assert closes.hold_bias(9)[1] == 0.0 and closes.hold_bias(12)[1] == -1.0
+    off = Closes([0], pull=3.0, bar_steps=16)
+    for step in range(9):
+        off.advance(tokens[:1, : step + 1], step, beat=(step + 4) % 16)  # the close lands on beat 2
+    assert off.hold_bias(9)[0] == 0.0
