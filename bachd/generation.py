@@ -16,6 +16,7 @@ from bachd.errors import BachdError
 from bachd.keys import Key, draw_keys, key_of_tokens, opening_masks, pulls_toward_key, scale_bias
 from bachd.meter import COMMON_TIME, Meter
 from bachd.metre import draw_opening
+from bachd.music import cadence
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Sampler, root_bias
 
 
@@ -147,12 +148,9 @@ class Closes:
         """Count in step ``step`` of the (batch, step + 1, 4) tokens so far."""
         if not self.pull:
             return
-        from bachd.music import cadence
-
-        now = tokens[:, step, 0].astype(np.int64)
-        pitch = np.where(now >= _FIRST_ATTACK, (now - _FIRST_ATTACK) // 2, -1)
-        before = tokens[:, step - 1, 0].astype(np.int64) if step else np.full_like(now, encoding.REST)
-        struck = np.flatnonzero((pitch >= 0) & (((now - _FIRST_ATTACK) % 2 == 0) | (np.where(before >= _FIRST_ATTACK, (before - _FIRST_ATTACK) // 2, -1) != pitch)))
+        # The soprano's last two steps, one column per stream: where its note was struck now.
+        _, attacks = encoding.decode_pitches(tokens[:, max(step - 1, 0) : step + 1, 0].T)
+        struck = np.flatnonzero(attacks[-1])
         self.onset[struck] = step
         self.ringing[struck] = False
         if not self.strong(beat):
@@ -165,7 +163,6 @@ class Closes:
             self.ringing[k] = cadence(pitches, step - start) == self.home[k]
 
 
-_FIRST_ATTACK = encoding.attack(encoding.PITCH_LOW)
 _RELEASE = 1 / 3  # of ``cadence_hold``, against holding other soprano notes past a beat
 
 
