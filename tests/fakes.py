@@ -26,6 +26,10 @@ class FakeRestingEngine:
     def set_key(self, rows):
         self.key = rows
 
+    def spawn(self, batch_size: int):
+        """An engine of the same kind for a batch of streams (chords computed ahead)."""
+        return type(self)(batch_size)
+
     def get_state(self):
         return [a.copy() for a in self.state]
 
@@ -80,4 +84,14 @@ class FakeHoldingEngine(FakeRestingEngine):
         logits = np.full((self.batch_size, enc.VOCAB_SIZE), -5.0)
         logits[:, enc.hold(enc.PITCH_LOW) :: 2] = 8.0
         logits[:, enc.attack(enc.PITCH_LOW) :: 2] = -8.0 - np.arange(enc.PITCH_HIGH - enc.PITCH_LOW + 1) * 0.01
+        return logits
+
+
+class FakeClimbingEngine(FakeRestingEngine):
+    """An engine whose model wants every voice to strike the highest note it can, always."""
+
+    def step(self, previous, voice, beat):
+        self.state = [self.state[0] + 1]
+        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -50.0)
+        logits[:, enc.attack(enc.PITCH_LOW) :: 2] = np.arange(enc.PITCH_HIGH - enc.PITCH_LOW + 1) * 6.0
         return logits

@@ -15,7 +15,7 @@ from bachd.stream import Stream
 from bachd.presets import LiveSettings, describe, resolve
 from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
-from fakes import FakePorts, FakeRestingEngine
+from fakes import FakeClimbingEngine, FakePorts, FakeRestingEngine
 from jackprobe import unmatched_notes
 from rigs import LiveRig
 
@@ -364,6 +364,37 @@ def test_sampling_restrict_keeps_only_allowed_tokens():
     restrict[:] = False  # nothing allowed at all: REST
     assert sampler.sample(logits, 1, np.array([enc.REST]), restrict)[0][0] == enc.REST
     assert math.isfinite(sampler.sample(logits, 1, np.array([enc.REST]))[1][0])
+
+
+def test_live_harmony_stays_at_or_under_the_melody():
+    from bachd.harmonizer import ATTACKS
+
+    def pitches(tokens):
+        return [enc.token_pitch(int(t)) for t in tokens]
+
+    stream = Stream(FakeClimbingEngine(), Sampler(SamplingConfig(temperature=1.0), rng_seed=4))
+    stream.feed(0, {0: enc.attack(74)})
+    assert pitches(stream.last)[1] == 74  # the highest the model may: the melody's own pitch
+    stream.feed(1, {0: enc.hold(74)})  # a held melody note keeps the harmony under it too
+    assert max(pitches(stream.last)[1:]) <= 74
+    stream.feed(2, {0: enc.attack(62)}, restrict=ATTACKS)
+    soprano, *lower = pitches(stream.last)
+    assert soprano == 62 and all(0 < p <= 62 for p in lower)
+    # A melody under the alto's whole range: the alto still sounds, the others stay under it.
+    stream.feed(3, {0: enc.attack(50)}, restrict=ATTACKS)
+    alto, tenor, bass = pitches(stream.last)[1:]
+    assert alto > 50 and 0 < tenor <= 50 and 0 < bass <= 50
+    # Chords computed ahead keep the same rule, each under its own melody note.
+    melody = [enc.attack(p) for p in (60, 67, 72, 79, 64)]
+    for _ in stream.chords_ahead(melody, ATTACKS):
+        pass
+    for token in melody:
+        soprano, *lower = pitches(stream.chord_for(4, token)[0])
+        assert all(0 < p <= soprano for p in lower), (soprano, lower)
+    # Without the rule this model puts the alto at the top of its range, over most of them.
+    free = Sampler(SamplingConfig(temperature=1.0), rng_seed=4)
+    logits = FakeClimbingEngine().step(None, 1, 0)
+    assert enc.token_pitch(int(free.sample(logits, 1, np.array([enc.REST]))[0][0])) == enc.VOICE_RANGES[1][1]
 
 
 def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
