@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from bachd import encoding
+from bachd import encoding, music
 from bachd.keys import KeyTracker, pulls_toward_key, scale_bias
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 
@@ -206,9 +206,11 @@ class Stream:
     # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
     # the critical path. Between notes there is time to spare, so the chord the model would
     # sample under each likely next melody note is computed ahead, batched over candidates.
-    # A chord is the model's own sample given the melody note, so using it changes nothing
-    # about the music; it is keyed by the context's version and beat, so a stale one is
-    # never used.
+    # A chord is the model's own sample given the melody note, as the critical path would
+    # have drawn it; it is keyed by the context's version and beat, so a stale one is never
+    # used. On a strong beat there is more: ``chord_draws`` chords are drawn under each
+    # melody note and the one that closes best is kept (:class:`Closing`), so a melody that
+    # ends its phrase there finds a cadence under it about as often as Bach wrote one.
 
     def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
         """A generator that computes, one batched engine step per ``next()``, the chord
@@ -228,6 +230,10 @@ class Stream:
         while len(self._chords) > 4:  # the current context and a few it may be rolled back to
             del self._chords[next(iter(self._chords))]
         engine, group = self._chord_engine, self.chord_group
+        draws = self.sampler.config.chord_draws if self.strong_beat(beat) else 1
+        closes = Closing(last, self.keys.key) if draws > 1 else None
+        best: dict[int, int] = {}  # soprano token -> score of the chord kept for it
+        todo = [token for token in todo for _ in range(draws)]  # nearest melody notes first
         for first in range(0, len(todo), group):
             chunk = todo[first : first + group]
             tokens = np.empty((group, V), np.int64)
@@ -249,7 +255,16 @@ class Stream:
                 )[0]
             state = engine.get_state()
             for row, soprano in enumerate(chunk):
-                table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
+                score = closes.score(tokens[row]) if closes is not None else 0
+                if soprano not in best or score > best[soprano]:  # ties: the earlier draw
+                    best[soprano] = score
+                    table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
+
+    def strong_beat(self, beat: int) -> bool:
+        """Whether 16th ``beat`` of the bar is a strong beat: 1 or 3 of a 4/4 bar (the
+        middle of an even bar), the downbeat of any other."""
+        half = self.bar_steps // 2
+        return beat % half == 0 if half % encoding.STEPS_PER_BEAT == 0 else beat == 0
 
     def chord_for(self, grid_step: int, soprano_token: int) -> Optional[tuple]:
         """The chord computed ahead for ``soprano_token`` at ``grid_step``, if there is one
@@ -268,6 +283,35 @@ class Stream:
 
     def discard_chords(self) -> None:
         self._chords.clear()
+
+
+class Closing:
+    """How well a chord drawn for a strong beat closes after ``last`` (the tokens sounding
+    before it) in ``key`` (None: not named yet): 0 unless it is a complete major or minor
+    triad in root position; 1 if it is; 2 if it also ends a V-I or IV-I (``last`` a complete
+    triad or seventh in root position a fifth above or below); 3 if that close is on the
+    key's tonic. The live harmonizer cannot know which melody note ends a phrase, so on every
+    strong beat it prefers, among a few of the model's own draws, the one that could."""
+
+    def __init__(self, last: np.ndarray, key) -> None:
+        self.tonic = None if key is None else key[0]
+        self.before = None
+        pitches = np.array([encoding.token_pitch(int(t)) for t in last])
+        if (pitches != encoding.SILENT).all():
+            root = music.chord_root(music.pitch_classes(pitches), music.TRIADS + music.SEVENTHS)
+            if root is not None and pitches[-1] % 12 == root:
+                self.before = root
+
+    def score(self, tokens: np.ndarray) -> int:
+        pitches = np.array([encoding.token_pitch(int(t)) for t in tokens])
+        if (pitches == encoding.SILENT).any():
+            return 0
+        root = music.chord_root(music.pitch_classes(pitches), music.MAJOR_MINOR)
+        if root is None or pitches[-1] % 12 != root:
+            return 0
+        if self.before is None or (self.before - root) % 12 not in (5, 7):
+            return 1
+        return 3 if root == self.tonic else 2
 
 
 def under_soprano(voice: int, soprano_token: int) -> np.ndarray:

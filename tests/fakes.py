@@ -95,3 +95,16 @@ class FakeClimbingEngine(FakeRestingEngine):
         logits = np.full((self.batch_size, enc.VOCAB_SIZE), -50.0)
         logits[:, enc.attack(enc.PITCH_LOW) :: 2] = np.arange(enc.PITCH_HIGH - enc.PITCH_LOW + 1) * 6.0
         return logits
+
+
+class FakeWhiteKeyEngine(FakeRestingEngine):
+    """An engine whose model strikes any of C, E, G and A alike, in every voice: chords of
+    those notes, a triad in root position now and then."""
+
+    def step(self, previous, voice, beat):
+        self.state = [self.state[0] + 1]
+        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -50.0)
+        for pitch in range(enc.PITCH_LOW, enc.PITCH_HIGH + 1):
+            if pitch % 12 in (0, 4, 7, 9):
+                logits[:, enc.attack(pitch)] = 0.0
+        return logits

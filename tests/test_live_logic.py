@@ -15,7 +15,7 @@ from bachd.stream import Stream
 from bachd.presets import LiveSettings, describe, resolve
 from bachd.sampling import Sampler, SamplingConfig
 from bachd.scheduler import Frame, OutputStage, Scheduler, Voicer
-from fakes import FakeClimbingEngine, FakePorts, FakeRestingEngine
+from fakes import FakeClimbingEngine, FakePorts, FakeRestingEngine, FakeWhiteKeyEngine
 from jackprobe import unmatched_notes
 from rigs import LiveRig
 
@@ -395,6 +395,53 @@ def test_live_harmony_stays_at_or_under_the_melody():
     free = Sampler(SamplingConfig(temperature=1.0), rng_seed=4)
     logits = FakeClimbingEngine().step(None, 1, 0)
     assert enc.token_pitch(int(free.sample(logits, 1, np.array([enc.REST]))[0][0])) == enc.VOICE_RANGES[1][1]
+
+
+def test_a_chord_closes_best_as_a_root_position_cadence_on_the_tonic():
+    from bachd.stream import Closing
+
+    def chord(*pitches):
+        return np.array([enc.attack(p) for p in pitches])
+
+    g7 = chord(65, 62, 59, 43)  # G B D F over G
+    key = (0, False)  # C major
+    assert Closing(g7, key).score(chord(72, 67, 64, 48)) == 3  # V7-I in C
+    assert Closing(g7, (7, False)).score(chord(72, 67, 64, 48)) == 2  # ... in another key
+    assert Closing(chord(72, 65, 57, 53), key).score(chord(72, 67, 64, 48)) == 3  # IV-I
+    assert Closing(chord(69, 64, 60, 45), key).score(chord(72, 67, 64, 48)) == 1  # vi-I: no close
+    assert Closing(g7, key).score(chord(72, 67, 60, 52)) == 0  # I6: not root position
+    assert Closing(g7, key).score(chord(72, 64, 60, 48)) == 0  # no fifth: not a complete triad
+    assert Closing(chord(67, 62, 59, 47), key).score(chord(72, 67, 64, 48)) == 1  # after V6
+    assert Closing(np.full(4, enc.REST), key).score(chord(72, 67, 64, 48)) == 1
+    assert Closing(g7, key).score(np.array([enc.attack(72), enc.REST, enc.attack(64), enc.attack(48)])) == 0
+
+
+def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
+    from bachd.harmonizer import ATTACKS
+    from bachd.stream import Closing
+
+    def chords(draws, upto):
+        """Chords under the melody note C5 at step ``upto`` + 1, one per seed."""
+        kept = []
+        for seed in range(30):
+            stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(temperature=1.0, top_p=1.0, chord_draws=draws), rng_seed=seed))
+            for step in range(upto + 1):
+                stream.feed(step, {0: enc.attack(72), 1: enc.attack(67), 2: enc.attack(64), 3: enc.attack(48)})
+            for _ in stream.chords_ahead([enc.attack(72), enc.attack(76)], ATTACKS):
+                pass
+            kept.append((stream.chord_for(upto + 1, enc.attack(72))[0], Closing(stream.last, stream.keys.key)))
+        return kept
+
+    one, eight = chords(1, 7), chords(8, 7)  # step 8: beat 3 of a 4/4 bar
+    closing = [sum(c.score(t) >= 1 for t, c in kept) for kept in (one, eight)]
+    assert closing[1] >= closing[0] + 8 and closing[1] >= 2 * closing[0], closing
+    # On a weak beat nothing changes: the chord is the first draw, as with one draw.
+    weak_one, weak_eight = chords(1, 3), chords(8, 3)
+    assert all((a == b).all() for (a, _), (b, _) in zip(weak_one, weak_eight))
+    stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(), rng_seed=0))
+    assert [b for b in range(16) if stream.strong_beat(b)] == [0, 8]
+    stream.bar_steps = 12
+    assert [b for b in range(12) if stream.strong_beat(b)] == [0]
 
 
 def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
