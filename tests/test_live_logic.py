@@ -205,10 +205,10 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
     for step, pitch in enumerate([72, 72, 74, 76]):
         stream.feed(step, {0: enc.attack(pitch)})
     before = stream.snapshot()
-    melody = [enc.attack(p) for p in (76, 77, 74, 79, 72)]  # more than one batch of candidates
+    melody = [enc.attack(p) for p in (76, 77, 74, 79, 72, 75, 78, 73, 80, 71)]  # more than one batch of candidates
     job = stream.chords_ahead(melody, ATTACKS)
     steps = sum(1 for _ in job)
-    assert steps == 2 * 3  # two batches of four, three voices each
+    assert stream.chord_group == 8 and steps == 2 * 3  # two batches of eight, three voices each
     assert stream.chords_ahead(melody, ATTACKS) is None  # nothing left to do
     assert stream.chord_for(5, enc.attack(77)) is None  # only for the next step
     chord = stream.chord_for(4, enc.attack(77))
