@@ -235,7 +235,7 @@ class Stream:
         closes = Closing(last, self.keys.key) if draws > 1 else None
         best: dict[int, int] = {}  # soprano token -> score of the chord kept for it
         # One chord under every candidate first (nearest melody notes first), so that each
-        # has one soon; then the further draws, for the nearest few only.
+        # has one soon; then the further draws, for the nearest ``closing_candidates``.
         todo = todo + [token for token in todo[: self.closing_candidates] for _ in range(draws - 1)]
         for first in range(0, len(todo), group):
             chunk = todo[first : first + group]
