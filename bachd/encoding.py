@@ -76,6 +76,13 @@ def token_pitch(token: int) -> int:
     return PITCH_LOW + (token - _FIRST_PITCH_TOKEN) // 2
 
 
+def token_pitches(tokens: np.ndarray) -> np.ndarray:
+    """:func:`token_pitch` over an array of tokens."""
+    tokens = np.asarray(tokens)
+    sounding = (tokens >= _FIRST_PITCH_TOKEN) & (tokens < VOCAB_SIZE)
+    return np.where(sounding, PITCH_LOW + (tokens - _FIRST_PITCH_TOKEN) // 2, SILENT)
+
+
 def token_name(token: int) -> str:
     if token == PAD:
         return "PAD"
@@ -204,6 +211,13 @@ def bar_period(steps_per_bar: int) -> int:
     while steps > STEPS_PER_BAR:
         steps //= 2
     return steps if steps in (12, STEPS_PER_BAR) else STEPS_PER_BAR
+
+
+def strong_beat(beat: int, bar_steps: int) -> bool:
+    """Whether 16th ``beat`` of a bar of ``bar_steps`` is a strong beat: 1 or 3 of a 4/4 bar
+    (the middle of any bar of an even number of beats), the downbeat of any other."""
+    half = bar_steps // 2
+    return beat % half == 0 if half % STEPS_PER_BEAT == 0 else beat == 0
 
 
 # The key input: row 0 is "not known"; a key is 1 + tonic pitch class + 12 if minor.

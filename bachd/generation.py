@@ -132,10 +132,6 @@ class Closes:
         self.onset = np.full(batch, -(10**6), np.int64)  # step of the soprano's current note
         self.ringing = np.zeros(batch, bool)  # ... and whether it was struck on a home close
 
-    def strong(self, beat: int) -> bool:
-        half = self.bar_steps // 2
-        return beat % half == 0 if self.bar_steps % (2 * encoding.STEPS_PER_BEAT) == 0 else beat == 0
-
     def hold_bias(self, step: int) -> np.ndarray | None:
         if not self.pull:
             return None
@@ -153,7 +149,7 @@ class Closes:
         struck = np.flatnonzero(attacks[-1])
         self.onset[struck] = step
         self.ringing[struck] = False
-        if not self.strong(beat):
+        if not encoding.strong_beat(beat, self.bar_steps):
             return
         for k in struck:
             if self.home[k] is None:

@@ -212,24 +212,29 @@ def phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
     return ends
 
 
+def rooted(chord: np.ndarray, templates: list[frozenset]) -> Optional[int]:
+    """The root pitch class of ``chord`` (pitches, S A T B) if all its voices sound, it is one
+    of the chord ``templates`` and the bass is on its root; else None."""
+    if (chord == SILENT).any():
+        return None
+    root = chord_root(pitch_classes(chord), templates)
+    return root if root is not None and chord[-1] % 12 == root else None
+
+
 def cadence(pitches: np.ndarray, end: int) -> Optional[int]:
     """The key (root pitch class) of a V–I or IV–I close on the chord at ``end``: both chords
     complete and the final one a major or minor triad over its root; else None."""
     final = pitches[end]
-    if (final == SILENT).any():
-        return None
-    root = chord_root(pitch_classes(final), MAJOR_MINOR)
-    if root is None or final[3] % 12 != root:
+    root = rooted(final, MAJOR_MINOR)
+    if root is None:
         return None
     before = end - 1
     while before >= 0 and (pitches[before] == final).all():
         before -= 1
-    if before < 0 or (pitches[before] == SILENT).any():
+    if before < 0:
         return None
-    bass = int(pitches[before, 3]) % 12
-    if (bass - root) % 12 not in (7, 5) or chord_root(pitch_classes(pitches[before]), TRIADS + SEVENTHS) != bass:
-        return None
-    return root
+    bass = rooted(pitches[before], TRIADS + SEVENTHS)
+    return root if bass is not None and (bass - root) % 12 in (7, 5) else None
 
 
 def _perfect_motion(pitches: np.ndarray, sounding: np.ndarray) -> tuple[int, int, int]:

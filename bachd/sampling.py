@@ -367,10 +367,7 @@ def _hidden(bass: np.ndarray, soprano_was: np.ndarray, soprano_now: np.ndarray) 
     return leaps[:, None] & same_way & perfect & ~already
 
 
-def _pitches(tokens: np.ndarray) -> np.ndarray:
-    """``encoding.token_pitch`` over an array."""
-    sounding = (tokens >= _FIRST_ATTACK) & (tokens < encoding.VOCAB_SIZE)
-    return np.where(sounding, encoding.PITCH_LOW + (tokens - _FIRST_ATTACK) // 2, encoding.SILENT)
+_pitches = encoding.token_pitches
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:

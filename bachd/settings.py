@@ -97,8 +97,9 @@ _DECLARED = (
     Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0),
     Setting("max_chord_beats", 0.0, "The longest a full chord may stand unchanged, in beats, before the bass has to move on the next beat (0: no limit). Offline generation only (generate, eval --music); default there 2.", float, 0.0, 64.0, offline=2.0),
     Setting("cadence_hold", 0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close in the piece's key on a strong beat, up to a half note, so the close ends a phrase; a third of it keeps other notes from lasting past a beat (0: not at all). Offline generation only (generate, eval --music); default there 3.", float, 0.0, 10.0, offline=3.0),
-    # Harmonize mode, eval --harmonize on the validation melodies: one draw closes 12 % of the
-    # melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 4 draws 22 %, of 8 28 %.
+    # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
+    # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
+    # over four seeds (README, "The live harmonizer against Bach").
     Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a root-position triad, then a V-I or IV-I, then one in the key (1: the model's own draw).", int, 1, 16),
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),

@@ -25,7 +25,7 @@ class Stream:
     harmonizing a melody note costs three engine steps (alto, tenor, bass), or none when its
     chord was computed ahead (:meth:`chords_ahead`).
 
-    Alto, tenor and bass stay at or under the soprano (:func:`under_soprano`): under a
+    Alto, tenor and bass stay at or under the soprano (``_under_table``): under a
     melody a harmony note above it sounds like a wrong note, whatever the model's odds. The
     model crosses there on about 0.5 % of steps.
 
@@ -42,7 +42,6 @@ class Stream:
     """
 
     chord_group = 8  # candidates per batched engine step when computing chords ahead (8 cost about what 4 do)
-    closing_candidates = 25  # the nearest melody notes (an octave either way: all of them) that get chord_draws draws on a strong beat
     bar_steps = encoding.STEPS_PER_BAR
 
     def __init__(self, engine, sampler: Sampler):
@@ -235,8 +234,8 @@ class Stream:
         closes = Closing(last, self.keys.key) if draws > 1 else None
         best: dict[int, int] = {}  # soprano token -> score of the chord kept for it
         # One chord under every candidate first (nearest melody notes first), so that each
-        # has one soon; then the further draws, for the nearest ``closing_candidates``.
-        todo = todo + [token for token in todo[: self.closing_candidates] for _ in range(draws - 1)]
+        # has one soon; then the further draws.
+        todo = todo + [token for token in todo for _ in range(draws - 1)]
         for first in range(0, len(todo), group):
             chunk = todo[first : first + group]
             tokens = np.empty((group, V), np.int64)
@@ -264,10 +263,8 @@ class Stream:
                     table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
 
     def strong_beat(self, beat: int) -> bool:
-        """Whether 16th ``beat`` of the bar is a strong beat: 1 or 3 of a 4/4 bar (the
-        middle of an even bar), the downbeat of any other."""
-        half = self.bar_steps // 2
-        return beat % half == 0 if half % encoding.STEPS_PER_BEAT == 0 else beat == 0
+        """Whether 16th ``beat`` of this stream's bar is a strong beat (:func:`bachd.encoding.strong_beat`)."""
+        return encoding.strong_beat(beat, self.bar_steps)
 
     def chord_for(self, grid_step: int, soprano_token: int) -> Optional[tuple]:
         """The chord computed ahead for ``soprano_token`` at ``grid_step``, if there is one
@@ -298,34 +295,23 @@ class Closing:
 
     def __init__(self, last: np.ndarray, key) -> None:
         self.tonic = None if key is None else key[0]
-        self.before = None
-        pitches = np.array([encoding.token_pitch(int(t)) for t in last])
-        if (pitches != encoding.SILENT).all():
-            root = music.chord_root(music.pitch_classes(pitches), music.TRIADS + music.SEVENTHS)
-            if root is not None and pitches[-1] % 12 == root:
-                self.before = root
+        # As music.cadence tests it, with the chord before found once for all the draws.
+        self.before = music.rooted(encoding.token_pitches(last), music.TRIADS + music.SEVENTHS)
 
     def score(self, tokens: np.ndarray) -> int:
-        pitches = np.array([encoding.token_pitch(int(t)) for t in tokens])
-        if (pitches == encoding.SILENT).any():
-            return 0
-        root = music.chord_root(music.pitch_classes(pitches), music.MAJOR_MINOR)
-        if root is None or pitches[-1] % 12 != root:
+        root = music.rooted(encoding.token_pitches(tokens), music.MAJOR_MINOR)
+        if root is None:
             return 0
         if self.before is None or (self.before - root) % 12 not in (5, 7):
             return 1
         return 3 if root == self.tonic else 2
 
 
-def under_soprano(voice: int, soprano_token: int) -> np.ndarray:
-    """(vocab,) mask: what ``voice`` (alto, tenor or bass) may sound under the soprano's
-    ``soprano_token`` -- rest, or a pitch at or under the soprano's. Everything where the
-    soprano is silent, or sounds below the bottom of the voice's range (a voice is never
-    left with nothing but rest)."""
-    return _UNDER[voice][soprano_token]
-
-
 def _under_table() -> np.ndarray:
+    """[voice, soprano token] -> (vocab,) mask: what alto, tenor or bass may sound under that
+    soprano token: rest, or a pitch at or under the soprano's. Everything where the soprano
+    is silent, or sounds below the bottom of the voice's range (a voice is never left with
+    nothing but rest)."""
     table = np.ones((V, encoding.VOCAB_SIZE, encoding.VOCAB_SIZE), dtype=bool)
     pitches = np.array([encoding.token_pitch(t) for t in range(encoding.VOCAB_SIZE)])
     for voice in range(1, V):
