@@ -224,7 +224,8 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
     """The soprano of each piece's first ``call_bars`` bars played as a call into the live
     continue performer. For each answer: is its detected key the call's (detected on Bach's
     four voices of those bars), and what share of its steps lie in the call key's scale;
-    beside the same for Bach's own next bars."""
+    beside the same for Bach's own next bars. Also how often the key bachd named from the
+    melody it heard is that key."""
     from dataclasses import replace
 
     settings = replace(settings, mode="continue", clock="internal", bpm=BPM, start_on="beat")
@@ -232,7 +233,8 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
     longest = settings.meter.bars(call_bars + settings.response_bars)  # a 4/4 call and answer
     same = {"bach": 0, "bachd": 0}
     scale = {"bach": [0, 0], "bachd": [0, 0]}
-    answered = 0
+    answered = named = 0
+    chords: dict[str, list] = {"bach": [], "bachd": []}
     chosen = [(p, where) for p, where in zip(pieces, bars or [DOWNBEAT] * len(pieces)) if p.shape[0] >= longest]
     for tokens, (phase, bar_steps) in chosen:
         in_metre = replace(settings, beats_per_bar=bar_steps // encoding.STEPS_PER_BEAT)
@@ -240,22 +242,33 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
         call = np.asarray(tokens)[:call_steps]
         key = music.detect_key(encoding.decode_pitches(call)[0])
         session = perform(engine, in_metre, melody_of(call, lead=phase))
-        answers = {"bach": encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])[0]}
+        named += session.performer.stream.keys.key == key  # the key bachd heard in the melody
+        answers = {"bach": encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])}
         if session.sent:
             answered += 1
             first = min(t for t, _ in session.sent)
-            answers["bachd"] = _on_grid([(t - first, m) for t, m in session.sent], answer_steps, step_seconds)[0]
-        for who, pitches in answers.items():
+            answers["bachd"] = _on_grid([(t - first, m) for t, m in session.sent], answer_steps, step_seconds)
+        for who, (pitches, attacks) in answers.items():
+            chords[who].append(piece_counts(encoding.encode_pitches(pitches, attacks)))
             same[who] += music.detect_key(pitches) == key
             inside, steps = music.steps_in_key(pitches, key)
             scale[who][0] += inside
             scale[who][1] += steps
     count = max(len(chosen), 1)
-    figures = {"calls": len(chosen), "answered": answered, "call_bars": call_bars, "answer_bars": settings.response_bars}
+    figures = {"calls": len(chosen), "answered": answered, "call_bars": call_bars, "answer_bars": settings.response_bars,
+               "call_key_named_pct": round(100 * named / max(len(chosen), 1), 2)}
     for who in ("bach", "bachd"):
         figures[f"{who}_same_key_pct"] = round(100 * same[who] / count, 2)
         figures[f"{who}_in_call_scale_pct"] = round(100 * scale[who][0] / max(scale[who][1], 1), 2)
+        if chords[who]:
+            summary = summarize(chords[who])
+            for name in ANSWER_CHORDS:
+                figures[f"{who}_{name}"] = summary[name]
     return figures
+
+
+ANSWER_CHORDS = ("triads_and_sevenths_on_beats_pct", "root_position_pct", "chord_changes_per_beat",
+                 "parallels_per_100_changes", "antiparallels_per_100_changes")
 
 
 def live_report(model, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
@@ -278,9 +291,11 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
         return figures, [
             f"{model}, live continue mode answering the opening {figures['call_bars']} bars of {figures['calls']} "
             f"melodies ({where}) with {figures['answer_bars']} bars: {figures['answered']} answered",
-            f"  {'':44s} {'Bach':>8s} {'bachd':>8s}",
-            f"  {'answers in the key detected for the call (%)':44s} {figures['bach_same_key_pct']:8g} {figures['bachd_same_key_pct']:8g}",
-            f"  {'answer steps in the scale of that key (%)':44s} {figures['bach_in_call_scale_pct']:8g} {figures['bachd_in_call_scale_pct']:8g}",
+            f"  {'':58s} {'Bach':>8s} {'bachd':>8s}",
+            f"  {'answers in the key detected for the call (%)':58s} {figures['bach_same_key_pct']:8g} {figures['bachd_same_key_pct']:8g}",
+            f"  {'answer steps in the scale of that key (%)':58s} {figures['bach_in_call_scale_pct']:8g} {figures['bachd_in_call_scale_pct']:8g}",
+            *(f"  {LABELS[name]:58s} {figures['bach_' + name]:8g} {figures.get('bachd_' + name, float('nan')):8g}" for name in ANSWER_CHORDS),
+            f"  the call's key as bachd named it from the melody: right for {figures['call_key_named_pct']:g} % of calls",
         ]
     figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model), bars=bars)
     figures.update(model=str(model), corpora=corpora, split=split, settings={
