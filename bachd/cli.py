@@ -90,7 +90,7 @@ def train_cli(
     voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
     beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's position in time.")] = True,
     bar_input: Annotated[bool, typer.Option("--bar-input/--no-bar-input", help="Count that position in 16ths within the bar (where the bar lines are known or estimated), not within the beat.")] = True,
-    key_input: Annotated[bool, typer.Option("--key-input/--no-key-input", help="Also tell the model the piece's key (generation: the key it opens in or the seed's; live: the key heard so far).")] = False,
+    key_input: Annotated[bool, typer.Option("--key-input/--no-key-input", help="Also tell the model the piece's key (generation: the key it opens in or the seed's; live: the key of what the player has played so far).")] = False,
     attention_steps: Annotated[int, typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none).")] = 0,
     attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
     attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,

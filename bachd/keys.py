@@ -140,12 +140,16 @@ def key_of_tokens(tokens: np.ndarray, min_weight: float = 16.0) -> Key | None:
 
 
 class KeyTracker:
-    """The key of what has sounded so far: Krumhansl–Kessler key finding (as
-    :func:`bachd.music.detect_key`) on a pitch-class histogram of every voice, step by step,
-    that fades with a half-life of eight 4/4 bars, so that a modulation is followed. The
-    live performer holds its voices to this key by the ``key_pull`` and ``minor_pull`` settings."""
+    """The key of what it has heard so far: Krumhansl–Kessler key finding (as
+    :func:`bachd.music.detect_key`) on a pitch-class histogram of the notes it is given,
+    step by step, that fades with a half-life of 24 4/4 bars, so that a modulation is
+    followed. Live it is given the player's notes only (:class:`bachd.stream.Stream`), and
+    the performer holds its voices to this key by the ``key_pull`` and ``minor_pull``
+    settings."""
 
-    HALF_LIFE_STEPS = 128
+    # 24 bars of 4/4. From the melody alone, on Bach's 41 validation melodies (four seeds),
+    # 384 steps kept 82-84 % of the harmonized steps in the key against 78-85 % for 128.
+    HALF_LIFE_STEPS = 384
     MIN_WEIGHT = 16.0  # sounding note-steps heard before a key is named
 
     def __init__(self) -> None:

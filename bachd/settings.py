@@ -92,7 +92,7 @@ _DECLARED = (
     # Offline (eval --music, 128 pieces of 16 bars) 1 nat takes steps in the key from 77 % to
     # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %. A model told the
     # key (train --key-input) needs no more than minor_pull: see bachd/keys.py.
-    Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what has sounded so far live (0: not at all).", float, 0.0, 10.0),
+    Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what the player has played so far live (0: not at all).", float, 0.0, 10.0),
     Setting("minor_pull", 1.0, "How strongly (in nats) a minor key's flat 7th, the leading tone of its relative major, is held back (0: not at all). Offline default 1.5.", float, 0.0, 10.0, offline=1.5),
     Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0),
     Setting("max_chord_beats", 0.0, "The longest a full chord may stand unchanged, in beats, before the bass has to move on the next beat (0: no limit). Offline generation only (generate, eval --music); default there 2.", float, 0.0, 64.0, offline=2.0),
@@ -100,7 +100,7 @@ _DECLARED = (
     # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
     # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
     # over four seeds (README, "The live harmonizer against Bach").
-    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a root-position triad, then a V-I or IV-I, then one in the key (1: the model's own draw).", int, 1, 16),
+    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a root-position triad, then a V-I or IV-I, then one on the key's tonic; of two alike, the one in the key (1: the model's own draw).", int, 1, 16),
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),
     Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),

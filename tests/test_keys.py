@@ -223,3 +223,32 @@ def test_a_model_without_the_key_input_loads_and_ignores_it(tmp_path):
     assert np.allclose(with_key, engine.step(encoding.BOS, 0, 0))
     x = {k: np.array([[v]], np.int32) for k, v in (("tokens", encoding.BOS), ("voices", 0), ("beats", 0))}
     assert np.allclose(with_key, model(x).numpy()[0], atol=1e-4)
+
+
+def test_the_live_key_is_the_players_not_the_harmony_bachd_drew_under_it():
+    """Under an E flat major melody, a model that only ever draws C, E, G and A: the key
+    tracker names the melody's key, whether a chord is drawn on the spot or ahead, and
+    keeps it through an answer that bachd plays alone."""
+    from fakes import FakeWhiteKeyEngine
+
+    from bachd.stream import Stream
+
+    line = [63, 67, 70, 75, 74, 72, 70, 68, 67, 65, 63, 70, 67, 63, 65, 63] * 2  # a beat each
+    melody = [encoding.attack(p) if k == 0 else encoding.hold(p) for p in line for k in range(4)]
+    for ahead in (False, True):
+        stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(key_pull=0.0, minor_pull=0.0), rng_seed=0))
+        drawn = set()
+        for step, token in enumerate(melody):
+            chord = None
+            if ahead and step:
+                for _ in stream.chords_ahead([int(token)], None) or ():
+                    pass
+                chord = stream.chord_for(step, int(token))
+                assert chord is not None
+            tokens = stream.feed_chord(step, chord) if chord is not None else stream.feed(step, {0: int(token)})
+            drawn |= {encoding.token_pitch(int(t)) % 12 for t in tokens[1:] if encoding.is_pitch_token(int(t))}
+        assert drawn == {0, 4, 7, 9}  # the harmony sounded, all of it outside E flat major but C and G
+        assert stream.keys.key == (3, False)
+    for step in range(128, 128 + 256):  # an answer of sixteen bars of C, E, G and A
+        stream.feed(step, {})
+    assert stream.keys.key == (3, False)

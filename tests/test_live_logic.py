@@ -414,6 +414,15 @@ def test_a_chord_closes_best_as_a_root_position_cadence_on_the_tonic():
     assert Closing(chord(67, 62, 59, 47), key).score(chord(72, 67, 64, 48)) == 1  # after V6
     assert Closing(np.full(4, enc.REST), key).score(chord(72, 67, 64, 48)) == 1
     assert Closing(g7, key).score(np.array([enc.attack(72), enc.REST, enc.attack(64), enc.attack(48)])) == 0
+    # Of two chords that close alike, the one in the key's scale ranks first: A minor over
+    # D major (F sharp) after a C chord in C major; in E minor, the other way round.
+    c = chord(72, 67, 64, 48)
+    a_minor, d_major = chord(72, 69, 64, 45), chord(74, 69, 66, 50)
+    assert Closing(c, key).score(a_minor) == Closing(c, key).score(d_major) == 1
+    assert Closing(c, key).rank(a_minor) == (1, True) and Closing(c, key).rank(d_major) == (1, False)
+    assert Closing(c, (4, True)).rank(a_minor) == (1, True) and Closing(c, (4, True)).rank(d_major) == (1, True)
+    assert Closing(g7, key).rank(c) == (3, True) > Closing(g7, key).rank(a_minor)
+    assert Closing(c, None).rank(a_minor) == (1, False)  # no key named yet
 
 
 def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
