@@ -240,6 +240,9 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
         in_metre = replace(settings, beats_per_bar=bar_steps // encoding.STEPS_PER_BEAT)
         call_steps, answer_steps = in_metre.meter.bars(call_bars), in_metre.meter.bars(settings.response_bars)
         call = np.asarray(tokens)[:call_steps]
+        # One answer, to the whole call: a rest inside the call must not end it.
+        gap = _longest_inner_rest(encoding.decode_pitches(call)[0][:, 0]) / encoding.STEPS_PER_BEAT + 1
+        in_metre = replace(in_metre, listen_gap=min(16.0, max(settings.listen_gap, gap)))
         key = music.detect_key(encoding.decode_pitches(call)[0])
         session = perform(engine, in_metre, melody_of(call, lead=phase))
         named += session.performer.stream.keys.key == key  # the key bachd heard in the melody
@@ -265,6 +268,14 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
             for name in ANSWER_CHORDS:
                 figures[f"{who}_{name}"] = summary[name]
     return figures
+
+
+def _longest_inner_rest(soprano: np.ndarray) -> int:
+    """The longest run of steps without a melody note between the first note and the last."""
+    sounding = np.flatnonzero(soprano != SILENT)
+    if sounding.size < 2:
+        return 0
+    return int(np.diff(sounding).max()) - 1
 
 
 ANSWER_CHORDS = ("triads_and_sevenths_on_beats_pct", "root_position_pct", "chord_changes_per_beat",

@@ -91,3 +91,30 @@ def test_a_melody_with_a_pickup_is_played_where_its_bar_lines_fall(tiny_model_pa
     pitches, attacks = enc.decode_pitches(grid)
     assert grid.shape == CADENCE.shape and (pitches[:, 0] == enc.decode_pitches(CADENCE)[0][:, 0]).all()
     assert hc._harmonized([grid]) == int(attacks[:, 0].sum())  # read back under its own melody
+
+
+def test_a_call_with_a_rest_inside_is_answered_once_after_it_ends(tiny_model_path):
+    """eval --answers listens past a rest inside the call, so the one answer it measures
+    answers the whole call, as the player meant it (live, a rest of a beat ends a call)."""
+    from bachd.engine import make_engine
+    from bachd.presets import resolve
+
+    S = hc.SILENT
+    assert hc._longest_inner_rest(np.array([S, S, 60, 60, S, S, S, S, S, 62, S])) == 5
+    assert hc._longest_inner_rest(np.array([S, 60, 60, S])) == 0
+    rows = [[72, 67, 64, 48]] * 16 + [[S, 67, 64, 48]] * 8 + [[74, 67, 59, 43]] * 24 + [[72, 67, 64, 48]] * 48
+    tokens = enc.encode_pitches(np.array(rows))
+    answered = []
+    original = hc.perform
+
+    def perform(*args, **kwargs):
+        session = original(*args, **kwargs)
+        answered.append(session.performer.stats.answers)
+        return session
+
+    hc.perform = perform
+    try:
+        figures = hc.answer_keys(make_engine(tiny_model_path), resolve("chorale", {"rng_seed": 0}), [tokens], call_bars=3)
+    finally:
+        hc.perform = original
+    assert answered == [1] and figures["answered"] == 1
