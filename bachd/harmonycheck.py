@@ -240,10 +240,11 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
         in_metre = replace(settings, beats_per_bar=bar_steps // encoding.STEPS_PER_BEAT)
         call_steps, answer_steps = in_metre.meter.bars(call_bars), in_metre.meter.bars(settings.response_bars)
         call = np.asarray(tokens)[:call_steps]
+        call_pitches = encoding.decode_pitches(call)[0]
         # One answer, to the whole call: a rest inside the call must not end it.
-        gap = _longest_inner_rest(encoding.decode_pitches(call)[0][:, 0]) / encoding.STEPS_PER_BEAT + 1
+        gap = _longest_inner_rest(call_pitches[:, 0]) / encoding.STEPS_PER_BEAT + 1
         in_metre = replace(in_metre, listen_gap=min(16.0, max(settings.listen_gap, gap)))
-        key = music.detect_key(encoding.decode_pitches(call)[0])
+        key = music.detect_key(call_pitches)
         session = perform(engine, in_metre, melody_of(call, lead=phase))
         named += session.performer.stream.keys.key == key  # the key bachd heard in the melody
         answers = {"bach": encoding.decode_pitches(np.asarray(tokens)[call_steps : call_steps + answer_steps])}
@@ -259,7 +260,7 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
             scale[who][1] += steps
     count = max(len(chosen), 1)
     figures = {"calls": len(chosen), "answered": answered, "call_bars": call_bars, "answer_bars": settings.response_bars,
-               "call_key_named_pct": round(100 * named / max(len(chosen), 1), 2)}
+               "call_key_named_pct": round(100 * named / count, 2)}
     for who in ("bach", "bachd"):
         figures[f"{who}_same_key_pct"] = round(100 * same[who] / count, 2)
         figures[f"{who}_in_call_scale_pct"] = round(100 * scale[who][0] / max(scale[who][1], 1), 2)

@@ -161,12 +161,18 @@ def detect_key(pitches: np.ndarray) -> tuple[int, bool]:
     return key_of_histogram(histogram) or (0, False)
 
 
-def steps_in_key(pitches: np.ndarray, key: tuple[int, bool]) -> tuple[int, int]:
-    """(sounding steps whose pitches all lie in ``key``'s scale, sounding steps) of a (T, 4)
-    pitch array; ``key`` is (tonic pitch class, is_minor)."""
+def scale_mask(key: tuple[int, bool]) -> np.ndarray:
+    """(12,) bool: the pitch classes of ``key``'s scale (in minor, with the raised 6th and 7th)."""
     tonic, minor = key
     scale = np.zeros(12, bool)
     scale[[(tonic + d) % 12 for d in (MINOR_SCALE if minor else MAJOR_SCALE)]] = True
+    return scale
+
+
+def steps_in_key(pitches: np.ndarray, key: tuple[int, bool]) -> tuple[int, int]:
+    """(sounding steps whose pitches all lie in ``key``'s scale, sounding steps) of a (T, 4)
+    pitch array; ``key`` is (tonic pitch class, is_minor)."""
+    scale = scale_mask(key)
     sounding = pitches != SILENT
     inside = np.where(sounding, scale[np.where(sounding, pitches, 0) % 12], True).all(axis=1)
     any_sounding = sounding.any(axis=1)

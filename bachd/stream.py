@@ -306,18 +306,20 @@ class Closing:
         self.tonic = None if key is None else key[0]
         # As music.cadence tests it, with the chord before found once for all the draws.
         self.before = music.rooted(encoding.token_pitches(last), music.TRIADS + music.SEVENTHS)
-        self.scale = np.zeros(12, bool)
-        if key is not None:
-            self.scale[[(key[0] + d) % 12 for d in (music.MINOR_SCALE if key[1] else music.MAJOR_SCALE)]] = True
+        self.scale = None if key is None else music.scale_mask(key)
 
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
         """(:meth:`score`, whether every note sounding lies in the key's scale): the draw
         that ranks highest is played."""
         pitches = encoding.token_pitches(tokens)
-        return self.score(tokens), bool(self.scale[pitches[pitches != encoding.SILENT] % 12].all()) and self.tonic is not None
+        in_key = self.scale is not None and bool(self.scale[pitches[pitches != encoding.SILENT] % 12].all())
+        return self._score(pitches), in_key
 
     def score(self, tokens: np.ndarray) -> int:
-        root = music.rooted(encoding.token_pitches(tokens), music.MAJOR_MINOR)
+        return self._score(encoding.token_pitches(tokens))
+
+    def _score(self, pitches: np.ndarray) -> int:
+        root = music.rooted(pitches, music.MAJOR_MINOR)
         if root is None:
             return 0
         if self.before is None or (self.before - root) % 12 not in (5, 7):
