@@ -161,6 +161,7 @@ def eval_cli(
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
     minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
+    inner_pull: Annotated[Optional[float], _setting("inner_pull")] = None,
     root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
     max_chord_beats: Annotated[Optional[float], _setting("max_chord_beats")] = None,
     cadence_hold: Annotated[Optional[float], _setting("cadence_hold")] = None,
@@ -246,6 +247,7 @@ def generate_cli(
     rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].offline_default(),
     key_pull: Annotated[float, _setting("key_pull")] = SETTINGS["key_pull"].offline_default(),
     minor_pull: Annotated[float, _setting("minor_pull")] = SETTINGS["minor_pull"].offline_default(),
+    inner_pull: Annotated[float, _setting("inner_pull")] = SETTINGS["inner_pull"].offline_default(),
     root_pull: Annotated[float, _setting("root_pull")] = SETTINGS["root_pull"].offline_default(),
     max_chord_beats: Annotated[float, _setting("max_chord_beats")] = SETTINGS["max_chord_beats"].offline_default(),
     cadence_hold: Annotated[float, _setting("cadence_hold")] = SETTINGS["cadence_hold"].offline_default(),
@@ -264,7 +266,8 @@ def generate_cli(
         from bachd.sampling import SamplingConfig
 
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
-                                  avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, root_pull=root_pull,
+                                  avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, inner_pull=inner_pull,
+                                  root_pull=root_pull,
                                   max_chord_beats=max_chord_beats, cadence_hold=cadence_hold)
         generate_file(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
@@ -323,6 +326,7 @@ def run_cli(
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
     key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
     minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
+    inner_pull: Annotated[Optional[float], _setting("inner_pull")] = None,
     root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
     chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
     response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
@@ -377,6 +381,7 @@ def _replay_command(mode: str):
         rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
         key_pull: Annotated[Optional[float], _setting("key_pull")] = None,
         minor_pull: Annotated[Optional[float], _setting("minor_pull")] = None,
+        inner_pull: Annotated[Optional[float], _setting("inner_pull")] = None,
         root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
         chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
         allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,

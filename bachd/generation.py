@@ -13,7 +13,7 @@ import numpy as np
 
 from bachd import encoding
 from bachd.errors import BachdError
-from bachd.keys import Key, draw_keys, key_of_tokens, opening_masks, pulls_toward_key, scale_bias
+from bachd.keys import Key, draw_keys, key_of_tokens, opening_masks, voice_biases
 from bachd.meter import COMMON_TIME, Meter
 from bachd.metre import draw_opening
 from bachd.music import cadence
@@ -45,8 +45,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
     Bach's own distribution of keys (:mod:`bachd.keys`), at a place in the bar drawn from
     where his chorales open (:mod:`bachd.metre`; ``Generated.phase``), and notes outside
-    that key's scale are held back by the sampler's ``key_pull`` (and a minor key's flat 7th
-    by its ``minor_pull``). A model with the key input is
+    that key's scale are held back by the sampler's ``key_pull`` (the alto's and tenor's by
+    ``inner_pull`` of it; a minor key's flat 7th and major 3rd by ``minor_pull``). A model with the key input is
     told that key, or the key of the seed (:func:`bachd.keys.key_of_tokens`)."""
     batch = engine.batch_size
     keys = opening = None
@@ -54,7 +54,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
         keys = [key] * batch if key is not None else draw_keys(sampler.rng, batch)
         opening = opening_masks(keys)
     config = sampler.config
-    bias = scale_bias(keys, config.key_pull, config.minor_pull) if keys is not None and pulls_toward_key(config) else None
+    bias = voice_biases(keys, config) if keys is not None else None
     seed_tokens = seed.tokens if seed is not None else np.zeros((0, 4), np.int16)
     known = seed.known if seed is not None else np.zeros((0, 4), bool)
     # From nothing, a piece opens where Bach's do in the bar: mostly on a one-beat pickup.
@@ -81,7 +81,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
         for voice in range(encoding.NUM_VOICES):
             logits = engine.step(previous, voice, beat)
             if bias is not None:
-                logits = logits + bias
+                logits = logits + bias[:, voice]
             if step < seed_tokens.shape[0] and known[step, voice]:
                 token = np.full(batch, seed_tokens[step, voice], np.int32)
             else:

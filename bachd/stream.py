@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from bachd import encoding, music
-from bachd.keys import KeyTracker, pulls_toward_key, scale_bias
+from bachd.keys import KeyTracker, voice_biases
 from bachd.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 
 V = encoding.NUM_VOICES
@@ -103,7 +103,7 @@ class Stream:
         self.version = next(self._versions)  # names the context; a restore brings its version back
         self._chords: dict[tuple[int, int], dict[int, tuple]] = {}
         self.keys = KeyTracker()
-        self.bias: Optional[np.ndarray] = None  # (vocab,) added to the logits of sampled voices
+        self.bias: Optional[np.ndarray] = None  # (4, vocab): per voice, added to the logits of sampled voices
         self._set_bias()
 
     def snapshot(self) -> tuple:
@@ -169,7 +169,7 @@ class Stream:
                 elif voice:
                     under = _UNDER[voice][tokens[0]]
                     rule = under if rule is None else rule & under
-                pulled = logits if self.bias is None else logits + self.bias
+                pulled = logits if self.bias is None else logits + self.bias[voice]
                 tokens[voice] = self.sampler.sample(
                     pulled[None], voice, self.last[voice : voice + 1], rule, before=self.last, above=tokens[:voice],
                     pitch_bias=self._root_bias(voice, beat, tokens[None, :voice]),
@@ -203,7 +203,8 @@ class Stream:
         """The key pull and the model's key input, for the key named now."""
         config = self.sampler.config
         key = self.keys.key
-        self.bias = scale_bias([key], config.key_pull, config.minor_pull)[0] if key is not None and pulls_toward_key(config) else None
+        biases = voice_biases([key], config) if key is not None else None
+        self.bias = None if biases is None else biases[0]
         row = encoding.key_row(key)
         self.engine.set_key(row)
         if self._chord_engine is not None:
@@ -252,7 +253,7 @@ class Stream:
             for voice in range(1, V):
                 logits = engine.step(tokens[:, voice - 1], voice, beat)
                 if self.bias is not None:
-                    logits = logits + self.bias
+                    logits = logits + self.bias[voice]
                 yield
                 previous = np.full(group, last[voice], np.int64)
                 rule = _UNDER[voice][tokens[:, 0]]

@@ -113,19 +113,53 @@ def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
     assert outside_after_context(10.0) < outside_after_context(0.0) / 4
 
 
-def test_the_pulls_mark_notes_outside_the_scale_and_a_minor_keys_flat_seventh():
+def test_the_pulls_mark_notes_outside_the_scale_and_the_notes_that_turn_a_minor_key_major():
     d_minor = keys.scale_bias([(2, True)], 1.5, 0.5)[0]
     assert d_minor[encoding.attack(61)] == 0.0 and d_minor[encoding.attack(59)] == 0.0  # C sharp, B natural: raised 7th, 6th
     assert d_minor[encoding.attack(58)] == 0.0  # B flat, the minor 6th
     assert d_minor[encoding.attack(60)] == -0.5  # C natural: the relative major's leading tone, minor_pull's alone
     assert d_minor[encoding.attack(63)] == -1.5  # E flat
     assert d_minor[encoding.hold(60)] == 0.0  # a held note is never pulled
-    only_seventh = keys.scale_bias([(2, True)], 0.0, 1.0)[0]
-    assert [p for p in range(60, 72) if only_seventh[encoding.attack(p)] < 0] == [60]
-    assert not keys.scale_bias([(2, False)], 0.0, 1.0).any()  # a major key has no flat 7th to pull
+    assert d_minor[encoding.attack(66)] == -2.0  # F sharp, the parallel major's third: outside the scale, and minor_pull's
+    only_turning = keys.scale_bias([(2, True)], 0.0, 1.0)[0]
+    assert [p for p in range(60, 72) if only_turning[encoding.attack(p)] < 0] == [60, 66]
+    assert not keys.scale_bias([(2, False)], 0.0, 1.0).any()  # a major key has nothing to turn
     c_major = keys.scale_bias([(0, False)], 1.0)[0]
     assert sum(c_major[encoding.attack(p)] < 0 for p in range(60, 72)) == 5
 
+
+
+def test_the_inner_voices_take_their_share_of_the_key_pull(tiny_model_path):
+    """inner_pull lets the alto and tenor step outside the key while the soprano and bass
+    stay held to it: offline, where pieces open in a key, and live, on the key tracked."""
+    scale = {(2 + d) % 12 for d in music.MINOR_SCALE}
+
+    def outside(tokens: np.ndarray) -> np.ndarray:
+        """Per voice, the attacks outside the D minor scale."""
+        pitches, attacks = encoding.decode_pitches(tokens.reshape(-1, 4))
+        return ((pitches >= 0) & attacks & ~np.isin(pitches % 12, list(scale))).sum(axis=0)
+
+    config = dict(temperature=1.5, top_p=1.0, key_pull=10.0, minor_pull=10.0)
+    engine = make_engine(tiny_model_path, batch_size=8)
+    held = generate(engine, Sampler(SamplingConfig(**config, inner_pull=1.0), rng_seed=5), None, 96, key=(2, True))
+    free = generate(engine, Sampler(SamplingConfig(**config, inner_pull=0.0), rng_seed=5), None, 96, key=(2, True))
+    held, free = outside(held.tokens), outside(free.tokens)
+    assert free[[1, 2]].sum() > 4 * max(held[[1, 2]].sum(), 1)
+    assert free[[1, 2]].sum() > 4 * max(free[[0, 3]].sum(), 1)  # the outer voices keep the full pull
+
+    bias = keys.voice_biases([(2, True)], SamplingConfig(key_pull=2.0, minor_pull=0.0, inner_pull=0.25))[0]
+    assert bias[0, encoding.attack(63)] == bias[3, encoding.attack(63)] == -2.0  # E flat
+    assert bias[1, encoding.attack(63)] == bias[2, encoding.attack(63)] == -0.5
+    assert keys.voice_biases([(2, True)], SamplingConfig(key_pull=0.0, minor_pull=0.0)) is None
+
+    from bachd.stream import Stream
+
+    stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(**config, inner_pull=0.0), rng_seed=2))
+    for step in range(32):
+        stream.feed(step, {v: encoding.attack(p) if step % 4 == 0 else encoding.hold(p) for v, p in enumerate([74, 69, 65, 50])})
+    assert stream.keys.key == (2, True)
+    live = np.array([stream.feed(step, {}) for step in range(32, 160)])
+    assert outside(live)[[1, 2]].sum() > 4 * max(outside(live)[[0, 3]].sum(), 1)
 
 # --- the key input ------------------------------------------------------------------------------
 def _scale_piece(tonic: int, minor: bool, steps: int = 256) -> np.ndarray:
