@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from bachd import encoding
-from bachd.music import MAJOR_SCALE, MINOR_SCALE, detect_key, key_of_histogram
+from bachd.music import MAJOR_SCALE, MINOR_SCALE, MELODY_KEY_PROFILES, detect_key, key_of_histogram
 
 Key = tuple[int, bool]  # (tonic pitch class, is_minor)
 
@@ -163,9 +163,10 @@ def key_of_tokens(tokens: np.ndarray, min_weight: float = 16.0) -> Key | None:
 
 
 class KeyTracker:
-    """The key of what it has heard so far: Krumhansl–Kessler key finding (as
-    :func:`bachd.music.detect_key`) on a pitch-class histogram of the notes it is given,
-    step by step, that fades with a half-life of 24 4/4 bars, so that a modulation is
+    """The key of what it has heard so far: key finding by Temperley's profiles
+    (:data:`bachd.music.MELODY_KEY_PROFILES`, which name a melody's key better than the
+    Krumhansl–Kessler ones :func:`bachd.music.detect_key` uses on four voices) on a
+    pitch-class histogram of the notes it is given, step by step, that fades with a half-life of 24 4/4 bars, so that a modulation is
     followed. Live it is given the player's notes only (:class:`bachd.stream.Stream`), and
     the performer holds its voices to this key by the ``key_pull`` and ``minor_pull``
     settings."""
@@ -194,7 +195,7 @@ class KeyTracker:
     def detect(self) -> Key | None:
         """Name the key now (None until enough has sounded); returns it and keeps it in ``key``."""
         enough = self.histogram.sum() >= self.MIN_WEIGHT
-        self.key = key_of_histogram(self.histogram) if enough else None
+        self.key = key_of_histogram(self.histogram, MELODY_KEY_PROFILES) if enough else None
         return self.key
 
     def state(self) -> tuple:

@@ -48,6 +48,14 @@ COLLAPSE_STEPS = 16 * encoding.STEPS_PER_BEAT  # four 4/4 bars
 
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Temperley's profiles from the Kostka-Payne harmony textbook excerpts (as music21's
+# analysis.discrete.TemperleyKostkaPayne). From a melody alone they name the key of Bach's
+# four voices better than Krumhansl-Kessler's: the soprano of the whole chorale 73.6 / 80.5 %
+# (train / valid split) against 71.1 / 61.0 %, of its first four bars 66.8 / 68.3 % against
+# 57.4 / 56.1 %, each against Krumhansl-Kessler on the four voices. The live key tracker,
+# which hears a melody, uses them.
+MELODY_MAJOR_PROFILE = np.array([0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400])
+MELODY_MINOR_PROFILE = np.array([0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330])
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
 TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
@@ -132,25 +140,27 @@ LABELS = {
 }
 
 
-def _key_profiles() -> np.ndarray:
+def _key_profiles(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
     """(24, 12): the major then the minor profile rotated to each tonic, centred and scaled
     to unit length, so a dot product with a centred, unit histogram is their correlation."""
-    rows = np.array([np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)])
+    rows = np.array([np.roll(profile, tonic) for profile in (major, minor) for tonic in range(12)])
     rows -= rows.mean(axis=1, keepdims=True)
     return rows / np.sqrt((rows**2).sum(axis=1, keepdims=True))
 
 
-_KEY_PROFILES = _key_profiles()
+KEY_PROFILES = _key_profiles(MAJOR_PROFILE, MINOR_PROFILE)
+MELODY_KEY_PROFILES = _key_profiles(MELODY_MAJOR_PROFILE, MELODY_MINOR_PROFILE)
 
 
-def key_of_histogram(histogram: np.ndarray) -> Optional[tuple[int, bool]]:
+def key_of_histogram(histogram: np.ndarray, profiles: np.ndarray = KEY_PROFILES) -> Optional[tuple[int, bool]]:
     """(tonic pitch class, is_minor) best correlated with a 12-bin pitch-class histogram
-    (Krumhansl–Kessler), or None for a flat one. Ties go to the first key, major first."""
+    (by Krumhansl–Kessler's ``profiles`` unless others are given), or None for a flat one.
+    Ties go to the first key, major first."""
     centred = np.asarray(histogram, dtype=np.float64) - np.mean(histogram)
     spread = np.sqrt((centred**2).sum())
     if spread == 0:
         return None
-    best = int(np.argmax(_KEY_PROFILES @ (centred / spread)))
+    best = int(np.argmax(profiles @ (centred / spread)))
     return best % 12, best >= 12
 
 
