@@ -46,8 +46,9 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     Bach's own distribution of keys (:mod:`bachd.keys`), at a place in the bar drawn from
     where his chorales open (:mod:`bachd.metre`; ``Generated.phase``), and notes outside
     that key's scale are held back by the sampler's ``key_pull`` (the alto's and tenor's by
-    ``inner_pull`` of it; a minor key's flat 7th and major 3rd by ``minor_pull``). A model with the key input is
-    told that key, or the key of the seed (:func:`bachd.keys.key_of_tokens`)."""
+    ``inner_pull`` of it; a minor key's flat 7th and major 3rd by ``minor_pull``). A model
+    with the key input is told that key, or the key of the seed
+    (:func:`bachd.keys.key_of_tokens`)."""
     batch = engine.batch_size
     keys = opening = None
     if seed is None:

@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from bachd import encoding
-from bachd.music import MAJOR_SCALE, MINOR_SCALE, MELODY_KEY_PROFILES, detect_key, key_of_histogram
+from bachd.music import MELODY_KEY_PROFILES, detect_key, key_of_histogram, scale_mask
 
 Key = tuple[int, bool]  # (tonic pitch class, is_minor)
 
@@ -97,10 +97,10 @@ def opening_masks(keys: list[Key]) -> list[np.ndarray]:
 # quarter of the pieces that opened in minor were heard in their tonic's major. Pulling the
 # major 3rd too, with the alto and tenor freer (``inner_pull`` 0.15), 35.9 % of pieces are
 # in minor over four seeds, against 30.9 % with the inner voices freer alone (0.4) and 31.9 %
-# before either (README, "Musical checks"). A model told the key keeps its tonic by itself: offline, the
-# scale pull then only makes the music plainer than Bach's (94 % of steps in the key against
-# his 84 %), and the flat 7th alone keeps minor pieces in minor (46 % of pieces, against
-# 31-33 % with no pull at all).
+# before either (README, "Musical checks"). A model told the key keeps its tonic by itself:
+# offline, the scale pull then only makes the music plainer than Bach's (94 % of steps in
+# the key against his 84 %), and the flat 7th alone keeps minor pieces in minor (46 % of
+# pieces, against 31-33 % with no pull at all).
 _FLAT_SEVENTH, _MAJOR_THIRD = 10, 4
 
 
@@ -111,10 +111,9 @@ def _pull_tables() -> tuple[np.ndarray, np.ndarray]:
     turning = np.zeros((24, encoding.VOCAB_SIZE), dtype=bool)
     pitches = np.arange(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)
     attacks = np.array([encoding.attack(int(p)) for p in pitches])
-    for minor, degrees in ((False, MAJOR_SCALE), (True, MINOR_SCALE)):
+    for minor in (False, True):
         for tonic in range(12):
-            inside = np.isin(pitches % 12, [(tonic + d) % 12 for d in degrees])
-            outside[tonic + 12 * minor, attacks[~inside]] = True
+            outside[tonic + 12 * minor, attacks[~scale_mask((tonic, minor))[pitches % 12]]] = True
     for tonic in range(12):
         turns = np.isin(pitches % 12, [(tonic + _FLAT_SEVENTH) % 12, (tonic + _MAJOR_THIRD) % 12])
         turning[tonic + 12, attacks[turns]] = True
@@ -166,13 +165,14 @@ class KeyTracker:
     """The key of what it has heard so far: key finding by Temperley's profiles
     (:data:`bachd.music.MELODY_KEY_PROFILES`, which name a melody's key better than the
     Krumhansl–Kessler ones :func:`bachd.music.detect_key` uses on four voices) on a
-    pitch-class histogram of the notes it is given, step by step, that fades with a half-life of 24 4/4 bars, so that a modulation is
-    followed. Live it is given the player's notes only (:class:`bachd.stream.Stream`), and
-    the performer holds its voices to this key by the ``key_pull`` and ``minor_pull``
-    settings."""
+    pitch-class histogram of the notes it is given, step by step, that fades with a
+    half-life of 24 4/4 bars, so that a modulation is followed. Live it is given the
+    player's notes only (:class:`bachd.stream.Stream`), and the performer holds its voices
+    to this key by the ``key_pull``, ``inner_pull`` and ``minor_pull`` settings."""
 
     # 24 bars of 4/4. From the melody alone, on Bach's 41 validation melodies (four seeds),
-    # 384 steps kept 82-84 % of the harmonized steps in the key against 78-85 % for 128.
+    # 384 steps kept 82-84 % of the harmonized steps in the key against 78-85 % for 128
+    # (Krumhansl-Kessler); with Temperley's profiles 128 was no better (seeds 0 / 1).
     HALF_LIFE_STEPS = 384
     MIN_WEIGHT = 16.0  # sounding note-steps heard before a key is named
 

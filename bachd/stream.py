@@ -35,7 +35,7 @@ class Stream:
 
     Sampled voices are held to the key of what the player has played so far
     (:class:`KeyTracker`, named again at the end of every beat) by the sampler's
-    ``key_pull`` and ``minor_pull``; a model with the key input is told that key ("not
+    ``key_pull``, ``inner_pull`` and ``minor_pull``; a model with the key input is told that key ("not
     known" until one is named). The tracker hears the voices a step was given (``known``),
     not the ones bachd drew: counting its own harmony let bachd's guesses steer the key it
     was pulled toward. Under Bach's melodies the tracker named the key of his last four bars
