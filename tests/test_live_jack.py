@@ -237,9 +237,20 @@ class Daw:
         return since
 
 
+CHORD_SECONDS = 0.02  # a chord's note-ons arrive together; the next step is a 16th (>= 50 ms) later
+
+
 def harmony_heard(probe, since: int, timeout: float = 1.0) -> list[int]:
+    """The channels of the chord heard after index ``since``: every note-on within
+    CHORD_SECONDS of the first. A step bachd scheduled under the melody note before may go
+    out in the very moment the new note arrives, and its note-ons come just ahead of the
+    new chord's; counting the first three note-ons alone made this a coin toss."""
     hits = probe.wait_for(is_note_on, count=3, since=since, timeout=timeout)
-    return sorted(h.message[0] & 0x0F for h in hits[:3])
+    if not hits:
+        return []
+    time.sleep(max(0.0, hits[0].t_seconds + CHORD_SECONDS - time.monotonic()))
+    hits = probe.wait_for(is_note_on, count=1, since=since, timeout=0.0)
+    return sorted({h.message[0] & 0x0F for h in hits if h.t_seconds <= hits[0].t_seconds + CHORD_SECONDS})
 
 
 def test_stop_then_start_releases_everything_and_harmonizes_the_first_note(play):
