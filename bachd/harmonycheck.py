@@ -6,7 +6,8 @@ Each chorale's soprano is played note by note, on the grid, into a
 tenor and bass are read back onto the grid. Figures (each for bachd and for Bach):
 
 - parallel 5ths/8ves in similar and in contrary motion, per 100 chord changes;
-- notes in the detected key (Krumhansl–Kessler; minor admits the raised 6th and 7th);
+- notes in the detected key (Krumhansl–Kessler; minor admits the raised 6th and 7th), and
+  in the key of Bach's harmonization (one key for both);
 - chord vocabulary: share of beats whose four voices make a complete triad or seventh;
 - cadences at the melody's phrase ends (a note of a half note or longer, or one before a
   rest): the last two chords V–I or IV–I in root position, in any key and in the home key;
@@ -105,11 +106,13 @@ def harmonize(engine, settings: LiveSettings, tokens: np.ndarray, phase: int = 0
 _CHORDS = music.TRIADS + music.SEVENTHS
 
 
-def piece_counts(tokens: np.ndarray) -> dict[str, float]:
+def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None) -> dict[str, float]:
+    """Raw counts for one piece; with ``key``, also its sounding steps in that key's scale
+    (``bach_key_steps``: under a melody, the key of Bach's harmonization of it)."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
     steps = pitches.shape[0]
     full = (pitches != SILENT).all(axis=1)
-    counts = {key: value for key, value in music.piece_counts(tokens).items() if key in (
+    counts = {name: value for name, value in music.piece_counts(tokens).items() if name in (
         "parallels", "antiparallels", "crossing_steps", "in_key_steps", "sounding_steps", "chord_changes",
         "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences", "beat_triads",
         "root_position_triads")}
@@ -120,6 +123,8 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
     counts["melody_attacks"] = len(melody)
     counts["melody_in_chord"] = sum(music.chord_root(music.pitch_classes(pitches[s]), _CHORDS) is not None for s in melody)
+    if key is not None:
+        counts["bach_key_steps"] = music.steps_in_key(pitches, key)[0]
     return counts
 
 
@@ -139,13 +144,14 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
         "voice_crossing_pct": round(100 * total["crossing_steps"] / max(total["steps"], 1.0), 2),
         "melody_in_chord_pct": round(100 * total["melody_in_chord"] / max(total["melody_attacks"], 1.0), 2),
         "pieces": int(total["pieces"]),
-    }
+    } | ({"in_bach_key_pct": round(100 * total["bach_key_steps"] / max(total["sounding_steps"], 1.0), 2)} if "bach_key_steps" in total else {})
 
 
 LABELS = {
     "parallels_per_100_changes": "parallel 5ths/8ves, similar motion, per 100 chord changes",
     "antiparallels_per_100_changes": "5ths/8ves in contrary motion, per 100 chord changes",
     "in_key_pct": "steps in the detected key (%)",
+    "in_bach_key_pct": "... in the key of Bach's harmonization (%)",
     "triads_and_sevenths_on_beats_pct": "beats on a complete triad or seventh (%)",
     "cadences_at_phrase_ends_pct": "phrase ends closing V-I or IV-I, any key (%)",
     "home_key_cadences_pct": "... in the home key (%)",
@@ -198,8 +204,12 @@ def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=
     (default: a 4/4 piece that starts on a downbeat)."""
     bars = bars or [DOWNBEAT] * len(pieces)
     ours = [harmonize(engine, settings, tokens, *where) for tokens, where in zip(pieces, bars)]
-    bach_figures = summarize([piece_counts(p) for p in pieces])
-    our_figures = summarize([piece_counts(p) for p in ours])
+    # The detected key of a harmonization turns on its chords (a minor key's scale, with the
+    # raised 6th and 7th, holds more notes than its relative major's), so steps in the key
+    # are also counted in one key for both: the key of Bach's harmonization.
+    keys = [music.detect_key(encoding.decode_pitches(np.asarray(p))[0]) for p in pieces]
+    bach_figures = summarize([piece_counts(p, key) for p, key in zip(pieces, keys)])
+    our_figures = summarize([piece_counts(p, key) for p, key in zip(ours, keys)])
     rows = [{"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS]
     result = {"pieces": len(pieces), "rows": rows, "agreement_pct": agreement(ours, pieces),
               "melody_notes": int(sum(np.asarray(encoding.decode_pitches(p)[1])[:, 0].sum() for p in pieces)),

@@ -33,6 +33,10 @@ def test_a_perfect_cadence_is_found_and_counted_in_the_home_key():
     # The same close with the bass on the third of the last chord is no cadence.
     inverted = chorale([[76, 67, 60, 48], [77, 69, 60, 53], [74, 67, 59, 55], [72, 64, 55, 52], [72, 64, 55, 52]])
     assert hc.piece_counts(inverted)["cadences"] == 0
+    # Steps in a given key (the key of Bach's harmonization): in G major the F chord's beat is out.
+    assert hc.summarize([hc.piece_counts(CADENCE, (0, False))])["in_bach_key_pct"] == 100.0
+    assert hc.summarize([hc.piece_counts(CADENCE, (7, False))])["in_bach_key_pct"] == 80.0  # 4 of 5 beats
+    assert "in_bach_key_pct" not in figures
 
 
 def test_contrary_and_similar_fifths_are_told_apart():
