@@ -218,7 +218,9 @@ class Stream:
     # have drawn it; it is keyed by the context's version and beat, so a stale one is never
     # used. On a strong beat there is more: ``chord_draws`` chords are drawn under each
     # melody note and the one that closes best is kept (:class:`Closing`), so a melody that
-    # ends its phrase there finds a cadence under it about as often as Bach wrote one.
+    # ends its phrase there finds a cadence under it about as often as Bach wrote one. On
+    # the beat before, a melody note on the key's 2nd or 7th gets as many, and the chord
+    # that prepares a close is kept (:class:`Preparing`).
 
     def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
         """A generator that computes, one batched engine step per ``next()``, the chord
@@ -238,12 +240,16 @@ class Stream:
         while len(self._chords) > 4:  # the current context and a few it may be rolled back to
             del self._chords[next(iter(self._chords))]
         engine, group = self._chord_engine, self.chord_group
-        draws = self.sampler.config.chord_draws if self.strong_beat(beat) else 1
-        closes = Closing(last, self.keys.key) if draws > 1 else None
+        draws, ranking, extra = self.sampler.config.chord_draws, None, []
+        if draws > 1 and self.strong_beat(beat):
+            ranking, extra = Closing(last, self.keys.key), todo
+        elif draws > 1 and self.upbeat(beat):
+            ranking = Preparing(self.keys.key)
+            extra = [token for token in todo if ranking.prepares(token)]
         best: dict[int, tuple] = {}  # soprano token -> rank of the chord kept for it
         # One chord under every candidate first (nearest melody notes first), so that each
         # has one soon; then the further draws.
-        todo = todo + [token for token in todo for _ in range(draws - 1)]
+        todo = todo + [token for token in extra for _ in range(draws - 1)]
         for first in range(0, len(todo), group):
             chunk = todo[first : first + group]
             tokens = np.empty((group, V), np.int64)
@@ -265,7 +271,7 @@ class Stream:
                 )[0]
             state = engine.get_state()
             for row, soprano in enumerate(chunk):
-                score = closes.rank(tokens[row]) if closes is not None else (0, False)
+                score = ranking.rank(tokens[row]) if ranking is not None else (0, False)
                 if soprano not in best or score > best[soprano]:  # ties: the earlier draw
                     best[soprano] = score
                     table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
@@ -273,6 +279,12 @@ class Stream:
     def strong_beat(self, beat: int) -> bool:
         """Whether 16th ``beat`` of this stream's bar is a strong beat (:func:`bachd.encoding.strong_beat`)."""
         return encoding.strong_beat(beat, self.bar_steps)
+
+    def upbeat(self, beat: int) -> bool:
+        """Whether 16th ``beat`` of this stream's bar is the beat before a strong beat (2 and 4
+        in 4/4): where the chord that prepares a close stands."""
+        step = encoding.STEPS_PER_BEAT
+        return beat % step == 0 and not self.strong_beat(beat) and self.strong_beat((beat + step) % self.bar_steps)
 
     def chord_for(self, grid_step: int, soprano_token: int) -> Optional[tuple]:
         """The chord computed ahead for ``soprano_token`` at ``grid_step``, if there is one
@@ -326,6 +338,40 @@ class Closing:
         if self.before is None or (self.before - root) % 12 not in (5, 7):
             return 1
         return 3 if root == self.tonic else 2
+
+
+class Preparing:
+    """How well a chord drawn for the beat before a strong beat prepares a close in ``key``
+    (None: not named yet). A chorale's phrase mostly ends with its melody falling from the
+    key's 2nd or rising from its 7th to the tonic, over V-I; the live harmonizer cannot know
+    which such note ends a phrase, so under those two (:meth:`prepares`) it prefers, among a
+    few of the model's own draws, a chord that can lead into a close: the key's dominant (a
+    major triad or dominant seventh) in root position, then any complete chord in root
+    position; of two alike, the one whose notes all lie in the key's scale (:meth:`rank`).
+    Under any other melody note the model's one draw is played."""
+
+    degrees = (2, 11)  # semitones over the tonic: the 2nd and the leading tone
+
+    def __init__(self, key) -> None:
+        self.key = key
+        self.dominant = None if key is None else (key[0] + 7) % 12
+        self.scale = None if key is None else music.scale_mask(key)
+
+    def prepares(self, soprano_token: int) -> bool:
+        """Whether a melody note ``soprano_token`` gets the extra draws."""
+        if self.key is None or not encoding.is_pitch_token(soprano_token):
+            return False
+        return (encoding.token_pitch(soprano_token) - self.key[0]) % 12 in self.degrees
+
+    def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
+        pitches = encoding.token_pitches(tokens)
+        in_key = self.scale is not None and bool(self.scale[pitches[pitches != encoding.SILENT] % 12].all())
+        if self.dominant is not None and music.rooted(pitches, _DOMINANTS) == self.dominant:
+            return 2, in_key
+        return (1 if music.rooted(pitches, music.TRIADS + music.SEVENTHS) is not None else 0), in_key
+
+
+_DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
 
 
 def _under_table() -> np.ndarray:

@@ -444,13 +444,57 @@ def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
     one, eight = chords(1, 7), chords(8, 7)  # step 8: beat 3 of a 4/4 bar
     closing = [sum(c.score(t) >= 1 for t, c in kept) for kept in (one, eight)]
     assert closing[1] >= closing[0] + 8 and closing[1] >= 2 * closing[0], closing
-    # On a weak beat nothing changes: the chord is the first draw, as with one draw.
-    weak_one, weak_eight = chords(1, 3), chords(8, 3)
+    # Off the beat nothing changes: the chord is the first draw, as with one draw.
+    weak_one, weak_eight = chords(1, 4), chords(8, 4)
     assert all((a == b).all() for (a, _), (b, _) in zip(weak_one, weak_eight))
     stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(), rng_seed=0))
     assert [b for b in range(16) if stream.strong_beat(b)] == [0, 8]
     stream.bar_steps = 12
     assert [b for b in range(12) if stream.strong_beat(b)] == [0]
+
+
+def test_before_a_strong_beat_a_melody_note_on_the_2nd_or_7th_gets_a_dominant_that_can_close():
+    from bachd.harmonizer import ATTACKS
+    from bachd.stream import Preparing
+
+    def chord(*pitches):
+        return np.array([enc.attack(p) for p in pitches])
+
+    f_major = (5, False)
+    assert Preparing(f_major).rank(chord(67, 64, 60, 48)) == (2, True)  # C major over C: V of F
+    assert Preparing(f_major).rank(chord(67, 64, 60, 52)) == (0, True)  # ... over E: no
+    assert Preparing(f_major).rank(chord(72, 64, 57, 45)) == (1, True)  # A minor over A: root position
+    a_major = chord(69, 64, 61, 45)  # the dominant of D minor, in F major outside the key
+    assert Preparing(f_major).rank(a_major) == (1, False) and Preparing((2, True)).rank(a_major) == (2, True)
+    assert [p for p in range(60, 72) if Preparing(f_major).prepares(enc.attack(p))] == [64, 67]  # E (7th), G (2nd)
+    assert not Preparing(None).prepares(enc.attack(67))
+
+    melody = [65, 69, 72, 70, 69, 67, 65, 65]  # F A C B-flat A G F F, in quarter notes
+
+    def under(draws, note):
+        """The chord under ``note`` on beat 2 of bar 3 (step 36), one per seed."""
+        kept = []
+        for seed in range(30):
+            stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(temperature=1.0, top_p=1.0, chord_draws=draws), rng_seed=seed))
+            for step in range(36):
+                pitch = melody[(step // 4) % len(melody)]
+                stream.feed(step, {0: enc.attack(pitch) if step % 4 == 0 else enc.hold(pitch)})
+            assert stream.keys.key == f_major and stream.upbeat(36)
+            for _ in stream.chords_ahead([enc.attack(note), enc.attack(65)], ATTACKS):
+                pass
+            kept.append(stream.chord_for(36, enc.attack(note))[0])
+        return kept
+
+    # Under G, the 2nd of F: a root-position C chord, from which the strong beat can close
+    # V-I, far more often from eight draws than from one (the fake model plays C, E, G, A).
+    dominant = [sum(Preparing(f_major).rank(t)[0] == 2 for t in kept) for kept in (under(1, 67), under(8, 67))]
+    assert dominant[1] >= dominant[0] + 10, dominant
+    # Under the tonic nothing changes: the chord is the model's one draw.
+    assert all((a == b).all() for a, b in zip(under(1, 65), under(8, 65)))
+    stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(), rng_seed=0))
+    assert [b for b in range(16) if stream.upbeat(b)] == [4, 12]
+    stream.bar_steps = 12
+    assert [b for b in range(12) if stream.upbeat(b)] == [8]
 
 
 def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
