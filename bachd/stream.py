@@ -325,8 +325,7 @@ class Closing:
         """(:meth:`score`, whether every note sounding lies in the key's scale): the draw
         that ranks highest is played."""
         pitches = encoding.token_pitches(tokens)
-        in_key = self.scale is not None and bool(self.scale[pitches[pitches != encoding.SILENT] % 12].all())
-        return self._score(pitches), in_key
+        return self._score(pitches), _in_scale(pitches, self.scale)
 
     def score(self, tokens: np.ndarray) -> int:
         return self._score(encoding.token_pitches(tokens))
@@ -365,13 +364,18 @@ class Preparing:
 
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
         pitches = encoding.token_pitches(tokens)
-        in_key = self.scale is not None and bool(self.scale[pitches[pitches != encoding.SILENT] % 12].all())
+        in_key = _in_scale(pitches, self.scale)
         if self.dominant is not None and music.rooted(pitches, _DOMINANTS) == self.dominant:
             return 2, in_key
         return (1 if music.rooted(pitches, music.TRIADS + music.SEVENTHS) is not None else 0), in_key
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
+
+
+def _in_scale(pitches: np.ndarray, scale: Optional[np.ndarray]) -> bool:
+    """Whether every sounding pitch lies in ``scale`` ((12,) bool; None: no key named yet)."""
+    return scale is not None and bool(scale[pitches[pitches != encoding.SILENT] % 12].all())
 
 
 def _under_table() -> np.ndarray:
