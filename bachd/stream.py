@@ -308,17 +308,20 @@ class Stream:
 
 class Closing:
     """How well a chord drawn for a strong beat closes after ``last`` (the tokens sounding
-    before it) in ``key`` (None: not named yet): 0 unless it is a complete major or minor
-    triad in root position; 1 if it is; 2 if it also ends a V-I or IV-I (``last`` a complete
-    triad or seventh in root position a fifth above or below); 3 if that close is on the
-    key's tonic. The live harmonizer cannot know which melody note ends a phrase, so on every
-    strong beat it prefers, among a few of the model's own draws, the one that could; and of
-    two that close alike, the one whose notes all lie in the key's scale (:meth:`rank`)."""
+    before it) in ``key`` (None: not named yet): 0 unless every voice sounds a complete
+    triad or seventh; 1 if it does, in any inversion; 2 if it is a major or minor triad in
+    root position that ends a V-I or IV-I (``last`` a complete triad or seventh in root
+    position a fifth above or below); 3 if that close is on the key's tonic. The live
+    harmonizer cannot know which melody note ends a phrase, so on every strong beat it
+    prefers, among a few of the model's own draws, the one that could; and of two that close
+    alike, the one whose notes all lie in the key's scale (:meth:`rank`). Root position
+    counts only where it closes: preferring it on every strong beat put the bass on the root
+    of 81 % of the triads on the beat, against Bach's 71 %, for no more closes."""
 
     def __init__(self, last: np.ndarray, key) -> None:
         self.tonic = None if key is None else key[0]
         # As music.cadence tests it, with the chord before found once for all the draws.
-        self.before = music.rooted(encoding.token_pitches(last), music.TRIADS + music.SEVENTHS)
+        self.before = music.rooted(encoding.token_pitches(last), _CHORDS)
         self.scale = None if key is None else music.scale_mask(key)
 
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
@@ -333,7 +336,8 @@ class Closing:
     def _score(self, pitches: np.ndarray) -> int:
         root = music.rooted(pitches, music.MAJOR_MINOR)
         if root is None:
-            return 0
+            complete = not (pitches == encoding.SILENT).any() and music.chord_root(music.pitch_classes(pitches), _CHORDS) is not None
+            return int(complete)
         if self.before is None or (self.before - root) % 12 not in (5, 7):
             return 1
         return 3 if root == self.tonic else 2
@@ -367,10 +371,11 @@ class Preparing:
         in_key = _in_scale(pitches, self.scale)
         if self.dominant is not None and music.rooted(pitches, _DOMINANTS) == self.dominant:
             return 2, in_key
-        return (1 if music.rooted(pitches, music.TRIADS + music.SEVENTHS) is not None else 0), in_key
+        return (1 if music.rooted(pitches, _CHORDS) is not None else 0), in_key
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
+_CHORDS = music.TRIADS + music.SEVENTHS
 
 
 def _in_scale(pitches: np.ndarray, scale: Optional[np.ndarray]) -> bool:

@@ -409,8 +409,9 @@ def test_a_chord_closes_best_as_a_root_position_cadence_on_the_tonic():
     assert Closing(g7, (7, False)).score(chord(72, 67, 64, 48)) == 2  # ... in another key
     assert Closing(chord(72, 65, 57, 53), key).score(chord(72, 67, 64, 48)) == 3  # IV-I
     assert Closing(chord(69, 64, 60, 45), key).score(chord(72, 67, 64, 48)) == 1  # vi-I: no close
-    assert Closing(g7, key).score(chord(72, 67, 60, 52)) == 0  # I6: not root position
+    assert Closing(g7, key).score(chord(72, 67, 60, 52)) == 1  # I6: a complete chord, but no close
     assert Closing(g7, key).score(chord(72, 64, 60, 48)) == 0  # no fifth: not a complete triad
+    assert Closing(g7, key).score(chord(72, 65, 57, 50)) == 1  # D minor 7th over D: complete, no close
     assert Closing(chord(67, 62, 59, 47), key).score(chord(72, 67, 64, 48)) == 1  # after V6
     assert Closing(np.full(4, enc.REST), key).score(chord(72, 67, 64, 48)) == 1
     assert Closing(g7, key).score(np.array([enc.attack(72), enc.REST, enc.attack(64), enc.attack(48)])) == 0
@@ -443,7 +444,7 @@ def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
 
     one, eight = chords(1, 7), chords(8, 7)  # step 8: beat 3 of a 4/4 bar
     closing = [sum(c.score(t) >= 1 for t, c in kept) for kept in (one, eight)]
-    assert closing[1] >= closing[0] + 8 and closing[1] >= 2 * closing[0], closing
+    assert closing[1] >= max(closing[0] + 8, 27), closing  # a complete chord: 14 of 30 seeds with one draw, 30 with eight
     # Off the beat nothing changes: the chord is the first draw, as with one draw.
     weak_one, weak_eight = chords(1, 4), chords(8, 4)
     assert all((a == b).all() for (a, _), (b, _) in zip(weak_one, weak_eight))
