@@ -103,9 +103,6 @@ def harmonize(engine, settings: LiveSettings, tokens: np.ndarray, phase: int = 0
 
 
 # --- figures ------------------------------------------------------------------------------------
-_CHORDS = music.TRIADS + music.SEVENTHS
-
-
 def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None) -> dict[str, float]:
     """Raw counts for one piece; with ``key``, also its sounding steps in that key's scale
     (``bach_key_steps``: under a melody, the key of Bach's harmonization of it)."""
@@ -119,10 +116,10 @@ def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None) -> 
     counts.update(steps=steps, beats=steps / encoding.STEPS_PER_BEAT, pieces=1)
     beats = [s for s in range(0, steps, encoding.STEPS_PER_BEAT) if full[s]]
     counts["full_beats"] = len(beats)
-    counts["chord_beats"] = sum(music.chord_root(music.pitch_classes(pitches[s]), _CHORDS) is not None for s in beats)
+    counts["chord_beats"] = sum(music.complete(pitches[s]) for s in beats)
     melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
     counts["melody_attacks"] = len(melody)
-    counts["melody_in_chord"] = sum(music.chord_root(music.pitch_classes(pitches[s]), _CHORDS) is not None for s in melody)
+    counts["melody_in_chord"] = sum(music.complete(pitches[s]) for s in melody)
     if key is not None:
         counts["bach_key_steps"] = music.steps_in_key(pitches, key)[0]
     return counts

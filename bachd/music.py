@@ -60,6 +60,7 @@ MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor plus the raised 6th and 7th
 TRIADS = [frozenset(t) for t in ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))]
 SEVENTHS = [frozenset(t) for t in ((0, 4, 7, 10), (0, 3, 7, 10), (0, 3, 6, 10), (0, 4, 7, 11), (0, 3, 6, 9))]
+CHORDS = TRIADS + SEVENTHS
 MAJOR_MINOR = [frozenset((0, 4, 7)), frozenset((0, 3, 7))]
 REMOTE_ACCIDENTALS = 5  # keys with this many sharps or flats or more are "remote"
 
@@ -228,6 +229,12 @@ def phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
     return ends
 
 
+def complete(chord: np.ndarray) -> bool:
+    """Whether all the voices of ``chord`` (pitches, S A T B) sound a triad or seventh, in
+    any inversion."""
+    return not (chord == SILENT).any() and chord_root(pitch_classes(chord), CHORDS) is not None
+
+
 def rooted(chord: np.ndarray, templates: list[frozenset]) -> Optional[int]:
     """The root pitch class of ``chord`` (pitches, S A T B) if all its voices sound, it is one
     of the chord ``templates`` and the bass is on its root; else None."""
@@ -249,7 +256,7 @@ def cadence(pitches: np.ndarray, end: int) -> Optional[int]:
         before -= 1
     if before < 0:
         return None
-    bass = rooted(pitches[before], TRIADS + SEVENTHS)
+    bass = rooted(pitches[before], CHORDS)
     return root if bass is not None and (bass - root) % 12 in (7, 5) else None
 
 

@@ -321,7 +321,7 @@ class Closing:
     def __init__(self, last: np.ndarray, key) -> None:
         self.tonic = None if key is None else key[0]
         # As music.cadence tests it, with the chord before found once for all the draws.
-        self.before = music.rooted(encoding.token_pitches(last), _CHORDS)
+        self.before = music.rooted(encoding.token_pitches(last), music.CHORDS)
         self.scale = None if key is None else music.scale_mask(key)
 
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
@@ -336,8 +336,7 @@ class Closing:
     def _score(self, pitches: np.ndarray) -> int:
         root = music.rooted(pitches, music.MAJOR_MINOR)
         if root is None:
-            complete = not (pitches == encoding.SILENT).any() and music.chord_root(music.pitch_classes(pitches), _CHORDS) is not None
-            return int(complete)
+            return int(music.complete(pitches))
         if self.before is None or (self.before - root) % 12 not in (5, 7):
             return 1
         return 3 if root == self.tonic else 2
@@ -371,11 +370,10 @@ class Preparing:
         in_key = _in_scale(pitches, self.scale)
         if self.dominant is not None and music.rooted(pitches, _DOMINANTS) == self.dominant:
             return 2, in_key
-        return (1 if music.rooted(pitches, _CHORDS) is not None else 0), in_key
+        return (1 if music.rooted(pitches, music.CHORDS) is not None else 0), in_key
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
-_CHORDS = music.TRIADS + music.SEVENTHS
 
 
 def _in_scale(pitches: np.ndarray, scale: Optional[np.ndarray]) -> bool:
