@@ -134,7 +134,14 @@ def test_two_worker_processes_train_one_model_like_a_single_worker(tiny_json_cor
         env = {**cli_env(), "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen([sys.executable, *common, "--batch-size", "4", "--distribute", "multiworker",
                                            "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = [p.communicate(timeout=400) for p in processes]
+    try:
+        results = [p.communicate(timeout=400) for p in processes]
+    except subprocess.TimeoutExpired:
+        # Never leave a worker behind, and say where each one stood.
+        for p in processes:
+            p.kill()
+        tails = [p.communicate()[1][-1500:] for p in processes]
+        pytest.fail("a worker did not finish in 400 s; worker stderr tails:\n" + "\n---\n".join(tails))
     for process, (_, err) in zip(processes, results):
         assert process.returncode == 0, err[-3000:]
     assert "2 device(s)" in results[0][1]
