@@ -111,9 +111,9 @@ def train_cli(
 ) -> None:
     """Train a model on chorale corpora; writes the .keras model, its card and training curves."""
     with _errors():
-        from bachd.data import WindowConfig
-        from bachd.model import ModelConfig
-        from bachd.training import TrainConfig, train
+        from bachd.model.windows import WindowConfig
+        from bachd.model.keras_model import ModelConfig
+        from bachd.model.training import TrainConfig, train
 
         config = TrainConfig(
             corpora=list(corpus), out=str(out), epochs=epochs, batch_size=batch_size,
@@ -182,14 +182,14 @@ def eval_cli(
             raise BachdError("--check needs --music")
         check_output(plot, "--plot", (".png",))
         if model.suffix == ".keras":
-            from bachd.modelfile import read_config
+            from bachd.model.modelfile import read_config
 
             read_config(model)  # a missing or foreign model fails before TensorFlow loads
         if harmonize or answers:
             _eval_live(model, list(corpus), split.value, pieces, preset, flags, allow_pickle, as_json, answers)
             return
-        from bachd.evaluate import eval_report
-        from bachd.sampling import SamplingConfig
+        from bachd.files.evaluate import eval_report
+        from bachd.model.sampling import SamplingConfig
 
         allow_parallels = flags.pop("allow_parallels", SETTINGS["allow_parallels"].default)
         flags.pop("rng_seed")
@@ -214,7 +214,7 @@ def eval_cli(
 
 def _eval_live(model: Path, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
                allow_pickle: bool, as_json: bool, answers: bool) -> None:
-    from bachd.harmonycheck import live_report
+    from bachd.files.live_checks import live_report
 
     figures, lines = live_report(model, corpora, split, pieces, preset, flags, allow_pickle, answers)
     typer.echo(json.dumps(figures) if as_json else "\n".join(lines))
@@ -261,9 +261,9 @@ def generate_cli(
 ) -> None:
     """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
     with _errors():
-        from bachd.meter import Meter
-        from bachd.offline import generate_file
-        from bachd.sampling import SamplingConfig
+        from bachd.music.meter import Meter
+        from bachd.files.commands import generate_file
+        from bachd.model.sampling import SamplingConfig
 
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
                                   avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, inner_pull=inner_pull,
@@ -285,7 +285,7 @@ def render_cli(
 ) -> None:
     """Render a MIDI file to WAV with bachd's built-in organ."""
     with _errors():
-        from bachd.offline import render_file
+        from bachd.files.commands import render_file
 
         seconds = render_file(midi, out, sample_rate)
         typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
@@ -355,7 +355,7 @@ def run_cli(
     flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
     _one_blas_thread()
     with _errors():
-        from bachd.daemon import RunOptions, run
+        from bachd.live.daemon import RunOptions, run
         from bachd.presets import resolve
 
         options = RunOptions(
@@ -396,7 +396,7 @@ def _replay_command(mode: str):
         _one_blas_thread()
         with _errors():
             from bachd.presets import resolve
-            from bachd.replay import replay_file
+            from bachd.files.replay import replay_file
 
             flags.pop("bpm")  # the file's own tempo, unless --bpm is given
             replay_file(mode, source, out, resolve(preset, flags), model or default_model_path(), bpm=bpm,
@@ -417,8 +417,8 @@ app.command("continue", help=(
 def service_cli(ctx: typer.Context) -> None:
     """Print a systemd user unit that runs `bachd run ARGS...` and restarts it if it stops
     (the JACK server restarting, a port unplugged). Save it as
-    ~/.config/systemd/user/bachd.service, then: systemctl --user enable --now bachd"""
-    from bachd.service import unit_text
+    ~/.config/systemd/user/bachd.live.service, then: systemctl --user enable --now bachd"""
+    from bachd.live.service import unit_text
 
     typer.echo(unit_text(list(ctx.args)), nl=False)
 
@@ -427,7 +427,7 @@ def service_cli(ctx: typer.Context) -> None:
 def ports_cli() -> None:
     """List MIDI backends and their ports, and the audio outputs for --monitor."""
     with _errors():
-        from bachd.ports import compiled_backends, no_backend_message, probe
+        from bachd.live.ports import compiled_backends, no_backend_message, probe
 
         usable = 0
         for name in compiled_backends():
@@ -440,7 +440,7 @@ def ports_cli() -> None:
         if not usable:
             typer.echo(no_backend_message())
         try:
-            from bachd.audio import output_devices
+            from bachd.sound.audio import output_devices
 
             devices = output_devices()
         except BachdError as error:

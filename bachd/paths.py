@@ -1,4 +1,4 @@
-"""Where the bundled model and presets are: inside the installed package (``bachd/models``,
+"""Where the bundled model and presets are: inside the installed package (``bachd/shipped_models``,
 ``bachd/preset_files``), or at the top of a source checkout (``models/``, ``presets/``), which
 is where they are kept and what an editable install uses."""
 
@@ -14,6 +14,6 @@ def _bundled(installed: str, source: str) -> Path:
     return inside if inside.is_dir() else _PACKAGE.parent / source
 
 
-MODELS_DIR = _bundled("models", "models")
+MODELS_DIR = _bundled("shipped_models", "models")
 PRESETS_DIR = _bundled("preset_files", "presets")
 DEFAULT_MODEL = MODELS_DIR / "default.keras"

@@ -21,9 +21,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bachd.errors import BachdError
-from bachd.meter import Meter
+from bachd.music.meter import Meter
 from bachd.paths import PRESETS_DIR
-from bachd.sampling import SamplingConfig
+from bachd.model.sampling import SamplingConfig
 from bachd.settings import SETTINGS
 
 BUILTIN_DIR = PRESETS_DIR

@@ -91,7 +91,7 @@ _DECLARED = (
     Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15),
     # Offline (eval --music, 128 pieces of 16 bars) 1 nat takes steps in the key from 77 % to
     # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %. A model told the
-    # key (train --key-input) needs no more than minor_pull: see bachd/keys.py.
+    # key (train --key-input) needs no more than minor_pull: see bachd/music/keys.py.
     Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what the player has played so far live (0: not at all).", float, 0.0, 10.0),
     # Offline (eval --music, 128 pieces at seeds 0-3) the full pull on every voice keeps
     # 86-88 % of steps in the key against Bach's 84 %: his chromatic notes are mostly the

@@ -3,7 +3,7 @@
     python benchmarks/audio.py [--seconds 60] [--chorale 269]
 
 1. Rendering: a four-voice chorale from music21's corpus (written to MIDI by bachd, then
-   rendered by ``bachd.synth.render_midi`` at 48 kHz), best of 5; reported as times faster
+   rendered by ``bachd.sound.synth.render_midi`` at 48 kHz), best of 5; reported as times faster
    than real time.
 2. Monitor: starts ``jackd -d dummy -r 48000 -p 64`` (the server the live tests use), runs
    ``bachd run --backend jack --monitor`` in continue mode for ``--seconds`` while a separate
@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def render_speed(chorale: str) -> dict:
-    from bachd.generation import load_seed
-    from bachd.midifile import write_midi
-    from bachd.synth import render_midi
+    from bachd.files.generation import load_seed
+    from bachd.music.midifile import write_midi
+    from bachd.sound.synth import render_midi
 
     seed = load_seed(None, chorale)
     midi = Path(tempfile.mkdtemp()) / "chorale.mid"

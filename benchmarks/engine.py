@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bachd import encoding
-from bachd.engine import make_engine
-from bachd.model import load_model
+from bachd.music import encoding
+from bachd.model.engine import make_engine
+from bachd.model.keras_model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def shape_cost(model, field: str, values: list[int], tokens: int) -> None:
     """Time one streamed token for models of ``model``'s shape with ``field`` set to each value."""
     from dataclasses import replace
 
-    from bachd.model import build_model, config_of
+    from bachd.model.keras_model import build_model, config_of
 
     shape = config_of(model)
     results = []

@@ -96,10 +96,10 @@ def engine_p99(model, tokens: int = 4000) -> float:
 
 def table(args) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from bachd.corpus import load_corpus
-    from bachd.evaluate import evaluate_pieces
-    from bachd.model import load_model
-    from bachd.modelfile import read_card
+    from bachd.music.corpus import load_corpus
+    from bachd.model.metrics import evaluate_pieces
+    from bachd.model.keras_model import load_model
+    from bachd.model.modelfile import read_card
 
     valid = load_corpus(str(paths(args.data)["jsb"])).split("valid")
     results = []

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from bachd import encoding as enc
-from bachd.sampling import Sampler, SamplingConfig
+from bachd.music import encoding as enc
+from bachd.model.sampling import Sampler, SamplingConfig
 
 DRAWS = 20000
 

@@ -40,7 +40,7 @@ def tiny_json_corpus(tmp_path) -> Path:
 def _tiny_model(directory: Path, **options) -> Path:
     import keras
 
-    from bachd.model import ModelConfig, build_model, save_model
+    from bachd.model.keras_model import ModelConfig, build_model, save_model
 
     keras.utils.set_random_seed(0)  # the same tiny model in every run: failures reproduce
     model = build_model(ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=2, dropout=0.0, **options))

@@ -3,7 +3,7 @@
 import mido
 import numpy as np
 
-from bachd import encoding as enc
+from bachd.music import encoding as enc
 
 
 class FakeRestingEngine:

@@ -246,7 +246,7 @@ def hanging_notes(messages: list[list[int]]) -> dict[tuple[int, int], int]:
     note-on of a key already sounding strikes it again, and a note-off releases the key.
 
     bachd never sends a second note-on for a key it is sounding (its voicer shares one note
-    between voices, see :class:`bachd.scheduler.Voicer`, whose tests count every message), so
+    between voices, see :class:`bachd.live.scheduler.Voicer`, whose tests count every message), so
     a repeated note-on can only be the MIDI system delivering an event twice: JACK hands a
     client the previous cycle's events again when their sender missed a cycle (an xrun on a
     loaded machine)."""

@@ -1,10 +1,10 @@
-"""A live rig for the tests: bachd's performer through a :class:`bachd.session.Session` (the
+"""A live rig for the tests: bachd's performer through a :class:`bachd.live.session.Session` (the
 router, performer and output that ``bachd run`` builds) on a manual clock, with a DAW
 that sends MIDI clock while its transport runs."""
 
-from bachd.clock import MidiClock
+from bachd.live.clock import MidiClock
 from bachd.presets import LiveSettings
-from bachd.session import Session
+from bachd.live.session import Session
 from jackprobe import unmatched_notes
 
 START, CONTINUE, STOP, TICK, SONG_POSITION = 0xFA, 0xFB, 0xFC, 0xF8, 0xF2
@@ -19,7 +19,7 @@ class LiveRig(Session):
     do). With ``ahead``, spare time is spent as the daemon spends it: chords ahead."""
 
     def __init__(self, model_path, ahead: bool = False, ticks_when_stopped: bool = True, **settings):
-        from bachd.engine import make_engine
+        from bachd.model.engine import make_engine
 
         settings = LiveSettings(**{"bpm": BPM, "rng_seed": 3, "temperature": 1.0, "top_p": 0.95, **settings})
         super().__init__(make_engine(model_path, batch_size=1, backend="numpy"), settings, ahead=ahead)

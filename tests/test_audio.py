@@ -11,11 +11,11 @@ import wave
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
-from bachd.clock import InternalClock
+from bachd.music import encoding as enc
+from bachd.live.clock import InternalClock
 from bachd.errors import BachdError
-from bachd.liveview import LiveView, redraw
-from bachd.synth import ATTACK_SECONDS, RELEASE_SECONDS, Synth, midi_frequency, render_midi, write_wav
+from bachd.live.view import LiveView, redraw
+from bachd.sound.synth import ATTACK_SECONDS, RELEASE_SECONDS, Synth, midi_frequency, render_midi, write_wav
 
 RATE = 48000
 
@@ -87,7 +87,7 @@ def test_events_land_on_their_sample():
 
 
 def test_rendered_file_lasts_as_long_as_the_music_plus_the_release(tmp_path):
-    from bachd.midifile import write_midi
+    from bachd.music.midifile import write_midi
 
     tokens = np.array([[enc.attack(72), enc.attack(67), enc.attack(64), enc.attack(48)]] * 1
                       + [[enc.hold(72), enc.hold(67), enc.hold(64), enc.hold(48)]] * 15, np.int64)
@@ -134,7 +134,7 @@ def test_render_cli_writes_a_wav_and_reports_bad_input_on_one_line(tmp_path, tin
 
 
 def _seed_midi(tmp_path):
-    from bachd.midifile import write_midi
+    from bachd.music.midifile import write_midi
 
     rows = []
     for pitch in (72, 74, 76, 74):  # a bar of quarter notes in four voices
@@ -153,7 +153,7 @@ def colour_pixels(image: np.ndarray, hex_colour: str) -> int:
 def test_piano_roll_shows_each_voice_in_its_colour_and_shades_the_seed(tmp_path):
     import matplotlib.image
 
-    from bachd.plots import SEED_SHADE, VOICE_COLOURS, piano_roll
+    from bachd.sound.plots import SEED_SHADE, VOICE_COLOURS, piano_roll
 
     steps = 64
     tokens = np.full((steps, 4), enc.REST, np.int64)
@@ -176,7 +176,7 @@ def test_piano_roll_shows_each_voice_in_its_colour_and_shades_the_seed(tmp_path)
 def test_eval_chart_draws_each_voice(tmp_path):
     import matplotlib.image
 
-    from bachd.plots import VOICE_COLOURS, eval_chart
+    from bachd.sound.plots import VOICE_COLOURS, eval_chart
 
     figures = {"pitch_nll": 0.5, "accuracy": 0.8,
                "per_voice": {v: {"pitch_nll": 0.3 + 0.1 * i, "accuracy": 0.9 - 0.05 * i} for i, v in enumerate(enc.VOICES)}}
@@ -211,7 +211,7 @@ def test_without_portaudio_the_monitor_says_what_to_install(monkeypatch, tmp_pat
 
     from typer.testing import CliRunner
 
-    from bachd.audio import import_sounddevice
+    from bachd.sound.audio import import_sounddevice
     from bachd.cli import app
 
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as without the library
@@ -241,7 +241,7 @@ def jack_audio():
 
 @pytest.mark.slow
 def test_monitor_plays_a_phrase_through_a_real_portaudio_stream(jack_audio):
-    from bachd.audio import Monitor, output_devices, resolve_device
+    from bachd.sound.audio import Monitor, output_devices, resolve_device
 
     devices = output_devices()
     assert any(d["hostapi"].startswith("JACK") for d in devices), devices

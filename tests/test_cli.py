@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bachd.cli import app
-from bachd.midifile import TICKS_PER_STEP
+from bachd.music.midifile import TICKS_PER_STEP
 
 from conftest import cli_env
 from fakes import melody_file
@@ -158,8 +158,8 @@ def test_eval_json_on_a_tiny_corpus(tiny_model_path, tiny_json_corpus):
 def test_musicxml_melody_seed_gives_the_soprano_only(tmp_path):
     from music21 import note, stream
 
-    from bachd import encoding as enc
-    from bachd.generation import load_seed
+    from bachd.music import encoding as enc
+    from bachd.files.generation import load_seed
 
     part = stream.Part()
     for name in ("G4", "A4", "B4", "C5"):

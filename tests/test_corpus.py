@@ -4,8 +4,8 @@ import mido
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
-from bachd.corpus import hash_split, load_corpus, score_to_pitches
+from bachd.music import encoding as enc
+from bachd.music.corpus import hash_split, load_corpus, score_to_pitches
 from bachd.errors import BachdError
 
 from conftest import SHARED_DATA, chorale_like

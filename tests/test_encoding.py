@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
+from bachd.music import encoding as enc
 
 
 def test_token_layout_is_dense_and_distinct():

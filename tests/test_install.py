@@ -29,7 +29,7 @@ for args in (["generate", "--bars", "2", "--rng-seed", "1", "-o", str(out / "a.m
     except SystemExit as stop:
         assert not stop.code, (args, stop.code)
 
-from bachd.daemon import Daemon, RunOptions, load_engine
+from bachd.live.daemon import Daemon, RunOptions, load_engine
 from bachd.paths import DEFAULT_MODEL
 from bachd.presets import resolve
 

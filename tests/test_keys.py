@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from bachd import encoding, keys, music
-from bachd.engine import make_engine
-from bachd.generation import generate
-from bachd.sampling import Sampler, SamplingConfig
+from bachd.music import encoding, keys, analysis
+from bachd.model.engine import make_engine
+from bachd.files.generation import generate
+from bachd.model.sampling import Sampler, SamplingConfig
 
 
 @pytest.mark.parametrize("text, key", [
@@ -25,11 +25,11 @@ def test_a_string_that_is_no_key_is_refused(text):
 
 
 def test_key_signatures():
-    assert music.key_signature((2, False)) == 2  # D major: two sharps
-    assert music.key_signature((7, True)) == -2  # G minor: two flats
-    assert music.key_signature((9, True)) == 0
-    assert abs(music.key_signature((6, False))) == 6
-    assert music.key_signature((11, False)) == 5  # B major: remote
+    assert analysis.key_signature((2, False)) == 2  # D major: two sharps
+    assert analysis.key_signature((7, True)) == -2  # G minor: two flats
+    assert analysis.key_signature((9, True)) == 0
+    assert abs(analysis.key_signature((6, False))) == 6
+    assert analysis.key_signature((11, False)) == 5  # B major: remote
 
 
 def test_keys_drawn_follow_bachs_distribution():
@@ -38,7 +38,7 @@ def test_keys_drawn_follow_bachs_distribution():
     bach_minor = sum(n for (tonic, minor), n in keys.BACH_KEYS.items() if minor) / total
     assert abs(np.mean([minor for _, minor in drawn]) - bach_minor) < 0.02
     assert set(drawn) <= set(keys.BACH_KEYS)
-    remote = np.mean([abs(music.key_signature(k)) >= music.REMOTE_ACCIDENTALS for k in drawn])
+    remote = np.mean([abs(analysis.key_signature(k)) >= analysis.REMOTE_ACCIDENTALS for k in drawn])
     assert remote < 0.03
 
 
@@ -56,11 +56,11 @@ def test_a_piece_from_nothing_opens_on_the_tonic_triad(tiny_model_path):
 
 
 def test_bachs_keys_are_recounted_from_the_corpus():
-    from bachd.corpus import load_corpus
+    from bachd.music.corpus import load_corpus
 
     counted: dict = {}
     for piece in load_corpus("bach").pieces:
-        key = music.detect_key(encoding.decode_pitches(piece.tokens)[0])
+        key = analysis.detect_key(encoding.decode_pitches(piece.tokens)[0])
         counted[key] = counted.get(key, 0) + 1
     assert counted == keys.BACH_KEYS
 
@@ -76,7 +76,7 @@ def test_the_live_key_tracker_agrees_with_key_finding_and_follows_a_modulation()
     for row in steps(d_minor):
         tracker.add(row)
     pitches = np.array([[encoding.token_pitch(t) for t in row] for row in steps(d_minor)])
-    assert tracker.detect() == music.detect_key(pitches) == (2, True)
+    assert tracker.detect() == analysis.detect_key(pitches) == (2, True)
     # Twelve bars of E major afterwards: the old key fades and the new one is named.
     e_major = [[76, 71, 68, 52], [78, 71, 69, 57], [75, 71, 66, 47], [76, 71, 68, 52]] * 12
     for row in steps(e_major):
@@ -92,10 +92,10 @@ def test_the_live_key_tracker_agrees_with_key_finding_and_follows_a_modulation()
 def test_the_live_stream_pulls_its_voices_toward_the_key(tiny_model_path):
     """With a strong pull, what the stream samples after a long D minor context keeps to
     the D minor scale; without it, the tiny model wanders out of it."""
-    from bachd.engine import make_engine
-    from bachd.stream import Stream
+    from bachd.model.engine import make_engine
+    from bachd.live.stream import Stream
 
-    scale = {(2 + d) % 12 for d in music.MINOR_SCALE}
+    scale = {(2 + d) % 12 for d in analysis.MINOR_SCALE}
 
     def outside_after_context(pull: float) -> int:
         stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(temperature=1.5, top_p=1.0, key_pull=pull, minor_pull=pull), rng_seed=1))
@@ -132,7 +132,7 @@ def test_the_pulls_mark_notes_outside_the_scale_and_the_notes_that_turn_a_minor_
 def test_the_inner_voices_take_their_share_of_the_key_pull(tiny_model_path):
     """inner_pull lets the alto and tenor step outside the key while the soprano and bass
     stay held to it: offline, where pieces open in a key, and live, on the key tracked."""
-    scale = {(2 + d) % 12 for d in music.MINOR_SCALE}
+    scale = {(2 + d) % 12 for d in analysis.MINOR_SCALE}
 
     def outside(tokens: np.ndarray) -> np.ndarray:
         """Per voice, the attacks outside the D minor scale."""
@@ -152,7 +152,7 @@ def test_the_inner_voices_take_their_share_of_the_key_pull(tiny_model_path):
     assert bias[1, encoding.attack(63)] == bias[2, encoding.attack(63)] == -0.5
     assert keys.voice_biases([(2, True)], SamplingConfig(key_pull=0.0, minor_pull=0.0)) is None
 
-    from bachd.stream import Stream
+    from bachd.live.stream import Stream
 
     stream = Stream(make_engine(tiny_model_path), Sampler(SamplingConfig(**config, inner_pull=0.0), rng_seed=2))
     for step in range(32):
@@ -184,8 +184,8 @@ def test_key_rows_name_every_key_and_move_with_transposition():
 
 
 def test_training_crops_carry_their_pieces_key_transposed_with_them_or_not_known():
-    from bachd.corpus import Piece
-    from bachd.data import CropSampler, WindowConfig
+    from bachd.music.corpus import Piece
+    from bachd.model.windows import CropSampler, WindowConfig
 
     pieces = [Piece("d-minor", _scale_piece(2, True).astype(np.int16), "train"),
               Piece("e-flat", _scale_piece(3, False).astype(np.int16), "train")]
@@ -206,7 +206,7 @@ def test_training_crops_carry_their_pieces_key_transposed_with_them_or_not_known
 def test_generation_tells_the_model_the_key_it_opens_in_or_the_seeds():
     from fakes import FakeRestingEngine
 
-    from bachd.generation import Seed
+    from bachd.files.generation import Seed
 
     engine = FakeRestingEngine(batch_size=3)
     sampler = Sampler(SamplingConfig(), rng_seed=0)
@@ -222,7 +222,7 @@ def test_generation_tells_the_model_the_key_it_opens_in_or_the_seeds():
 def test_the_live_stream_tells_the_model_the_key_heard_so_far():
     from fakes import FakeRestingEngine
 
-    from bachd.stream import Stream
+    from bachd.live.stream import Stream
 
     class Spawning(FakeRestingEngine):
         def spawn(self, batch_size):
@@ -241,7 +241,7 @@ def test_the_live_stream_tells_the_model_the_key_heard_so_far():
 
 
 def test_a_model_without_the_key_input_loads_and_ignores_it(tmp_path):
-    from bachd.model import ModelConfig, input_names, load_model
+    from bachd.model.keras_model import ModelConfig, input_names, load_model
 
     from conftest import _tiny_model
 
@@ -264,7 +264,7 @@ def test_the_live_tracker_names_the_key_of_a_chorale_from_its_melody():
     key of Bach's four voices for most of music21's validation chorales: Temperley's
     profiles find a melody's key where Krumhansl-Kessler's (which the checks use on four
     voices) miss it."""
-    from bachd.corpus import load_corpus
+    from bachd.music.corpus import load_corpus
 
     chorales = load_corpus("bach").split("valid")
     named = {"tracker": 0, "krumhansl": 0}
@@ -272,9 +272,9 @@ def test_the_live_tracker_names_the_key_of_a_chorale_from_its_melody():
         tracker = keys.KeyTracker()
         for row in chorale.tokens:
             tracker.add(row[:1])
-        truth = music.detect_key(encoding.decode_pitches(chorale.tokens)[0])
+        truth = analysis.detect_key(encoding.decode_pitches(chorale.tokens)[0])
         named["tracker"] += tracker.detect() == truth
-        named["krumhansl"] += music.key_of_histogram(tracker.histogram) == truth
+        named["krumhansl"] += analysis.key_of_histogram(tracker.histogram) == truth
     assert named["tracker"] >= 0.75 * len(chorales)
     assert named["tracker"] >= named["krumhansl"] + 0.1 * len(chorales)
 
@@ -285,7 +285,7 @@ def test_the_live_key_is_the_players_not_the_harmony_bachd_drew_under_it():
     keeps it through an answer that bachd plays alone."""
     from fakes import FakeWhiteKeyEngine
 
-    from bachd.stream import Stream
+    from bachd.live.stream import Stream
 
     line = [63, 67, 70, 75, 74, 72, 70, 68, 67, 65, 63, 70, 67, 63, 65, 63] * 2  # a beat each
     melody = [encoding.attack(p) if k == 0 else encoding.hold(p) for p in line for k in range(4)]

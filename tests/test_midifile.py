@@ -2,9 +2,9 @@ import mido
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
+from bachd.music import encoding as enc
 from bachd.errors import BachdError
-from bachd.midifile import TICKS_PER_STEP, read_midi, write_midi
+from bachd.music.midifile import TICKS_PER_STEP, read_midi, write_midi
 
 
 def _tokens():

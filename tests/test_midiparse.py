@@ -3,7 +3,7 @@ receiver does, counting what it drops."""
 
 import pytest
 
-from bachd.midiparse import MidiParser
+from bachd.live.midiparse import MidiParser
 
 
 def feed_all(parser, *chunks):

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
-from bachd.engine import make_engine
+from bachd.music import encoding as enc
+from bachd.model.engine import make_engine
 from bachd.errors import BachdError
-from bachd.generation import Seed, generate
-from bachd.model import ModelConfig, config_of, load_model
-from bachd.modelfile import CONFIG_ENTRY, read_config, read_weights
-from bachd.sampling import Sampler, SamplingConfig
+from bachd.files.generation import Seed, generate
+from bachd.model.keras_model import ModelConfig, config_of, load_model
+from bachd.model.modelfile import CONFIG_ENTRY, read_config, read_weights
+from bachd.model.sampling import Sampler, SamplingConfig
 
 
 def test_save_load_round_trip_in_safe_mode(tiny_model_path, tmp_path):
@@ -23,7 +23,7 @@ def test_save_load_round_trip_in_safe_mode(tiny_model_path, tmp_path):
 def test_attention_is_causal_and_limited_to_its_band():
     """Attention alone (no LSTM path): a token's output depends on exactly the tokens
     0..window-1 back, never on later ones or ones further back."""
-    from bachd.model import LocalAttention
+    from bachd.model.keras_model import LocalAttention
 
     window, length = 5, 16
     layer = LocalAttention(window, 2, 3)
@@ -138,8 +138,8 @@ def test_evaluation_reports_the_nll_of_the_notes_that_start_apart(tiny_model_pat
     numpy engine over the same piece computes it."""
     import math
 
-    from bachd.corpus import Piece
-    from bachd.evaluate import evaluate_pieces
+    from bachd.music.corpus import Piece
+    from bachd.model.metrics import evaluate_pieces
 
     rows = [[72, 67, 64, 48]] * 6 + [[74, 67, 65, 50]] * 2 + [[-1, 64, 60, 48]] * 4 + [[76, 72, 67, 48]] * 4
     tokens = enc.encode_pitches(np.array(rows))

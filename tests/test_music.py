@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bachd import encoding, music
+from bachd.music import encoding, analysis
 from bachd.cli import app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsb" / "Jsb16thSeparated.trainvalid.json"
@@ -26,81 +26,81 @@ def chords(*rows, steps_each=4) -> np.ndarray:
 def test_parallel_fifths_and_octaves_are_counted_only_in_similar_motion():
     # C major to D minor with the outer voices in octaves and tenor/bass in fifths: both move up.
     parallel = chords([72, 64, 55, 48], [74, 65, 57, 50])
-    counts = music.piece_counts(parallel)
+    counts = analysis.piece_counts(parallel)
     # S-B octaves (72/48 → 74/50) and T-B fifths (55/48 → 57/50); S-T is a fourth, not counted.
     assert counts["parallels"] == 2
     # Contrary motion into the same intervals is not a parallel.
     contrary = chords([72, 64, 55, 48], [74, 65, 53, 43])
-    assert music.piece_counts(contrary)["parallels"] == 0
+    assert analysis.piece_counts(contrary)["parallels"] == 0
     # A held fifth is not a parallel either.
-    assert music.piece_counts(chords([72, 64, 55, 48], [72, 64, 55, 48]))["parallels"] == 0
+    assert analysis.piece_counts(chords([72, 64, 55, 48], [72, 64, 55, 48]))["parallels"] == 0
 
 
 def test_voice_crossing_range_and_density():
     crossed = chords([64, 67, 55, 48], [64, 62, 55, 48])  # alto above soprano in the first chord
-    counts = music.piece_counts(crossed)
+    counts = analysis.piece_counts(crossed)
     assert counts["crossing_steps"] == 4
     high = chords([84, 67, 55, 48])  # a soprano C6 is above any chorale soprano
-    figures = music.measure([high])
+    figures = analysis.measure([high])
     assert figures["out_of_range_pct"] == pytest.approx(25.0)
     # Quarter notes in every voice: one attack per beat each.
     walking = chords([72, 64, 55, 48], [74, 65, 57, 50], [76, 67, 59, 52], [77, 69, 60, 53])
-    figures = music.measure([walking])
+    figures = analysis.measure([walking])
     assert [figures[f"density_{v}"] for v in encoding.VOICES] == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_key_detection_and_in_key_share():
     c_major = chords([72, 64, 55, 48], [71, 65, 55, 43], [72, 64, 55, 48], [74, 65, 57, 50], [72, 64, 55, 48])
-    assert music.detect_key(encoding.decode_pitches(c_major)[0]) == (0, False)
+    assert analysis.detect_key(encoding.decode_pitches(c_major)[0]) == (0, False)
     a_minor = chords([72, 64, 57, 45], [71, 64, 56, 52], [72, 64, 57, 45], [74, 65, 57, 50], [71, 68, 64, 52], [69, 64, 60, 45])
-    assert music.detect_key(encoding.decode_pitches(a_minor)[0]) == (9, True)
-    assert music.measure([a_minor])["in_key_pct"] == 100.0  # the raised 7th (G#) belongs to A minor
+    assert analysis.detect_key(encoding.decode_pitches(a_minor)[0]) == (9, True)
+    assert analysis.measure([a_minor])["in_key_pct"] == 100.0  # the raised 7th (G#) belongs to A minor
     chromatic = chords([72, 64, 55, 48], [73, 64, 55, 48], [72, 64, 55, 48], [72, 64, 55, 48], [74, 65, 57, 50])
-    assert music.measure([chromatic])["in_key_pct"] == pytest.approx(80.0)
+    assert analysis.measure([chromatic])["in_key_pct"] == pytest.approx(80.0)
 
 
 def test_collapse_and_longest_chord():
     varied = np.concatenate([chords([72, 64, 55, 48], [74, 65, 57, 50], [76, 67, 60, 48], [74, 65, 59, 43])] * 5)
-    assert not music.collapses(encoding.decode_pitches(varied)[0])
+    assert not analysis.collapses(encoding.decode_pitches(varied)[0])
     one_chord = chords([72, 64, 55, 48], steps_each=80)
-    assert music.collapses(encoding.decode_pitches(one_chord)[0])
-    assert music.measure([one_chord])["longest_chord_beats"] == 20.0
+    assert analysis.collapses(encoding.decode_pitches(one_chord)[0])
+    assert analysis.measure([one_chord])["longest_chord_beats"] == 20.0
     # Harmony moving over a bass stuck on one pitch for four bars is a collapse too.
     rows = [[72 + (k % 3), 64 + (k % 2), 55 + (k % 4), 48] for k in range(20) for _ in range(4)]
-    assert music.collapses(encoding.decode_pitches(tokens(rows))[0])
+    assert analysis.collapses(encoding.decode_pitches(tokens(rows))[0])
 
 
 def test_margins_compare_in_the_stated_direction():
-    above = music.Margin(0.5, side="above")
+    above = analysis.Margin(0.5, side="above")
     assert above.allows(0.4, 0.1) and not above.allows(0.7, 0.1) and above.allows(0.0, 0.1)
-    relative = music.Margin(0.25, "rel")
+    relative = analysis.Margin(0.25, "rel")
     assert relative.allows(1.2, 1.0) and not relative.allows(0.7, 1.0)
-    corpus = {key: 1.0 for key in music.MARGINS}
-    rows = music.compare({**corpus, "parallels_per_100": 2.0}, corpus)
+    corpus = {key: 1.0 for key in analysis.MARGINS}
+    rows = analysis.compare({**corpus, "parallels_per_100": 2.0}, corpus)
     assert [r["figure"] for r in rows if not r["ok"]] == ["parallels_per_100"]
 
 
 def test_bachs_own_chorales_are_within_every_margin_of_the_corpus():
     """Bach's validation chorales (music21's corpus, the default model's) against his
     training ones: the margins must let Bach himself through."""
-    from bachd.corpus import load_corpus
+    from bachd.music.corpus import load_corpus
 
     corpus = load_corpus("bach")
-    train = music.measure(music.crops([p.tokens for p in corpus.split("train")], 256))
-    valid = music.measure(music.crops([p.tokens for p in corpus.split("valid")], 256))
-    assert all(row["ok"] for row in music.compare(valid, train)), music.compare(valid, train)
+    train = analysis.measure(analysis.crops([p.tokens for p in corpus.split("train")], 256))
+    valid = analysis.measure(analysis.crops([p.tokens for p in corpus.split("valid")], 256))
+    assert all(row["ok"] for row in analysis.compare(valid, train)), analysis.compare(valid, train)
     assert train["parallels_per_100"] < 0.5 and train["in_key_pct"] > 75 and train["out_of_range_pct"] < 0.01
     assert 35 < train["minor_pct"] < 50 and train["remote_keys_pct"] < 3
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data (JSB chorales)")
 def test_the_jsb_chorales_are_within_the_margins_but_for_the_key_spread():
-    from bachd.corpus import load_corpus
+    from bachd.music.corpus import load_corpus
 
     corpus = load_corpus(str(DATA))
-    train = music.measure(music.crops([p.tokens for p in corpus.split("train")], 256))
-    valid = music.measure(music.crops([p.tokens for p in corpus.split("valid")], 256))
-    rows = {row["figure"]: row for row in music.compare(valid, train)}
+    train = analysis.measure(analysis.crops([p.tokens for p in corpus.split("train")], 256))
+    valid = analysis.measure(analysis.crops([p.tokens for p in corpus.split("valid")], 256))
+    rows = {row["figure"]: row for row in analysis.compare(valid, train)}
     assert all(row["ok"] for name, row in rows.items() if name != "in_key_pct"), rows
     # The JSB validation chorales are 2.1 points less in key than its training ones: wider
     # than the 1.5-point margin, within the spread of 85 sixteen-bar stretches.
@@ -114,10 +114,10 @@ def test_eval_music_report_on_a_model_and_on_midi_files(tiny_model_path, tiny_js
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["music"]["model"]["pieces"] == 3 and report["music"]["model"]["steps"] == 3 * 64
-    assert {r["figure"] for r in report["music"]["rows"]} == set(music.MARGINS)
+    assert {r["figure"] for r in report["music"]["rows"]} == set(analysis.MARGINS)
     assert "pitch_nll" in report
 
-    from bachd.midifile import write_midi
+    from bachd.music.midifile import write_midi
 
     write_midi(chords([72, 64, 55, 48], steps_each=64), tmp_path / "stuck.mid", bpm=90, beats_per_bar=4)
     result = runner.invoke(app, ["eval", str(tmp_path / "stuck.mid"), "--corpus", str(tiny_json_corpus),
@@ -131,35 +131,35 @@ def test_eval_music_report_on_a_model_and_on_midi_files(tiny_model_path, tiny_js
 def test_hidden_fifths_and_octaves_of_the_outer_voices():
     # S leaps E5 → G5 while the bass rises C3 → G3: they arrive at an octave in similar motion.
     hidden = chords([76, 67, 60, 48], [79, 71, 62, 55])
-    assert music.piece_counts(hidden)["hidden"] == 1
+    assert analysis.piece_counts(hidden)["hidden"] == 1
     # By step in the soprano it is not counted; nor is arriving in contrary motion.
-    assert music.piece_counts(chords([76, 67, 60, 48], [77, 69, 60, 53]))["hidden"] == 0
-    assert music.piece_counts(chords([76, 67, 60, 48], [79, 71, 62, 43]))["hidden"] == 0
+    assert analysis.piece_counts(chords([76, 67, 60, 48], [77, 69, 60, 53]))["hidden"] == 0
+    assert analysis.piece_counts(chords([76, 67, 60, 48], [79, 71, 62, 43]))["hidden"] == 0
 
 
 def test_keys_harmonic_rhythm_spacing_and_metric_figures():
     a_minor = chords([72, 64, 57, 45], [71, 64, 56, 52], [72, 64, 57, 45], [74, 65, 57, 50], [71, 68, 64, 52], [69, 64, 60, 45])
-    figures = music.measure([a_minor])
+    figures = analysis.measure([a_minor])
     assert figures["minor_pct"] == 100.0 and figures["accidentals_mean"] == 0.0 and figures["remote_keys_pct"] == 0.0
     assert figures["chord_changes_per_beat"] == pytest.approx(5 / 6, abs=1e-4)  # six chords, five changes, six beats
     b_major = chords([75, 71, 66, 59], [73, 68, 64, 52], [75, 71, 66, 47], [78, 71, 63, 59])
-    assert music.measure([b_major])["remote_keys_pct"] == 100.0
+    assert analysis.measure([b_major])["remote_keys_pct"] == 100.0
     wide = chords([84 - 12, 57, 52, 45])  # soprano C5 over alto A3: more than an octave apart
-    assert music.measure([wide])["wide_spacing_pct"] == 100.0
+    assert analysis.measure([wide])["wide_spacing_pct"] == 100.0
     # Half notes in every voice starting on beats 1 and 3: all long notes on one beat parity.
     halves = chords([72, 64, 55, 48], [74, 65, 57, 50], [72, 64, 55, 48], steps_each=8)
-    assert music.measure([halves])["strong_beat_long_notes_pct"] == 100.0
+    assert analysis.measure([halves])["strong_beat_long_notes_pct"] == 100.0
     # Shifted by a beat after a quarter-note start, the half notes still share one parity.
     shifted = np.concatenate([chords([72, 64, 55, 48]), halves])
-    assert music.measure([shifted])["strong_beat_long_notes_pct"] == 100.0
+    assert analysis.measure([shifted])["strong_beat_long_notes_pct"] == 100.0
     # Half notes on beats 1, 2 and 4 split across the parities: two of three on the stronger.
     mixed = np.concatenate([chords([72, 64, 55, 48], steps_each=8), chords([74, 65, 57, 50], steps_each=4),
                             chords([72, 64, 55, 48], steps_each=8)])
     mixed = np.concatenate([mixed[:4], mixed])  # starts: beat 0 (quarter), then half at 1, quarter at 3, half at 4
-    assert 50.0 <= music.measure([mixed])["strong_beat_long_notes_pct"] < 100.0
+    assert 50.0 <= analysis.measure([mixed])["strong_beat_long_notes_pct"] < 100.0
 
 
 def test_cadences_are_counted_at_phrase_ends_in_any_and_the_home_key():
     close = chords([76, 67, 60, 48], [77, 69, 60, 53], [74, 67, 59, 55], [72, 64, 55, 48], [72, 64, 55, 48])
-    counts = music.piece_counts(close)
+    counts = analysis.piece_counts(close)
     assert counts["phrase_ends"] == 1 and counts["cadences"] == 1 and counts["home_cadences"] == 1

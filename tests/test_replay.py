@@ -4,7 +4,7 @@ clock, with nothing more to go on than live."""
 import mido
 import pytest
 
-from bachd import encoding as enc
+from bachd.music import encoding as enc
 import fakes
 from jackprobe import hanging_notes
 
@@ -58,9 +58,9 @@ def test_harmonize_a_melody_file_every_note_from_the_first(tiny_model_path, tmp_
 def test_the_file_command_plays_what_the_daemon_plays_to_the_same_notes(tiny_model_path, tmp_path):
     """The daemon, built as `bachd run` builds it, stepped by hand at 1 ms with the melody's
     events at their times: the same messages as `bachd harmonize` wrote."""
-    from bachd.daemon import Daemon, RunOptions, load_engine
+    from bachd.live.daemon import Daemon, RunOptions, load_engine
     from bachd.presets import resolve
-    from bachd.replay import perform, read_line
+    from bachd.files.replay import perform, read_line
     from fakes import FakePorts
 
     played = read_line(melody_file(tmp_path / "m.mid"))
@@ -124,7 +124,7 @@ def test_file_command_errors_are_one_line(args, message, tmp_path, tiny_model_pa
 
 
 def test_read_line_takes_the_top_line_of_chords():
-    from bachd.replay import _top_line
+    from bachd.files.replay import _top_line
 
     notes = [[0.0, 1.0, 60, 80], [0.0, 1.0, 67, 80], [0.5, 1.5, 64, 80], [1.0, 2.0, 72, 80]]
     assert [(s, e, p) for s, e, p, _ in _top_line(notes)] == [(0.0, 1.0, 67), (1.0, 2.0, 72)]

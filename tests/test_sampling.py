@@ -1,7 +1,7 @@
 import numpy as np
 
-from bachd import encoding as enc
-from bachd.sampling import Sampler, SamplingConfig
+from bachd.music import encoding as enc
+from bachd.model.sampling import Sampler, SamplingConfig
 
 from fakes import FakeRestingEngine
 
@@ -54,7 +54,7 @@ def test_seeded_rng_repeats_and_log_probs_are_model_probabilities():
 
 
 def test_parallels_rule_masks_exactly_the_parallel_attacks():
-    from bachd.sampling import parallel_mask
+    from bachd.model.sampling import parallel_mask
 
     a = enc.attack
 
@@ -82,17 +82,17 @@ def test_parallels_rule_masks_exactly_the_parallel_attacks():
 
 
 def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
-    from bachd import music
-    from bachd.engine import make_engine
-    from bachd.generation import generate
-    from bachd.sampling import Sampler, SamplingConfig
+    from bachd.music import analysis
+    from bachd.model.engine import make_engine
+    from bachd.files.generation import generate
+    from bachd.model.sampling import Sampler, SamplingConfig
 
     engine = make_engine(tiny_model_path, batch_size=8)
     counts = {}
     for rule in (False, True):
         sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)
         pieces = generate(engine, sampler, None, 96).tokens
-        counts[rule] = [music.piece_counts(p) for p in pieces]
+        counts[rule] = [analysis.piece_counts(p) for p in pieces]
     for kind in ("parallels", "antiparallels", "hidden"):  # similar motion, contrary motion, outer voices
         assert sum(c[kind] for c in counts[False]) > 0 and sum(c[kind] for c in counts[True]) == 0, kind
 
@@ -102,7 +102,7 @@ def test_parallels_rule_matches_the_definition_on_random_batches():
     would make parallel perfect intervals with some upper voice, in similar or contrary
     motion, and for the bass, when it would reach a fifth or octave with a leaping soprano in
     similar motion (hidden fifths and octaves)."""
-    from bachd.sampling import parallel_mask
+    from bachd.model.sampling import parallel_mask
 
     rng = np.random.default_rng(3)
     pitches = list(range(40, 80))
@@ -208,7 +208,7 @@ def test_striking_the_same_pitch_again_is_part_of_the_rhythm_draw():
 
 
 def test_generation_never_rests_all_voices_for_more_than_two_beats():
-    from bachd.generation import MAX_SILENT_STEPS, Seed, generate
+    from bachd.files.generation import MAX_SILENT_STEPS, Seed, generate
 
     seed_tokens = np.full((4, 4), enc.REST, np.int16)  # a seed that ends in a beat of silence
     seed = Seed(seed_tokens, np.ones((4, 4), bool))
@@ -239,7 +239,7 @@ def test_with_only_hold_and_re_strike_allowed_both_keep_their_odds():
 
 
 def test_root_bias_pulls_the_bass_to_the_root_of_the_chord_above():
-    from bachd.sampling import root_bias
+    from bachd.model.sampling import root_bias
 
     def roots(*upper):
         bias = root_bias(np.array([upper]), 1.5)[0]
@@ -281,16 +281,16 @@ def test_the_pitch_bias_moves_where_a_voice_goes_not_whether_it_moves():
 
 
 def test_generation_with_the_root_pull_puts_more_bass_notes_on_the_root(tiny_model_path):
-    from bachd import music
-    from bachd.engine import make_engine
-    from bachd.generation import generate
+    from bachd.music import analysis
+    from bachd.model.engine import make_engine
+    from bachd.files.generation import generate
 
     engine = make_engine(tiny_model_path, batch_size=16)
     shares = {}
     for pull in (0.0, 4.0):
         sampler = Sampler(SamplingConfig(temperature=1.0, top_p=1.0, root_pull=pull), rng_seed=4)
         pieces = generate(engine, sampler, None, 128).tokens
-        counts = [music.root_positions(*enc.decode_pitches(p)) for p in pieces]
+        counts = [analysis.root_positions(*enc.decode_pitches(p)) for p in pieces]
         triads, rooted = (sum(c[i] for c in counts) for i in (0, 1))
         shares[pull] = rooted / max(triads, 1)
     assert shares[4.0] > shares[0.0] + 0.15, shares
@@ -299,8 +299,8 @@ def test_generation_with_the_root_pull_puts_more_bass_notes_on_the_root(tiny_mod
 def test_a_chord_stands_no_longer_than_max_chord_beats_then_the_bass_moves():
     from fakes import FakeHoldingEngine
 
-    from bachd import music
-    from bachd.generation import Seed, generate
+    from bachd.music import analysis
+    from bachd.files.generation import Seed, generate
 
     chord = [enc.attack(p) for p in (72, 67, 64, 48)]  # C major, root position
     seed = Seed(np.array([chord], np.int16), np.ones((1, 4), bool))
@@ -308,7 +308,7 @@ def test_a_chord_stands_no_longer_than_max_chord_beats_then_the_bass_moves():
     for beats in (0.0, 2.0):
         config = SamplingConfig(temperature=1.0, top_p=1.0, max_chord_beats=beats, cadence_hold=0.0, key_pull=0.0)
         pieces = generate(FakeHoldingEngine(4), Sampler(config, rng_seed=1), seed, 63).tokens
-        longest[beats] = max(music._longest_run(enc.decode_pitches(p)[0]) for p in pieces)
+        longest[beats] = max(analysis._longest_run(enc.decode_pitches(p)[0]) for p in pieces)
         if beats:
             pitches = enc.decode_pitches(pieces[0])[0]
             assert (pitches[:, :3] == [72, 67, 64]).all()  # the upper voices hold throughout...
@@ -331,7 +331,7 @@ def test_the_hold_bias_shifts_the_odds_of_holding_in_both_paths():
 
 
 def test_a_home_close_on_a_strong_beat_leans_the_soprano_to_hold_it():
-    from bachd.generation import Closes
+    from bachd.files.generation import Closes
 
     g7 = [enc.attack(p) for p in (71, 67, 62, 43)]  # G: V in C
     c = [enc.attack(p) for p in (72, 67, 64, 48)]  # C: I, root position

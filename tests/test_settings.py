@@ -7,7 +7,7 @@ import typer
 from bachd.cli import app
 from bachd.errors import BachdError
 from bachd.presets import LiveSettings, resolve
-from bachd.sampling import SamplingConfig
+from bachd.model.sampling import SamplingConfig
 from bachd.settings import SETTINGS, check
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bachd import encoding as enc
-from bachd.engine import make_engine
-from bachd.model import ModelConfig, config_of, input_names, load_model
-from bachd.modelfile import card_path, read_config
+from bachd.music import encoding as enc
+from bachd.model.engine import make_engine
+from bachd.model.keras_model import ModelConfig, config_of, input_names, load_model
+from bachd.model.modelfile import card_path, read_config
 
 from conftest import SHARED_DATA
 
@@ -51,8 +51,8 @@ def test_the_default_model_hears_the_bar_and_beats_its_predecessor_on_bachs_chor
 
 @pytest.mark.slow
 def test_the_default_model_reproduces_its_figure_on_bachs_validation_chorales():
-    from bachd.corpus import load_corpus
-    from bachd.evaluate import evaluate_pieces
+    from bachd.music.corpus import load_corpus
+    from bachd.model.metrics import evaluate_pieces
 
     card = json.loads(card_path(MODELS / "default.keras").read_text())
     figures = evaluate_pieces(load_model(MODELS / "default.keras"), load_corpus("bach").split("valid"))
@@ -79,8 +79,8 @@ def test_the_jsb_model_never_trained_on_the_jsb_validation_or_test_chorales():
 @pytest.mark.slow
 @pytest.mark.skipif(not JSB.exists(), reason="needs ../shared/data (JSB chorales)")
 def test_the_jsb_model_reproduces_its_validation_figure():
-    from bachd.corpus import load_corpus
-    from bachd.evaluate import evaluate_pieces
+    from bachd.music.corpus import load_corpus
+    from bachd.model.metrics import evaluate_pieces
 
     card = json.loads(card_path(MODELS / "jsb16.keras").read_text())
     figures = evaluate_pieces(load_model(MODELS / "jsb16.keras"), load_corpus(str(JSB)).split("valid"))

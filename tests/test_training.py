@@ -9,10 +9,10 @@ import textwrap
 import pytest
 
 from bachd.errors import BachdError
-from bachd.model import ModelConfig, load_model
-from bachd.modelfile import card_path
-from bachd.training import TrainConfig, run_dir, train
-from bachd.data import WindowConfig
+from bachd.model.keras_model import ModelConfig, load_model
+from bachd.model.modelfile import card_path
+from bachd.model.training import TrainConfig, run_dir, train
+from bachd.model.windows import WindowConfig
 
 from conftest import cli_env
 
@@ -51,13 +51,13 @@ def test_resume_without_a_run_is_an_error(tiny_json_corpus, tmp_path):
 
 def test_mirrored_strategy_over_two_logical_cpus(tiny_json_corpus, tmp_path):
     script = textwrap.dedent(f"""
-        from bachd.tf_setup import import_tf
+        from bachd.model.tf_setup import import_tf
         tf = import_tf()
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from bachd.training import TrainConfig, make_strategy, train
-        from bachd.data import WindowConfig
-        from bachd.model import ModelConfig
+        from bachd.model.training import TrainConfig, make_strategy, train
+        from bachd.model.windows import WindowConfig
+        from bachd.model.keras_model import ModelConfig
         print("replicas", make_strategy("mirrored").num_replicas_in_sync)
         card = train(TrainConfig(corpora=[{str(tiny_json_corpus)!r}], out={str(tmp_path / 'm.keras')!r}, epochs=1, batch_size=2,
                                  window=WindowConfig(window_steps=16), distribute="mirrored"),
@@ -73,7 +73,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tiny_json_corpus, tmp_path):
 
 def test_label_smoothing_loss_matches_its_definition():
     import numpy as np
-    from bachd.training import SmoothedSparseCrossentropy
+    from bachd.model.training import SmoothedSparseCrossentropy
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2, 5, 7)).astype("float32")
@@ -91,7 +91,7 @@ def test_label_smoothing_loss_matches_its_definition():
 
 
 def test_multiworker_needs_a_cluster_description(monkeypatch):
-    from bachd.training import make_strategy
+    from bachd.model.training import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(BachdError, match="needs TF_CONFIG"):
@@ -122,7 +122,7 @@ def test_two_worker_processes_train_one_model_like_a_single_worker(tiny_json_cor
     training on the whole global batch."""
     import numpy as np
 
-    from bachd.modelfile import read_weights
+    from bachd.model.modelfile import read_weights
 
     common = ["-m", "bachd", "train", "--corpus", str(tiny_json_corpus), "--epochs", "3", "--embed-dim", "8",
               "--lstm-units", "16", "--lstm-layers", "1", "--dropout", "0", "--window-steps", "16", "--passes", "2",

@@ -4,7 +4,7 @@ draws. Every message goes through the router, as from a real port."""
 
 import pytest
 
-from bachd import encoding as enc
+from bachd.music import encoding as enc
 from rigs import CONTINUE, SONG_POSITION, START, STOP, LiveRig
 
 
@@ -242,7 +242,7 @@ def test_harmonize_sounds_three_voices_whatever_else_is_held(tiny_model_path):
 
 # --- reproducible draws ----------------------------------------------------------------------
 def test_chords_ahead_draw_from_their_own_generator(tiny_model_path):
-    from bachd.harmonizer import ATTACKS
+    from bachd.live.harmonizer import ATTACKS
 
     rig = DawRig(tiny_model_path, mode="harmonize", clock="internal")
     stream = rig.performer.stream

@@ -1,0 +1,98 @@
+"""``bachd generate`` and ``bachd render``: files in, files out, on the same engine and
+sampler as the live daemon (no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from bachd.errors import BachdError
+from bachd.music.meter import Meter
+from bachd.outputs import check_output
+from bachd.model.sampling import Sampler, SamplingConfig
+from bachd.settings import SEED_BARS
+
+
+def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
+    """OUT for one file, OUT-k for the k-th of several (as the MIDI files are named)."""
+    if base is None or count == 1:
+        return base
+    return base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
+
+
+def generate_file(
+    out: Path, model_path: Path, sampling: SamplingConfig = SamplingConfig(), seed_file: Optional[Path] = None,
+    seed_chorale: Optional[str] = None, seed_bars: Optional[int] = None, bars: int = 4, bpm: float = 90.0,
+    meter: Meter = Meter(), variations: int = 1, pick_best: bool = False, rng_seed: Optional[int] = None,
+    include_seed: bool = False, wav: Optional[Path] = None, plot: Optional[Path] = None,
+    say: Callable[[str], None] = print, key: Optional[str] = None,
+) -> list[Path]:
+    """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
+    the files written. Every output is checked before the model is loaded."""
+    check_output(out, "--out", (".mid", ".midi"))
+    check_output(wav, "--wav", (".wav",))
+    check_output(plot, "--plot", (".png",))
+    opening = None
+    if key is not None:
+        from bachd.music.keys import parse_key
+
+        if seed_file or seed_chorale:
+            raise BachdError("--key is for a piece from nothing: a seed brings its own key")
+        try:
+            opening = parse_key(key)
+        except ValueError as exc:
+            raise BachdError(str(exc)) from None
+    from bachd.model.engine import make_engine
+    from bachd.files.generation import generate, last_bars, load_seed
+    from bachd.music.keys import key_name
+    from bachd.music.midifile import write_midi
+
+    seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
+    if seed is not None:
+        seed = last_bars(seed, seed_bars or SEED_BARS, meter)
+    engine = make_engine(model_path, batch_size=variations)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening, meter=meter)
+    first = 0 if include_seed else result.seed_steps
+    marker = result.seed_steps if include_seed and result.seed_steps else None
+    ranked = np.argsort(-result.log_prob)
+    chosen = [int(ranked[0])] if pick_best or variations == 1 else list(range(variations))
+    written = []
+    for index in chosen:
+        path = _sibling(out, index, len(chosen))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
+                           marker_step=marker, offset_steps=(result.phase + first) % meter.steps_per_bar)
+        written.append(path)
+        best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
+        opened = ""
+        if result.keys:
+            beat = result.phase // meter.steps_per_beat + 1
+            opened = f" opening in {key_name(result.keys[index])} on beat {beat}" + (" (a pickup)" if beat > 1 else "")
+        say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
+        wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
+        if wav_path is not None:
+            seconds = render_file(path, wav_path)
+            written.append(wav_path)
+            say(f"wrote {wav_path}: {seconds:.1f} s of audio")
+        if png_path is not None:
+            from bachd.sound.plots import piano_roll
+
+            # The picture always shows the seed, shaded, so what bachd added stands apart.
+            beats = meter.steps_per_beat
+            title = f"{path.name}: {result.seed_steps // beats} beats of seed, {meter.bars(bars) // beats} beats by bachd"
+            piano_roll(result.tokens[index], png_path, seed_steps=result.seed_steps, beats_per_bar=meter.beats_per_bar, title=title)
+            written.append(png_path)
+            say(f"wrote {png_path}")
+    return written
+
+
+def render_file(midi: Path, wav: Path, sample_rate: int = 48000) -> float:
+    """Render a MIDI file with the organ to a WAV file; returns its length in seconds."""
+    check_output(wav, "--out", (".wav",))
+    from bachd.sound.synth import render_midi, write_wav
+
+    audio = render_midi(midi, sample_rate)
+    write_wav(wav, audio, sample_rate)
+    return len(audio) / sample_rate

@@ -1,0 +1,172 @@
+"""``bachd harmonize`` and ``bachd continue`` on files: a MIDI file played, at its own
+times, into the live performer on a simulated clock (:class:`bachd.live.session.Session`), and
+what bachd played back written as a MIDI file.
+
+Nothing here looks ahead: the performer hears each note when its note-on comes, exactly
+as from a DAW, so the file holds what ``bachd run`` would have played to the same notes at
+the same times (with the same preset, settings and ``--rng-seed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import mido
+
+from bachd.errors import BachdError
+from bachd.music.midifile import DRUM_CHANNEL, TICKS_PER_BEAT, open_midi
+from bachd.outputs import check_output
+from bachd.presets import LiveSettings
+from bachd.live.session import Session
+from bachd.settings import check
+
+TRACK_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
+TAIL_BEATS = 2  # run on this long after the last input note-off, for the harmony to end
+
+
+@dataclass
+class PlayedFile:
+    events: list[tuple[float, tuple[int, int, int]]]  # (seconds, note-on or note-off), channel 1
+    bpm: float
+    seconds: float  # when the last note ends
+
+
+def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = None, top_line: bool = True) -> PlayedFile:
+    """The notes of a MIDI file as timed events, on channel 1: all of them, or those of one
+    channel (1-16) or track (0-based); with ``top_line``, only the highest note at any time
+    (a new note-on ends the notes under it). Drums (channel 10) are left out unless asked for."""
+    mid = open_midi(path)
+    if track is not None and not 0 <= track < len(mid.tracks):
+        raise BachdError(f"{path} has tracks 0-{len(mid.tracks) - 1}, not {track}")
+    tempos: list[tuple[int, int]] = []  # (tick, microseconds per beat), from every track
+    notes: list[list] = []  # [start tick, end tick, pitch, velocity]
+    for index, messages in enumerate(mid.tracks):
+        tick = 0
+        sounding: dict[tuple[int, int], list] = {}
+        for message in messages:
+            tick += message.time
+            if message.type == "set_tempo":
+                tempos.append((tick, message.tempo))
+            if message.type not in ("note_on", "note_off") or (track is not None and index != track):
+                continue
+            if (channel is None and message.channel == DRUM_CHANNEL) or (channel is not None and message.channel != channel - 1):
+                continue
+            key = (message.channel, message.note)
+            if key in sounding:
+                sounding.pop(key)[1] = tick
+            if message.type == "note_on" and message.velocity > 0:
+                sounding[key] = [tick, None, message.note, message.velocity]
+                notes.append(sounding[key])
+        for note in sounding.values():
+            note[1] = tick
+    if not notes:
+        where = (f" on channel {channel}" if channel else "") + (f" in track {track}" if track is not None else "")
+        raise BachdError(f"{path}: no notes to play{where}")
+    seconds = _tempo_map(sorted(tempos), mid.ticks_per_beat)
+    notes = [[seconds(start), seconds(end), pitch, velocity] for start, end, pitch, velocity in notes]
+    if top_line:
+        notes = _top_line(notes)
+    events = []
+    for start, end, pitch, velocity in notes:
+        events.append((start, (0x90, pitch, velocity)))
+        events.append((end, (0x80, pitch, 0)))
+    events.sort(key=lambda e: (e[0], e[1][0] == 0x90))  # at one instant, note-offs first
+    bpm = mido.tempo2bpm(tempos[0][1]) if tempos else 120.0
+    return PlayedFile(events, bpm, max(end for _, end, _, _ in notes))
+
+
+def _tempo_map(tempos: list[tuple[int, int]], ticks_per_beat: int) -> Callable[[int], float]:
+    """Ticks → seconds under the file's tempo changes."""
+    marks = [(0, 0.0, 500_000)]  # (tick, seconds, tempo from there)
+    for tick, tempo in tempos:
+        last_tick, last_seconds, last_tempo = marks[-1]
+        marks.append((tick, last_seconds + (tick - last_tick) * last_tempo / 1e6 / ticks_per_beat, tempo))
+
+    def seconds(tick: int) -> float:
+        mark = max((m for m in marks if m[0] <= tick), key=lambda m: m[0])
+        return mark[1] + (tick - mark[0]) * mark[2] / 1e6 / ticks_per_beat
+
+    return seconds
+
+
+def _top_line(notes: list[list]) -> list[list]:
+    """The highest note at any time: a note starting under a sounding higher note is left
+    out; a higher note starting ends the notes under it."""
+    line: list[list] = []
+    for start, end, pitch, velocity in sorted(notes, key=lambda n: (n[0], -n[2])):
+        if line and line[-1][1] > start:
+            if pitch <= line[-1][2] or start == line[-1][0]:
+                continue
+            line[-1][1] = start
+        line.append([start, end, pitch, velocity])
+    return [n for n in line if n[1] > n[0]]
+
+
+def perform(engine, settings: LiveSettings, played: PlayedFile) -> Session:
+    """Play the file's events into a fresh session, as from a DAW, and run on until bachd is
+    done: the harmony's last beat, or (continue mode) the listening gap and the answer."""
+    session = Session(engine, settings)
+    beat_seconds = 60.0 / settings.bpm
+    after = TAIL_BEATS
+    if settings.mode == "continue":
+        after += settings.listen_gap + settings.meter.beats_per_bar * (settings.response_bars + 1)
+    session.play(played.events, played.seconds + after * beat_seconds)
+    session.finish()
+    return session
+
+
+def write_performance(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str) -> int:
+    """The player's notes and bachd's, one track per channel, as a type-1 MIDI file;
+    returns the note-ons bachd played."""
+    ticks_per_second = TICKS_PER_BEAT * settings.bpm / 60.0
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    meta = mido.MidiTrack([
+        mido.MetaMessage("track_name", name="bachd", time=0),
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(settings.bpm), time=0),
+        mido.MetaMessage("time_signature", numerator=settings.beats_per_bar, denominator=4, time=0),
+    ])
+    mid.tracks.append(meta)
+    tracks = {player_track: list(played.events)}
+    played_notes = 0
+    for t, message in session.sent:
+        channel = message[0] & 0x0F
+        name = TRACK_NAMES[channel] if channel < len(TRACK_NAMES) else f"Channel {channel + 1}"
+        tracks.setdefault(name, []).append((t, message))
+        played_notes += message[0] & 0xF0 == 0x90 and message[2] > 0
+    for name, events in tracks.items():
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
+        last = 0
+        for t, (status, note, velocity) in sorted(events, key=lambda e: e[0]):  # stable: as sent
+            tick = max(last, round(t * ticks_per_second))
+            kind = "note_on" if status & 0xF0 == 0x90 and velocity > 0 else "note_off"
+            track.append(mido.Message(kind, channel=status & 0x0F, note=note, velocity=velocity, time=tick - last))
+            last = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return played_notes
+
+
+def replay_file(
+    mode: str, source: Path, out: Path, settings: LiveSettings, model_path: Path, bpm: Optional[float] = None,
+    channel: Optional[int] = None, track: Optional[int] = None, say: Callable[[str], None] = print,
+) -> Path:
+    """What ``bachd harmonize`` (``mode="harmonize"``) and ``bachd continue`` do: the file at
+    its own tempo (or ``bpm``) into the live performer of that mode, on the internal clock."""
+    from dataclasses import replace
+
+    from bachd.live.daemon import load_engine
+
+    check_output(out, "--out", (".mid", ".midi"))
+    played = read_line(source, channel, track, top_line=mode == "harmonize")
+    settings = replace(settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"))
+    session = perform(load_engine(model_path), settings, played)
+    stats = session.performer.stats
+    notes = write_performance(session, played, out, settings, "Melody" if mode == "harmonize" else "Call")
+    if mode == "harmonize":
+        say(f"wrote {out}: {stats.notes_in} melody notes, {stats.melody_chords} with a chord struck under them, "
+            f"{notes} notes by bachd")
+    else:
+        say(f"wrote {out}: a call of {stats.notes_in} notes, {stats.answers} answer of {notes} notes")
+    return out

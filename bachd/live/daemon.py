@@ -1,0 +1,314 @@
+"""``bachd run``: ports, model, clock, performer and output wired together.
+
+The only module that starts threads. Three run while bachd plays:
+
+- rtmidi's own thread (owned by rtmidi) queues incoming messages without touching Python;
+- the worker: polls and timestamps input every ``POLL_SECONDS`` (see ``bachd.live.ports`` for
+  why not a callback), drives the clock and the performer, computes steps;
+- the output thread: sends scheduled frames at their due times (:class:`OutputStage.run`);
+- with ``tap_stderr`` (``bachd run``), a thread draining file descriptor 2, where native MIDI
+  code prints, to count input lost in a flood (:mod:`bachd.live.stderrtap`).
+
+The main thread installs the signal handlers, prints the status line, watches the MIDI system
+(a JACK server or an opened port going away ends the run with one line and exit 1) and, on
+any way out (Ctrl-C, SIGTERM, SIGHUP, the MIDI system gone, a fatal error in a thread),
+silences every note bachd sounds before the ports close.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from bachd.live.clock import Clock, InternalClock
+from bachd.errors import BachdError
+from bachd.live.view import LiveView, redraw
+from bachd.model.modelfile import read_config
+from bachd.outputs import check_output
+from bachd.presets import LiveSettings
+from bachd.live.scheduler import OutputStage, Voicer
+from bachd.live.session import build_live, make_clock
+from bachd.live.stderrtap import StderrTap
+
+POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
+WATCH_SECONDS = 0.2  # how often the main thread looks at the MIDI system and the input counts
+
+
+@dataclass
+class RunOptions:
+    settings: LiveSettings
+    model_path: Path
+    in_name: str = "bachd-in"
+    out_name: str = "bachd-out"
+    backend: str = "auto"
+    engine: str = "auto"
+    status: Optional[bool] = None  # None: a live view when stderr is a terminal
+    stats_path: Optional[Path] = None
+    monitor: bool = False  # play bachd's output through the audio device
+    monitor_input: bool = False  # ... and the player's notes
+    audio_device: Optional[str] = None
+
+
+def load_engine(model_path: Path, backend: str = "auto"):
+    from bachd.model.engine import make_engine
+
+    engine = make_engine(model_path, batch_size=1, backend=backend)
+    engine.warm_up()
+    return engine
+
+
+class Daemon:
+    def __init__(
+        self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic,
+        close_ports: bool = True, monitor=None, tap_stderr: bool = False,
+    ):
+        self.options, self.ports, self.now = options, ports, now
+        self.close_ports = close_ports
+        self.tap_stderr = tap_stderr  # count what native MIDI code prints to fd 2 (bachd.live.stderrtap)
+        self.tap: Optional[StderrTap] = None
+        self.lost: Optional[str] = None  # what went away (JACK, a port), ending the run
+        settings = options.settings
+        self.clock: Clock = make_clock(settings, now())
+        self.monitor = monitor
+        sink = ports.send
+        if monitor is not None:
+            def sink(message, send=ports.send, feed=monitor.feed):
+                send(message)
+                feed(now(), message)
+        self.output = OutputStage(sink, Voicer(settings.out_channels()), now=now)
+        self.view = LiveView(self.clock, settings.beats_per_bar)
+        self.output.observer = lambda t, frame: self.view.sent(t, frame.voice, frame.token)
+        self.performer, self.router = build_live(engine, settings, self.output, self.clock)
+        self.stream = self.performer.stream
+        self.stop = threading.Event()
+        self.fatal: Optional[BaseException] = None
+        self.audio_error: Optional[str] = None
+
+    # --- threads -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        poll, performer, now, keepalive = self.ports.poll, self.performer, self.now, self.ports.keepalive
+        try:
+            while not self.stop.is_set():
+                batch = poll()  # a storm is taken in bites of 512, computing once per bite
+                for t_seconds, data in batch:
+                    self.router.handle(t_seconds, data)
+                wake = performer.next_wakeup(now())
+                if batch or (wake is not None and wake <= now()):
+                    performer.update(now())
+                    self._observe_input()  # after the harmony is out: the view waits, notes do not
+                elif not performer.background(now()):  # spare time: chords ahead, a step at a time
+                    time.sleep(POLL_SECONDS)
+                keepalive(now())
+        except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
+            self.fatal = error
+            self.stop.set()
+
+    def _observe_input(self) -> None:
+        played, self.router.played = self.router.played, []
+        for t_seconds, channel, note, velocity in played:
+            self.view.played(t_seconds, note, on=velocity > 0)
+            if self.options.monitor_input and self.monitor is not None:
+                self.monitor.feed(t_seconds, [(0x90 if velocity else 0x80) | channel, note, velocity], player=True)
+
+    def _play_audio(self, ready: threading.Event) -> None:
+        """The monitor's loop. Audio trouble never stops the MIDI side: it is reported."""
+        try:
+            self.monitor.run(self.stop, ready)
+        except BaseException as error:  # noqa: BLE001
+            self.audio_error = str(error) if isinstance(error, BachdError) else f"{type(error).__name__}: {error}"
+            ready.set()
+
+    def _send(self) -> None:
+        try:
+            self.output.run(self.stop)
+        except BaseException as error:  # noqa: BLE001
+            self.fatal = error
+            self.stop.set()
+
+    # --- life ----------------------------------------------------------------------------------
+    def serve(self, on_ready: Callable[[str], None] = print) -> int:
+        """Run until a signal or a fatal error; always silences bachd before returning."""
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if signum is not None:
+                previous[signum] = signal.signal(signum, lambda *_: self.stop.set())
+        sys.setswitchinterval(0.0005)  # hand the GIL over quickly: MIDI threads wait on it
+        worker = threading.Thread(target=self._work, name="bachd-worker", daemon=True)
+        sender = threading.Thread(target=self._send, name="bachd-output", daemon=True)
+        audio = tapper = None
+        try:
+            if self.tap_stderr:
+                self.tap = StderrTap()
+                tapper = threading.Thread(target=self.tap.pump, name="bachd-stderr", daemon=True)
+                tapper.start()
+            if self.monitor is not None:
+                audio_ready = threading.Event()
+                audio = threading.Thread(target=self._play_audio, args=(audio_ready,), name="bachd-audio", daemon=True)
+                audio.start()
+                audio_ready.wait(10.0)
+                if self.audio_error is not None:
+                    raise BachdError(f"--monitor: {self.audio_error}")
+            if isinstance(self.clock, InternalClock):
+                self.clock.origin_seconds = self.now()
+            sender.start()
+            worker.start()
+            on_ready(self.ready_line())
+            sys.stdout.flush()
+            self._status_loop()
+        finally:
+            self.stop.set()
+            worker.join(timeout=2.0)
+            self.performer.shutdown()  # note-offs for everything still sounding
+            sender.join(timeout=2.0)
+            # Again, in case a thread missed its join deadline and played on: the ledger
+            # makes this a no-op otherwise.
+            self.output.silence()
+            time.sleep(0.05)  # let the MIDI system deliver the last note-offs
+            if audio is not None:
+                audio.join(timeout=2.0)  # it fades out what still sounds, then closes the stream
+            if self.close_ports:
+                self.ports.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self.tap is not None:
+                self.tap.close()
+                tapper.join(timeout=1.0)
+            self._report(summary=self.lost is None)  # when the MIDI system went away: one line, below
+        if self.lost is not None:
+            raise BachdError(
+                f"{self.lost}; bachd released its notes and stopped. Start it again once the MIDI system "
+                "is back (run under the systemd unit from `bachd service`, it restarts by itself)"
+            )
+        if self.fatal is not None:
+            raise BachdError(f"stopped after an internal error: {type(self.fatal).__name__}: {self.fatal}") from self.fatal
+        return 0
+
+    def input_dropped(self) -> int:
+        """Input messages lost before bachd could read them (a flood past rtmidi's queue)."""
+        return self.ports.dropped + (self.tap.queue_full if self.tap is not None else 0)
+
+    def _status_loop(self) -> None:
+        show = self.options.status if self.options.status is not None else sys.stderr.isatty()
+        drawn = 0
+        warned_count, warned_at = 0, -1.0
+        lost = self.ports.lost
+        while not self.stop.wait(WATCH_SECONDS):
+            self.lost = lost(self.now())
+            if self.lost is not None:
+                self.stop.set()
+                break
+            dropped = self.input_dropped()
+            if dropped > warned_count and self.now() - warned_at >= 1.0:
+                sys.stderr.write(f"bachd: input flood: {dropped - warned_count:,} incoming messages lost "
+                                 f"({dropped:,} since start)\n")
+                warned_count, warned_at, drawn = dropped, self.now(), 0
+            if show:
+                lines = self.view.panel(self.now(), self.status_line())
+                sys.stderr.write(redraw(drawn, lines))
+                sys.stderr.flush()
+                drawn = len(lines)
+        if show:
+            sys.stderr.write("\n")
+
+    def ready_line(self) -> str:
+        s = self.options.settings
+        clock = f"{s.bpm:g} bpm on the internal clock" if s.clock == "internal" else "following MIDI clock"
+        return (
+            f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
+            f"listen on '{self.ports.out_label}' ({self.ports.backend}). Ctrl-C to stop."
+        )
+
+    def status_line(self) -> str:
+        p50, p99 = self.output.lateness.percentiles_ms(50, 99)
+        late = f"late p50 {p50:.2f} p99 {p99:.2f} ms" if self.output.lateness.count else "late -"
+        audio = ""
+        if self.monitor is not None:
+            m = self.monitor.stats
+            audio = f" | audio {(m.output_latency_seconds + m.ring_seconds) * 1000:.0f} ms, {m.underruns} underruns"
+            if self.audio_error:
+                audio = " | audio stopped"
+        dropped = self.input_dropped()
+        lost = f" | lost {dropped:,}" if dropped else ""
+        return (
+            f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
+            f"in {self.performer.stats.notes_in}{lost} | out {self.output.notes_out} | {late}{audio}"
+        )
+
+    def stats(self) -> dict:
+        lateness = self.output.lateness
+        p50, p99 = lateness.percentiles_ms(50, 99)
+        return {
+            "mode": self.performer.mode,
+            "bpm": self.clock.bpm,
+            "notes_in": self.performer.stats.notes_in,
+            "notes_out": self.output.notes_out,
+            "answers": self.performer.stats.answers,
+            "interrupted": self.performer.stats.interrupted,
+            "panics": self.performer.stats.panics,
+            "rollbacks": self.performer.stats.rollbacks,
+            "melody_chords": self.performer.stats.melody_chords,
+            "chords_ahead": self.performer.stats.chords_ahead,
+            "ignored_messages": self.router.ignored,
+            "dropped_messages": self.input_dropped(),
+            "input_parse": asdict(self.router.parser.stats),
+            "transport": {"starts": self.performer.stats.starts, "stops": self.performer.stats.stops,
+                          "song_positions": self.performer.stats.relocations},
+            "expired_holds": self.performer.player.expired,
+            "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},
+            "lateness_samples_ms": [round(x * 1000, 4) for x in lateness.samples_seconds()],
+            "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],
+            "response_samples_ms": [round(x * 1000, 4) for x in self.output.response.samples_seconds()],
+            "notes_sounding_at_exit": self.output.voicer.notes_sounding,
+            "audio": None if self.monitor is None else {
+                **asdict(self.monitor.stats), "error": self.audio_error,
+                "sample_rate": self.monitor.synth.sample_rate if self.monitor.synth else None,
+                "block_frames": self.monitor.block_frames,
+            },
+        }
+
+    def _report(self, summary: bool = True) -> None:
+        if self.options.stats_path:
+            Path(self.options.stats_path).write_text(json.dumps(self.stats()))
+        if not summary:
+            return
+        p50, p99 = self.output.lateness.percentiles_ms(50, 99)
+        sys.stderr.write(
+            f"bachd stopped: {self.performer.stats.notes_in} notes in, {self.output.notes_out} out, "
+            f"{self.performer.stats.answers} answers"
+            + (f", output lateness p50 {p50:.2f} ms, p99 {p99:.2f} ms" if self.output.lateness.count else "")
+            + "\n"
+        )
+
+
+def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_ports: bool = True) -> int:
+    """What ``bachd run`` does: open the ports first (a missing MIDI system fails fast),
+    then load and warm up the model, then play until stopped.
+
+    ``close_ports=False`` leaves closing to the process exit. The command line does that:
+    a JACK client's close can deadlock against its own process thread inside libjack and
+    rtmidi, while a process that exits is always let go by the MIDI system. Every note-off
+    has been delivered by then."""
+    from bachd.live.ports import open_ports
+
+    read_config(options.model_path)  # a missing or foreign model fails before any port opens
+    check_output(options.stats_path, "--stats-json")
+    monitor = None
+    if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
+        from bachd.sound.audio import Monitor, resolve_device
+
+        monitor = Monitor(device=resolve_device(options.audio_device))
+    ports = open_ports(options.in_name, options.out_name, options.backend)
+    try:
+        engine = load_engine(options.model_path, options.engine)
+        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor, tap_stderr=True)
+    except BaseException:
+        ports.close()
+        raise
+    return daemon.serve(on_ready)
+

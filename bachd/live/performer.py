@@ -1,0 +1,193 @@
+"""The live musician: follows the transport, keeps what the player plays, and lets the
+current mode (:mod:`bachd.live.continuation` or :mod:`bachd.live.harmonizer`) play bachd's part over
+one shared :class:`~bachd.live.stream.Stream` of model state.
+
+Pure logic driven by timestamps. The daemon calls the event methods (notes, controls,
+transport) as messages arrive and :meth:`Performer.update` when something is due; tests
+and the offline file commands call the same methods with a manual clock. Nothing here reads
+the time, sleeps, starts threads or touches MIDI ports.
+
+Quantizing: a note belongs to the grid step nearest its note-on, and sounds until the step
+nearest its note-off (at least one step).
+
+Transport, as the MIDI 1.0 messages a DAW sends (on the MIDI clock; the internal clock
+always runs):
+
+- **Stop**: everything bachd sounds is released at once, an answer stops, a pending call and
+  the held notes are forgotten; the position is kept.
+- **Continue**: carry on from the kept position, or from a Song Position Pointer received
+  while stopped.
+- **Start**: Stop, then position 0 and a fresh start, exactly as at launch: an empty model
+  context and the random draws started over from the seed. Start while running is
+  Stop + Start (a DAW jumping to the top or looping).
+- **Song Position Pointer** while running: the grid moves; nothing sounding is left on.
+- Clock ticks while stopped do not move the position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from bachd.music import encoding
+from bachd.live.clock import Clock, MidiClock
+from bachd.live.continuation import ContinueMode
+from bachd.live.harmonizer import HarmonizeMode
+from bachd.live.player import PlayerInput
+from bachd.presets import LiveSettings
+from bachd.live.scheduler import OutputStage
+from bachd.settings import check
+from bachd.live.stream import Stream
+
+MODES = {"continue": ContinueMode, "harmonize": HarmonizeMode}
+
+
+@dataclass
+class PerformerStats:
+    notes_in: int = 0
+    answers: int = 0
+    interrupted: int = 0
+    panics: int = 0
+    rollbacks: int = 0
+    melody_chords: int = 0  # harmonize: chords struck under a new melody note
+    chords_ahead: int = 0  # ... of which were computed ahead
+    starts: int = 0  # MIDI Start
+    stops: int = 0  # MIDI Stop
+    relocations: int = 0  # Song Position Pointer jumps
+
+
+class Performer:
+    """Continue (call and response) or harmonize, on any :class:`~bachd.live.clock.Clock`."""
+
+    lookahead_seconds = 0.03  # compute a step this long before it is due
+
+    def __init__(self, stream: Stream, clock: Clock, out: OutputStage, settings: LiveSettings):
+        self.stream, self.clock, self.out, self.settings = stream, clock, out, settings
+        stream.bar_steps = encoding.bar_period(settings.steps_per_bar)  # grid step 0 is a downbeat
+        self.stats = PerformerStats()
+        self.player = PlayerInput(clock, settings.max_hold_beats)
+        self.mode_player = MODES[settings.mode](self)
+        self._relocated = False  # a song position arrived while stopped
+
+    @property
+    def mode(self) -> str:
+        return self.mode_player.name
+
+    @property
+    def held(self) -> dict:
+        return self.player.held
+
+    @property
+    def state(self) -> str:
+        """stopped, or the mode's activity: listening, answering, harmonizing."""
+        return self.mode_player.activity if self.clock.running else "stopped"
+
+    # --- notes and controls -------------------------------------------------------------------
+    def note_on(self, t_seconds: float, note: int, velocity: int) -> None:
+        if velocity == 0:
+            self.note_off(t_seconds, note)
+            return
+        if not self.clock.running:
+            return
+        self.stats.notes_in += 1
+        step = self.player.note_on(t_seconds, note, velocity)
+        self.mode_player.note_on(t_seconds, step, velocity)
+
+    def note_off(self, t_seconds: float, note: int) -> None:
+        played = self.player.note_off(t_seconds, note)
+        if played is not None:  # a note-off with no note-on: nothing to do
+            self.mode_player.note_off(t_seconds, played)
+
+    def end_of_call(self) -> None:
+        self.mode_player.end_of_call()
+
+    def set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        self.out.silence()
+        self.stream.cut()  # what the other mode sounded is released: nothing holds over
+        self.mode_player = MODES[mode](self)
+
+    def panic(self) -> None:
+        """Silence everything bachd sounds now and forget what the player held (CC 120,
+        CC 123, the panic CC); a running answer ends."""
+        self.stats.panics += 1
+        self.out.silence()
+        self.player.clear()
+        self.stream.cut()
+        self.mode_player.panic()
+
+    def set_temperature(self, temperature: float) -> None:
+        config = replace(self.stream.sampler.config, temperature=check("temperature", temperature, "CC"))
+        self.stream.set_sampling(config)  # chords drawn ahead at the old temperature are dropped
+
+    def set_response_bars(self, bars: int) -> None:
+        self.settings = replace(self.settings, response_bars=check("response_bars", bars, "CC"))
+
+    # --- transport ----------------------------------------------------------------------------
+    def transport_stop(self, t_seconds: float) -> None:
+        if isinstance(self.clock, MidiClock):
+            self.clock.stop(t_seconds)
+        self.stats.stops += 1
+        self._halt()
+
+    def transport_start(self, t_seconds: float) -> None:
+        if self.clock.running:
+            self._halt()  # Start while running is Stop + Start
+        if isinstance(self.clock, MidiClock):
+            self.clock.start(t_seconds)
+        self.stats.starts += 1
+        self._relocated = False
+        self.stream.restart()
+        self.mode_player = MODES[self.mode](self)
+
+    def transport_continue(self, t_seconds: float) -> None:
+        if self.clock.running:
+            return  # already playing: Continue changes nothing
+        if isinstance(self.clock, MidiClock):
+            self.clock.resume(t_seconds)
+        if self._relocated:
+            self._relocated = False
+            self.stream.relocate()
+        self.mode_player.reset()
+
+    def song_position(self, t_seconds: float, sixteenths: int) -> None:
+        if isinstance(self.clock, MidiClock):
+            self.clock.song_position(sixteenths)
+        self.stats.relocations += 1
+        if self.clock.running:
+            self._halt()
+            self.stream.relocate()
+        else:
+            self._relocated = True
+
+    def _halt(self) -> None:
+        """Everything bachd sounds off at once; the held notes, a pending call and an answer
+        forgotten. The model context and the position stay."""
+        self.out.silence()
+        self.player.clear()
+        self.stream.cut()
+        self.mode_player.reset()
+
+    def shutdown(self) -> None:
+        self.out.silence()
+        self.mode_player.reset()
+
+    # --- time ---------------------------------------------------------------------------------
+    def update(self, now_seconds: float) -> None:
+        """Do whatever is due at ``now_seconds``."""
+        if not self.clock.running:
+            return
+        self.mode_player.update(now_seconds)
+        self.player.forget_before(self.mode_player.horizon())
+
+    def background(self, now_seconds: float) -> bool:
+        """Spare-time work, called when nothing is due (harmonize: chords ahead). True while
+        more remains."""
+        return self.clock.running and self.mode_player.background(now_seconds)
+
+    def next_wakeup(self, now_seconds: float) -> Optional[float]:
+        """The next time :meth:`update` has work to do (None: only input can create work)."""
+        if not self.clock.running:
+            return None
+        return self.mode_player.next_wakeup(now_seconds)

@@ -1,0 +1,116 @@
+"""The terminal view of ``bachd run``: a status line over a small rolling piano roll.
+
+One row per 16th step, newest at the bottom: what the player plays (``in``) and the four
+voices bachd sounds. A note name marks an attack, ``|`` a held note, ``.`` silence. Pure
+logic: the daemon records events and draws :meth:`LiveView.panel` to the terminal.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from bachd.music import encoding
+from bachd.live.clock import Clock
+
+NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+ROWS = 8
+KEEP_STEPS = 64
+
+
+def note_name(pitch: int) -> str:
+    return f"{NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+class LiveView:
+    def __init__(self, clock: Clock, beats_per_bar: int = 4, rows: int = ROWS):
+        self.clock, self.beats_per_bar, self.rows = clock, beats_per_bar, rows
+        self._lock = threading.Lock()
+        self._out: dict[int, list[int]] = {}  # step -> token per voice
+        self._in: collections.deque = collections.deque(maxlen=64)  # [pitch, on_step, off_step | None]
+
+    # --- recording (any thread) -------------------------------------------------------------
+    def played(self, t_seconds: float, pitch: int, on: bool) -> None:
+        if not self.clock.running:
+            return
+        step = round(self.clock.step_at(t_seconds))
+        with self._lock:
+            if on:
+                self._in.append([pitch, step, None])
+                return
+            for note in reversed(self._in):
+                if note[0] == pitch and note[2] is None:
+                    note[2] = max(step, note[1] + 1)
+                    break
+
+    def sent(self, t_seconds: float, voice: int, token: int) -> None:
+        if not self.clock.running:
+            return
+        step = round(self.clock.step_at(t_seconds))
+        with self._lock:
+            row = self._out.get(step)
+            if row is None:
+                row = self._out[step] = [-1] * encoding.NUM_VOICES  # -1: nothing sent this step
+                for old in [s for s in self._out if s < step - KEEP_STEPS]:
+                    del self._out[old]
+            row[voice] = token
+
+    # --- drawing ------------------------------------------------------------------------------
+    def panel(self, now_seconds: float, header: str) -> list[str]:
+        """The header line, a column heading and ``rows`` steps ending at the present."""
+        lines = [header, f"{'bar.beat.16th':>13s}  {'in':10s} " + " ".join(f"{v[:7]:7s}" for v in encoding.VOICES)]
+        if not self.clock.running:
+            return lines + [""] * self.rows
+        present = math.floor(self.clock.step_at(now_seconds))
+        with self._lock:
+            tokens = self._voices_through(present)
+            for step in range(present - self.rows + 1, present + 1):
+                cells = [self._cell(t) for t in tokens.get(step, [encoding.REST] * encoding.NUM_VOICES)]
+                lines.append(f"{self._position(step):>13s}  {self._input_cell(step):10s} " + " ".join(f"{c:7s}" for c in cells))
+        return lines
+
+    def _voices_through(self, present: int) -> dict[int, list[int]]:
+        """Each step's token per voice, carrying a voice's note across steps nothing was sent."""
+        first = present - self.rows + 1
+        earlier = [s for s in self._out if s < first]
+        current = list(self._out[max(earlier)]) if earlier else [encoding.REST] * encoding.NUM_VOICES
+        current = [_continued(t) for t in current]
+        rows = {}
+        for step in range(first, present + 1):
+            sent = self._out.get(step)
+            row = [(_continued(current[v]) if sent is None or sent[v] < 0 else sent[v]) for v in range(encoding.NUM_VOICES)]
+            rows[step] = current = row
+        return rows
+
+    def _input_cell(self, step: int) -> str:
+        cells = []
+        for pitch, on, off in self._in:
+            if on == step:
+                cells.append(note_name(pitch))
+            elif on < step and (off is None or off > step):
+                cells.append("|")
+        return " ".join(sorted(set(cells), key=lambda c: c == "|"))[:10] or "."
+
+    @staticmethod
+    def _cell(token: int) -> str:
+        if encoding.is_attack(token):
+            return note_name(encoding.token_pitch(token))
+        return "|" if encoding.is_hold(token) else "."
+
+    def _position(self, step: int) -> str:
+        per_bar = self.beats_per_bar * encoding.STEPS_PER_BEAT
+        bar, within = divmod(step, per_bar)
+        beat, sixteenth = divmod(within, encoding.STEPS_PER_BEAT)
+        return f"{bar + 1}.{beat + 1}.{sixteenth + 1}"
+
+
+def _continued(token: int) -> int:
+    if token < 0 or not encoding.is_pitch_token(token):
+        return encoding.REST
+    return encoding.hold(encoding.token_pitch(token))
+
+
+def redraw(previous_lines: int, lines: list[str]) -> str:
+    """ANSI text that replaces the last drawn panel (``previous_lines`` tall) with ``lines``."""
+    up = f"\x1b[{previous_lines - 1}F" if previous_lines > 1 else "\r"
+    return (up if previous_lines else "") + "\n".join(line + "\x1b[K" for line in lines)

@@ -1,0 +1,132 @@
+"""bachd's layout holds: each subpackage imports only the layers below it, no module imports
+another that imports it back (directly or round a circle), and the live path's pure logic
+loads neither TensorFlow nor rtmidi.
+
+Every import counts: at the top of a module, inside a function, under ``TYPE_CHECKING``."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import bachd
+
+PACKAGE = Path(bachd.__file__).resolve().parent
+
+# Lower layers never import higher ones: music <- sound <- model <- presets <- live <- files <- cli.
+LAYERS = {
+    "bachd": 0, "bachd.errors": 0, "bachd.settings": 0, "bachd.paths": 0, "bachd.outputs": 0, "bachd.quiet": 0,
+    "bachd.music": 1,
+    "bachd.sound": 2,
+    "bachd.model": 3,
+    "bachd.presets": 4,
+    "bachd.live": 5,
+    "bachd.files": 6,
+    "bachd.cli": 7, "bachd.__main__": 7,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def layer(module: str) -> int:
+    while module not in LAYERS:
+        module = module.rpartition(".")[0]
+    return LAYERS[module]
+
+
+def imports(module: str) -> set[str]:
+    """The bachd modules ``module`` imports, anywhere in its text."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "bachd")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "bachd":
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
+    return {m for m in found if m in MODULES and m != module}
+
+
+GRAPH = {m: imports(m) for m in MODULES}
+
+
+def test_every_module_belongs_to_a_layer_and_the_top_level_stays_small():
+    top = sorted(m for m in MODULES if m.count(".") == 1 and not MODULES[m].name == "__init__.py")
+    assert top == ["bachd.__main__", "bachd.cli", "bachd.errors", "bachd.outputs", "bachd.paths", "bachd.presets",
+                   "bachd.quiet", "bachd.settings"], top
+    for module in MODULES:
+        layer(module)  # raises KeyError for a module outside every layer
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} -> {t}" for m, targets in sorted(graph.items()) for t in sorted(targets) if layer(t) > layer(m)]
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of more than one module."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_a_higher_layer():
+    assert upward_imports(GRAPH) == []
+
+
+def test_there_are_no_import_circles():
+    assert circles(GRAPH) == []
+
+
+def test_the_checks_see_real_imports_and_would_catch_a_wrong_one():
+    # The graph is read from the source: a module's known imports are in it.
+    assert "bachd.music.encoding" in GRAPH["bachd.live.performer"]
+    assert "bachd.model.streaming" in GRAPH["bachd.model.tf_engine"]
+    assert "bachd.live.stage" in GRAPH["bachd.live.harmonizer"]
+    # The music importing the live path, and the performer importing a mode that imports it back.
+    wrong = dict(GRAPH)
+    wrong["bachd.music.keys"] = GRAPH["bachd.music.keys"] | {"bachd.live.stream"}
+    assert upward_imports(wrong) == ["bachd.music.keys -> bachd.live.stream"]
+    wrong["bachd.live.harmonizer"] = GRAPH["bachd.live.harmonizer"] | {"bachd.live.performer"}
+    assert ["bachd.live.harmonizer", "bachd.live.performer"] in circles(wrong) or any(
+        {"bachd.live.harmonizer", "bachd.live.performer"} <= set(c) for c in circles(wrong))
+
+
+def test_live_logic_modules_do_not_import_tensorflow_or_rtmidi():
+    code = ("import sys; import bachd.live.clock, bachd.live.scheduler, bachd.live.performer, bachd.live.router, "
+            "bachd.live.session, bachd.live.stream, bachd.model.sampling, bachd.model.engine, bachd.music.encoding, "
+            "bachd.presets; "
+            "bad = [m for m in ('tensorflow', 'rtmidi', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
