@@ -3,7 +3,6 @@ place that cannot be written is a one-line error, not a traceback after minutes 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from bachd.errors import BachdError
@@ -26,4 +25,6 @@ def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ())
     except OSError as error:
         raise BachdError(f"cannot write {option} {path}: {error.strerror or error}") from None
     if not existed:
-        os.unlink(path)  # only a check: the command writes it when its work is done
+        # Only a check: the command writes it when its work is done. Another process checking
+        # the same path (a second training worker) may have removed it already.
+        path.unlink(missing_ok=True)

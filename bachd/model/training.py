@@ -324,15 +324,16 @@ def save_artifact(model: "keras.Model", path: Path) -> None:
 
 def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, command: str = "") -> dict:
     """Train a model as configured; returns its model card (also written beside the model)."""
+    if config.distribute == "multiworker" and worker_index() > 0:
+        # One model is trained; the chief writes it. The other workers keep their copies apart,
+        # and check only their own: two workers checking one path raced each other.
+        chief = Path(config.out)
+        config = replace(config, out=str(run_dir(chief) / f"worker-{worker_index()}" / chief.name))
     config.validate()
     model_config.validate()
     set_threads(config.threads)
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
     strategy = make_strategy(config.distribute)
-    if config.distribute == "multiworker" and worker_index() > 0:
-        # One model is trained; the chief writes it. The other workers keep their copies apart.
-        chief = Path(config.out)
-        config = replace(config, out=str(run_dir(chief) / f"worker-{worker_index()}" / chief.name))
     out = Path(config.out)
     directory = run_dir(out)
     if directory.exists() and (directory / "state.json").exists() and not resume:
