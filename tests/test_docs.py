@@ -1,0 +1,90 @@
+"""The documentation: the site builds with ``--strict`` (a broken link, a missing page or a
+bad anchor fails), its CLI reference is the typer app's own, and the README is a short front
+door whose links all lead somewhere."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from bachd.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """The anchor MkDocs (and GitHub) give a heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\s-]", "", text)
+    return re.sub(r"\s+", "-", text).strip("-")
+
+
+def anchors(markdown: Path) -> set[str]:
+    found, fenced = set(), False
+    for line in markdown.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            found.add(slug(line.lstrip("#")))
+    return found
+
+
+def broken_links(markdown: Path) -> list[str]:
+    broken = []
+    for target in LINK.findall(markdown.read_text()):
+        if re.match(r"^[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        file = (markdown.parent / path).resolve() if path else markdown
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file) and "reference" not in file.parts:
+            broken.append(target)
+    return broken
+
+
+def test_the_documentation_site_builds_strictly_with_the_cli_reference_from_the_app(tmp_path):
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+                             "-d", str(site)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reference = (site / "reference" / "cli" / "index.html").read_text()
+    command = typer.main.get_command(app)
+    for name, sub in command.commands.items():
+        assert f"bachd {name}" in reference, name
+        for param in sub.params:
+            for option in param.opts:
+                if option.startswith("--"):
+                    assert option in reference, f"bachd {name} {option}"
+    for page in ("live", "figures", "checks", "models", "changelog", "history"):
+        assert (site / page / "index.html").is_file(), page
+    assert "Keep a Changelog" in (site / "changelog" / "index.html").read_text()
+
+
+def test_a_broken_link_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    (tmp_path / "other.md").write_text("# Other page\n\n## A section, with `code`\n")
+    page.write_text("[ok](other.md#a-section-with-code) [gone](missing.md) [bad](other.md#nowhere) [web](https://example.org)\n")
+    assert broken_links(page) == ["missing.md", "other.md#nowhere"]
+
+
+def test_the_readme_is_a_short_front_door_whose_links_resolve():
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250
+    assert broken_links(readme) == []
+    assert broken_links(ROOT / "CHANGELOG.md") == []
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Run the tests", 1)[1]
+    command = re.search(r"```\n(.+?)\n```", section, re.S).group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
