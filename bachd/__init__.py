@@ -16,4 +16,4 @@ Beside them: :mod:`bachd.settings` (every setting, declared once), :mod:`bachd.p
 :mod:`bachd.outputs` and :mod:`bachd.quiet`.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

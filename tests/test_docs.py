@@ -88,3 +88,10 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     command = re.search(r"```\n(.+?)\n```", section, re.S).group(1).strip()
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command in ci_lines
+
+
+def test_the_changelog_names_this_version_with_a_date():
+    import bachd
+
+    versions = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})$", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert versions and versions[0][0] == bachd.__version__
