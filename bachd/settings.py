@@ -108,7 +108,7 @@ _DECLARED = (
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),
     Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),
-    Setting("max_hold_beats", 8.0, "A key held this many beats with no new note-on stops counting as held (a lost note-off never wedges a call).", float, 1.0, 256.0),
+    Setting("max_hold_beats", 8.0, "A key held this many beats after its note-on stops counting as held, whatever else is played meanwhile (a lost note-off never wedges a call or the melody).", float, 1.0, 256.0),
     Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool),
     Setting("allow_parallels", False, "Let the lower voices move in parallel (or contrary) fifths and octaves with the upper ones.", bool),
     Setting("rng_seed", None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True),

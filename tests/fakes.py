@@ -40,7 +40,7 @@ class FakeRestingEngine:
 class FakePorts:
     """MIDI ports that record what is sent and never receive anything."""
 
-    backend, in_label, out_label, dropped = "fake", "in", "out", 0
+    backend, in_label, out_label, dropped, quiet_before = "fake", "in", "out", 0, ()
 
     def __init__(self):
         self.sent = []

@@ -356,6 +356,71 @@ def test_a_flood_is_counted_not_printed_and_bachd_plays_on(play, tmp_path):
     assert f"({figures['dropped_messages']:,} since start)" in warnings[-1]
 
 
+def _flood(probe, messages: int) -> None:
+    for k in range(messages):  # note-ons and -offs in turn, far past rtmidi's input queue
+        probe.out.send_message([0x90 | (k % 2), 40 + k % 40, 100 if k % 4 < 2 else 0])
+
+
+def test_after_a_flood_the_next_clean_call_gets_a_full_answer_without_any_cc(play, tmp_path):
+    import json
+
+    stats = tmp_path / "stats.json"
+    bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5",
+                        "--start-on", "beat", "--stats-json", str(stats))
+    _flood(probe, 400_000)  # what bachd held of it has lost its note-offs: no note-off follows
+    time.sleep(2.0)
+    since = len(probe.received)
+    for pitch in (67, 71, 74, 72):
+        probe.send(0x90, pitch, 90)
+        time.sleep(0.2)
+        probe.send(0x80, pitch, 0)
+    assert probe.wait_for(is_note_on, since=since, timeout=3.0), "no answer to a clean call after the flood"
+    time.sleep(2.6)  # the one-bar answer at 120 bpm
+    answer = [r for r in probe.received[since:] if len(r.message) == 3 and r.message[0] & 0xE0 == 0x80]
+    ons = [r for r in answer if is_note_on(r.message)]
+    assert len(ons) >= 4 and len({r.message[0] & 0x0F for r in ons}) >= 3, answer
+    assert answer[-1].t_seconds - ons[0].t_seconds >= 1.5  # the whole bar, not a single note
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert not (hanging := probe.quiet()), probe.story(hanging)
+    figures = json.loads(stats.read_text())
+    assert figures["dropped_messages"] > 0 and figures["input_resets"] >= 1
+    assert figures["answers"] == 1 and figures["panics"] == 0
+
+
+def test_after_a_storm_with_lost_note_offs_clean_melody_notes_are_harmonized_at_once(play, tmp_path):
+    import json
+    import random
+
+    stats = tmp_path / "stats.json"
+    bachd, probe = play("--mode", "harmonize", "--bpm", "120", "--stats-json", str(stats))
+    rng = random.Random(1)
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:  # note pairs across the keyboard at about 4,000 messages a second
+        for _ in range(22):
+            pitch = rng.randrange(36, 97)
+            probe.out.send_message([0x90, pitch, 90])
+            if rng.random() > 0.05:  # one note-off in twenty lost
+                probe.out.send_message([0x80, pitch, 0])
+        time.sleep(0.01)
+    time.sleep(2.0)
+    for pitch in (67, 69, 71, 72, 71, 69):  # clean melody notes, a beat apart
+        since = len(probe.received)
+        sent = probe.send(0x90, pitch, 90)
+        hits = probe.wait_for(is_note_on, count=3, since=since, timeout=0.4)
+        heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
+        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], (pitch, heard)
+        assert all(h.message[1] <= pitch for h in hits[:3]), (pitch, heard)  # under this melody note
+        time.sleep(0.4)
+        probe.send(0x80, pitch, 0)
+        time.sleep(0.1)
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert not (hanging := probe.quiet()), probe.story(hanging)
+    figures = json.loads(stats.read_text())
+    assert figures["input_resets"] >= 1 and figures["panics"] == 0
+
+
 def test_the_jack_server_going_away_stops_bachd_with_one_line():
     shared_server = os.environ.get("JACK_DEFAULT_SERVER")  # the module's server, for the tests after
     try:

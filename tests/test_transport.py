@@ -290,3 +290,81 @@ def test_a_note_off_on_a_step_boundary_never_clicks_the_harmony(tiny_model_path)
         else:
             assert struck.pop(key, None) != t, f"{key} struck and released at {t}"
     assert rig.note_ons() and rig.hanging() == {}
+
+
+# --- Lost input ---------------------------------------------------------------------------------
+def test_after_lost_input_the_next_call_is_answered_exactly_as_the_first_call_after_launch(tiny_model_path):
+    settings = dict(mode="continue", response_bars=1, listen_gap=0.5, start_on="beat")
+    fresh = DawRig(tiny_model_path, **settings)
+    expected = _answer_after_start(fresh, [67, 71, 74])
+    assert any(m[0] & 0xF0 == 0x90 for _, m in expected)
+
+    flooded = DawRig(tiny_model_path, **settings)
+    flooded.send(START)
+    started = flooded.now
+    for k in range(300):  # what got through of a flood: note-ons whose note-offs were lost
+        flooded.send(0x90 | (k % 2), 40 + (k * 7) % 48, 100)
+        flooded.wait(0.005)
+    assert flooded.performer.held
+    flooded.performer.input_lost()  # the daemon's word: its input queue overflowed
+    assert flooded.performer.held == {} and flooded.sounding == 0
+    flooded.run_until(started + 4.0)  # two bars on: the call falls where the fresh one did in its bar
+    since = len(flooded.sent)
+    flooded.wait(0.25)
+    for pitch in (67, 71, 74):
+        flooded.note(pitch, 0.2)
+        flooded.wait(0.05)
+    flooded.send(0xB0, flooded.settings.cc["end_of_call"], 127)
+    flooded.wait(3.0)
+    answer = [(round(t - started - 4.0, 4), m) for t, m in flooded.sent[since:]]
+    assert answer == expected
+    assert flooded.performer.stats.input_resets == 1 and flooded.hanging() == {}
+
+
+def test_a_key_whose_note_off_was_lost_stops_being_the_melody_while_the_player_goes_on(tiny_model_path):
+    rig = DawRig(tiny_model_path, mode="harmonize", max_hold_beats=4)
+    rig.send(START)
+    rig.wait(0.2)
+    rig.send(0x90, 84, 90)  # a high key whose note-off never comes
+    rig.wait(0.3)
+    melody = []
+    for k in range(10):  # a melody under it, a beat a note at 120 bpm
+        pitch = 72 + (k % 3)
+        rig.send(0x90, pitch, 90)
+        rig.wait(0.2)
+        melody.append(enc.token_pitch(int(rig.performer.stream.last[0])) == pitch)  # what bachd harmonizes
+        rig.wait(0.2)
+        rig.send(0x80, pitch, 0)
+        rig.wait(0.1)
+    # The stuck key is the melody at first. Four beats (2 s) after its note-on it ends, and
+    # from then on the notes played are the melody, although new note-ons never stopped.
+    assert melody[:2] == [False, False]
+    assert all(melody[5:]), melody
+    assert rig.performer.player.expired == 1
+    rig.send(STOP)
+    assert rig.hanging() == {}
+
+
+def test_after_a_storm_no_player_makes_the_next_melody_note_is_the_melody_at_once(tiny_model_path):
+    rig = DawRig(tiny_model_path, mode="harmonize")
+    rig.send(START)
+    rig.wait(0.2)
+    for k in range(400):  # 400 note-ons in 0.4 s, every tenth note-off lost, many above the melody to come
+        pitch = 48 + (k * 17) % 48
+        rig.send(0x90, pitch, 90)
+        if k % 10:
+            rig.send(0x80, pitch, 0)
+        rig.wait(0.001)
+    assert rig.performer.held and max(n.pitch for n in rig.performer.held.values()) > 74
+    rig.wait(0.5)  # the storm is over: a clean slate
+    assert rig.performer.held == {} and rig.performer.stats.input_resets == 1
+    for pitch in (67, 69, 71, 72):
+        rig.send(0x90, pitch, 90)
+        rig.wait(0.2)
+        assert enc.token_pitch(int(rig.performer.stream.last[0])) == pitch  # harmonized under itself
+        rig.wait(0.2)
+        rig.send(0x80, pitch, 0)
+        rig.wait(0.1)
+    assert rig.performer.stats.input_resets == 1  # a player's notes are no storm
+    rig.send(STOP)
+    assert rig.hanging() == {}

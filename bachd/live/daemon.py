@@ -93,11 +93,26 @@ class Daemon:
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
         poll, performer, now, keepalive = self.ports.poll, self.performer, self.now, self.ports.keepalive
+        lost_seen, lost_pending = 0, False
         try:
             while not self.stop.is_set():
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
-                for t_seconds, data in batch:
+                lost = self.input_dropped()
+                if lost > lost_seen:
+                    lost_seen, lost_pending = lost, True
+                quiet_before = self.ports.quiet_before
+                for index, (t_seconds, data) in enumerate(batch):
+                    if index in quiet_before and (lost_pending or performer.player.storm):
+                        # The flood or storm was over before this message came: a clean slate
+                        # before the player's next notes, however late its backlog is read.
+                        lost_pending = False
+                        performer.input_lost()
                     self.router.handle(t_seconds, data)
+                if lost_pending and not batch:
+                    # Input was lost, note-offs perhaps among it, and all that was queued is
+                    # read: a clean slate.
+                    lost_pending = False
+                    performer.input_lost()
                 wake = performer.next_wakeup(now())
                 if batch or (wake is not None and wake <= now()):
                     performer.update(now())
@@ -260,6 +275,7 @@ class Daemon:
             "transport": {"starts": self.performer.stats.starts, "stops": self.performer.stats.stops,
                           "song_positions": self.performer.stats.relocations},
             "expired_holds": self.performer.player.expired,
+            "input_resets": self.performer.stats.input_resets,
             "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},
             "lateness_samples_ms": [round(x * 1000, 4) for x in lateness.samples_seconds()],
             "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],

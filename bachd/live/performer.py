@@ -54,6 +54,7 @@ class PerformerStats:
     starts: int = 0  # MIDI Start
     stops: int = 0  # MIDI Stop
     relocations: int = 0  # Song Position Pointer jumps
+    input_resets: int = 0  # clean slates after input was lost
 
 
 class Performer:
@@ -117,6 +118,18 @@ class Performer:
         self.stream.cut()
         self.mode_player.panic()
 
+    def input_lost(self) -> None:
+        """Input was lost before bachd could read it (a flood past the input queue), or came
+        as a storm no player makes (see :data:`bachd.live.player.STORM_NOTES`): what bachd
+        believes the player holds, and a call in progress, cannot be trusted. Everything
+        bachd sounds is released, the held notes and the call are forgotten, and the model's
+        context and random draws start afresh, as after Start, so the next clean call is
+        answered like the first one after launch. The clock and the position stay."""
+        self.stats.input_resets += 1
+        self._halt()
+        self.stream.restart()
+        self.mode_player = MODES[self.mode](self)
+
     def set_temperature(self, temperature: float) -> None:
         config = replace(self.stream.sampler.config, temperature=check("temperature", temperature, "CC"))
         self.stream.set_sampling(config)  # chords drawn ahead at the old temperature are dropped
@@ -178,6 +191,9 @@ class Performer:
         """Do whatever is due at ``now_seconds``."""
         if not self.clock.running:
             return
+        storm_over = self.player.storm_over_at()
+        if storm_over is not None and now_seconds >= storm_over:
+            self.input_lost()
         self.mode_player.update(now_seconds)
         self.player.forget_before(self.mode_player.horizon())
 
@@ -190,4 +206,6 @@ class Performer:
         """The next time :meth:`update` has work to do (None: only input can create work)."""
         if not self.clock.running:
             return None
-        return self.mode_player.next_wakeup(now_seconds)
+        wake = self.mode_player.next_wakeup(now_seconds)
+        storm_over = self.player.storm_over_at()
+        return storm_over if wake is None or (storm_over is not None and storm_over < wake) else wake

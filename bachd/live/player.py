@@ -1,13 +1,16 @@
 """What the player is playing, as bachd believes it: notes held and notes recently released,
 on the grid, and how they map onto voices.
 
-A MIDI note-off can be lost (a muted track, a pulled cable, a stuck key), so a held note is
-never trusted for ever: Stop, Start, CC 120/123 and the panic CC clear the whole ledger, and
-held notes with no new note-on for ``max_hold_beats`` end by themselves.
+A MIDI note-off can be lost (a muted track, a pulled cable, a stuck key, a flood of input),
+so a held note is never trusted for ever: Stop, Start, CC 120/123, the panic CC and lost input
+clear the whole ledger, and a key held ``max_hold_beats`` after its note-on ends by itself,
+whatever else is played meanwhile (a key whose note-off was lost among new notes would
+otherwise stay the melody, or hold a call open, for as long as the player goes on).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +19,10 @@ from bachd.live.clock import Clock
 
 V = encoding.NUM_VOICES
 MAX_HELD_NOTES = 16  # a stuck keyboard or a note-on storm cannot grow this without bound
+# More note-ons than this within STORM_SECONDS is no player but a flood (a stuck arpeggiator, a
+# feedback loop, a burst), whose note-offs cannot be trusted to have all arrived; the storm is
+# over after STORM_QUIET_SECONDS without a note-on.
+STORM_NOTES, STORM_SECONDS, STORM_QUIET_SECONDS = 200, 1.0, 0.25
 
 
 @dataclass
@@ -24,20 +31,23 @@ class PlayedNote:
     on_step: int
     velocity: int
     off_step: Optional[int] = None
+    on_seconds: float = 0.0
 
 
 class PlayerInput:
     def __init__(self, clock: Clock, max_hold_beats: float):
         self.clock, self.max_hold_beats = clock, max_hold_beats
         self.last_velocity = 80
-        self.expired = 0  # times held notes were ended for want of a note-off
+        self.expired = 0  # held keys ended for want of a note-off
         self.clear()
 
     def clear(self) -> None:
         """Forget everything: nothing is held, nothing was played."""
         self.held: dict[int, PlayedNote] = {}  # by incoming note number
         self.released: list[PlayedNote] = []
-        self.last_on_seconds: Optional[float] = None
+        self._recent_ons: deque[float] = deque()  # note-on times within STORM_SECONDS
+        self.storm = False  # a storm of note-ons came since the ledger was last cleared
+        self._last_on_seconds: Optional[float] = None
 
     def note_on(self, t_seconds: float, note: int, velocity: int) -> int:
         """Record a note-on; returns its grid step."""
@@ -51,9 +61,16 @@ class PlayerInput:
             # a quick line stays a line instead of turning into two-note chords.
             if ended.off_step is not None and ended.off_step > step:
                 ended.off_step = max(step, ended.on_step)
-        self.held[note] = PlayedNote(encoding.fold_pitch(note), step, velocity)
+        self.held[note] = PlayedNote(encoding.fold_pitch(note), step, velocity, on_seconds=t_seconds)
+        self._last_on_seconds = t_seconds
+        recent = self._recent_ons
+        recent.append(t_seconds)
+        while recent[0] < t_seconds - STORM_SECONDS:
+            recent.popleft()
+        if len(recent) >= STORM_NOTES:
+            self.storm = True
+            recent.clear()
         self.last_velocity = velocity
-        self.last_on_seconds = t_seconds
         return step
 
     def note_off(self, t_seconds: float, note: int) -> Optional[PlayedNote]:
@@ -73,22 +90,35 @@ class PlayerInput:
             self.end(self.held.pop(note), step)
 
     # --- held notes that outlive their note-off ----------------------------------------------
-    def hold_expires_at(self) -> Optional[float]:
-        """When the held notes stop counting as held (None: nothing is held)."""
-        if not self.held or self.last_on_seconds is None:
+    def storm_over_at(self) -> Optional[float]:
+        """When the storm of note-ons counts as over (None: there was none)."""
+        if not self.storm or self._last_on_seconds is None:
             return None
-        return self.last_on_seconds + self.max_hold_beats * encoding.STEPS_PER_BEAT * self.clock.step_seconds
+        return self._last_on_seconds + STORM_QUIET_SECONDS
+
+    def _hold_seconds(self) -> float:
+        return self.max_hold_beats * encoding.STEPS_PER_BEAT * self.clock.step_seconds
+
+    def hold_expires_at(self) -> Optional[float]:
+        """When the oldest held key stops counting as held (None: nothing is held)."""
+        if not self.held:
+            return None
+        return min(n.on_seconds for n in self.held.values()) + self._hold_seconds()
 
     def expire(self, now_seconds: float) -> Optional[int]:
-        """End the held notes if no note-on came for ``max_hold_beats``: the grid step they
-        end on, or None if they did not."""
-        expires = self.hold_expires_at()
-        if expires is None or now_seconds < expires:
+        """End every key held ``max_hold_beats`` after its note-on: the earliest grid step
+        one ends on, or None if none did."""
+        hold = self._hold_seconds()
+        due = [(note, played) for note, played in self.held.items() if played.on_seconds + hold <= now_seconds]
+        if not due:
             return None
-        step = round(self.clock.step_at(expires))
-        self.release_all(step)
-        self.expired += 1
-        return step
+        steps = []
+        for note, played in due:
+            step = round(self.clock.step_at(played.on_seconds + hold))
+            self.end(self.held.pop(note), step)
+            steps.append(step)
+        self.expired += len(due)
+        return min(steps)
 
     # --- onto voices --------------------------------------------------------------------------
     def known(self, step: int, last_tokens, voices: int = V) -> dict[int, int]:

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Optional
 
 from bachd.errors import BachdError
+from bachd.live.player import STORM_QUIET_SECONDS
 from bachd.quiet import quiet_fd2
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 _API_ATTRS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
 _VIRTUAL = {"alsa", "jack", "coremidi"}
 INPUT_QUEUE_LIMIT = 65536
+QUIET_SECONDS = STORM_QUIET_SECONDS  # a quiet spell in the input this long ends a flood's backlog
 KEEPALIVE_SECONDS = 0.05
 KEEPALIVE_MESSAGE = [0xF0, 0x7D, 0x62, 0x64, 0xF7]  # 7D: the non-commercial manufacturer ID
 
@@ -170,6 +172,11 @@ class MidiPorts:
     _next_keepalive: float = 0.0
     _next_check: float = 0.0
     _lost: Optional[str] = None
+    # Indices in the last poll's batch of the messages that came after a quiet spell of at
+    # least QUIET_SECONDS (by rtmidi's own delta times): where a flood's backlog ends and a
+    # player's next notes begin, however late bachd reads them.
+    quiet_before: tuple[int, ...] = ()
+    _quiet_seconds: float = 0.0  # since the last message other than bachd's own keepalive
 
     def lost(self, now_seconds: float) -> Optional[str]:
         """What went away, if the MIDI system or an opened port did (None: all is well)."""
@@ -199,12 +206,20 @@ class MidiPorts:
         """Messages waiting in rtmidi's input queue, stamped with the monotonic time now."""
         now = time.monotonic()
         messages = []
+        quiet = []
         get = self.midi_in.get_message
         while len(messages) < limit:
             event = get()
             if event is None:
                 break
-            messages.append((now, event[0]))
+            message, delta = event
+            self._quiet_seconds += delta
+            if message[:4] != KEEPALIVE_MESSAGE[:4]:
+                if self._quiet_seconds >= QUIET_SECONDS:
+                    quiet.append(len(messages))
+                self._quiet_seconds = 0.0
+            messages.append((now, message))
+        self.quiet_before = tuple(quiet)
         return messages
 
     def send(self, message) -> None:
