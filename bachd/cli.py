@@ -339,6 +339,7 @@ def run_cli(
     in_channel: Annotated[Optional[int], _setting("in_channel")] = None,
     out_channel: Annotated[Optional[int], _setting("out_channel")] = None,
     velocity: Annotated[Optional[str], _setting("velocity")] = None,
+    record: Annotated[Optional[str], _setting("record")] = None,
     in_port: Annotated[str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")] = "bachd-in",
     out_port: Annotated[str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")] = "bachd-out",
     backend: Annotated[MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")] = MidiBackend.auto,

@@ -444,6 +444,95 @@ def test_the_jack_server_going_away_stops_bachd_with_one_line():
     assert len(lines) == 1 and lines[0].startswith("error: the JACK server went away; bachd released its notes and stopped."), err
 
 
+def _recorded_notes(track) -> list[tuple[int, str, int, int]]:
+    at, found = 0, []
+    for message in track:
+        at += message.time
+        if message.type in ("note_on", "note_off"):
+            found.append((at, "on" if message.type == "note_on" and message.velocity else "off", message.channel, message.note))
+    return found
+
+
+def _paired(found) -> bool:
+    sounding = {}
+    for _, kind, channel, pitch in found:
+        key = (channel, pitch)
+        if kind == "on":
+            if sounding.get(key):
+                return False
+            sounding[key] = True
+        elif not sounding.pop(key, False):
+            return False
+    return not sounding
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "jack_killed"])
+def test_a_recorded_session_keeps_every_note_and_is_finished_however_bachd_ends(ending, tmp_path):
+    import mido
+
+    shared_server = os.environ.get("JACK_DEFAULT_SERVER")
+    try:
+        server = JackServer(period=64, name="bachd-test-record").__enter__()
+    except JackUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
+        pytest.skip(str(error))
+    path = tmp_path / "session.mid"
+    bachd = probe = None
+    try:
+        bachd = Bachd(server, "--mode", "continue", "--bpm", "120", "--response-bars", "2", "--listen-gap", "0.5",
+                      "--start-on", "beat", "--record", str(path))
+        assert f"Recording to {path}" in bachd.ready_line
+        probe = MidiProbe()
+        time.sleep(0.3)
+        call = (67, 71, 74, 72)
+        for pitch in call:
+            probe.send(0x90, pitch, 90)
+            time.sleep(0.2)
+            probe.send(0x80, pitch, 0)
+        assert probe.wait_for(is_note_on, timeout=3.0), "no answer"
+        time.sleep(1.2)  # inside the two-bar answer, more than a bar after the call
+        while_playing = mido.MidiFile(path)  # written at least once a bar: readable at any moment
+        assert [n[3] for n in _recorded_notes(while_playing.tracks[1]) if n[1] == "on"] == list(call)
+        probe.send(0x90, 60, 90)  # a key still down when bachd ends
+        time.sleep(0.1)
+        if ending == "sigterm":
+            code, _, err = bachd.stop()
+            assert code == 0, err
+        else:
+            server.process.kill()
+            server.process.wait()
+            code, _, err = bachd.stop(sig=0, timeout=5.0)
+            assert code == 1 and "JACK server went away" in err, err
+        assert f"the session is recorded in {path}" in err
+    finally:
+        if probe is not None:
+            probe.close()
+        if bachd is not None:
+            bachd.kill()
+        server.__exit__()
+        if shared_server:
+            os.environ["JACK_DEFAULT_SERVER"] = shared_server
+    midi = mido.MidiFile(path)
+    assert [t.name for t in midi.tracks] == ["bachd", "player", "soprano", "alto", "tenor", "bass"]
+    player = _recorded_notes(midi.tracks[1])
+    assert [n[3] for n in player if n[1] == "on"] == [*call, 60] and _paired(player)
+    voices = [_recorded_notes(track) for track in midi.tracks[2:]]
+    assert sum(1 for found in voices for n in found if n[1] == "on") >= 4
+    for channel, found in enumerate(voices):
+        assert _paired(found) and all(n[2] == channel for n in found)
+    answer_notes = [n[0] for found in voices for n in found if n[1] == "on"]
+    last_call_off = max(n[0] for n in player if n[3] == 72 and n[1] == "off")
+    assert min(answer_notes) > last_call_off  # the answer comes after the call, in file time too
+    markers, at = [], 0
+    for message in midi.tracks[0]:
+        at += message.time
+        if message.type == "marker":
+            markers.append((at, message.text))
+    assert [text for _, text in markers] == ["answer 1"] and abs(markers[0][0] - min(answer_notes)) <= 24
+    assert any(m.type == "set_tempo" and round(mido.tempo2bpm(m.tempo)) == 120 for m in midi.tracks[0])
+
+
 def test_a_keyboard_unplugged_from_under_bachd_stops_it_with_one_line(jack):
     import rtmidi
 

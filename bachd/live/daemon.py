@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from bachd.live.clock import Clock, InternalClock
+from bachd.live.recorder import Recorder, recording_path
 from bachd.errors import BachdError
 from bachd.live.view import LiveView, redraw
 from bachd.model.modelfile import read_config
@@ -53,6 +54,7 @@ class RunOptions:
     monitor: bool = False  # play bachd's output through the audio device
     monitor_input: bool = False  # ... and the player's notes
     audio_device: Optional[str] = None
+    record_path: Optional[Path] = None  # the session recording (settings.record, resolved)
 
 
 def load_engine(model_path: Path, backend: str = "auto"):
@@ -86,6 +88,14 @@ class Daemon:
         self.output.observer = lambda t, frame: self.view.sent(t, frame.voice, frame.token)
         self.performer, self.router = build_live(engine, settings, self.output, self.clock)
         self.stream = self.performer.stream
+        self.recorder: Optional[Recorder] = None
+        self.record_error: Optional[str] = None
+        if options.record_path is not None:
+            # The first, empty file now: a place that cannot be written fails before bachd plays.
+            self.recorder = recorder = Recorder(options.record_path, now(), self.clock.bpm, settings.beats_per_bar)
+            recorder.write(now())
+            self.output.voicer.listener = lambda voice, pitch, velocity: recorder.voice(now(), voice, pitch, velocity)
+            self.output.on_answer = recorder.answer
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
         self.audio_error: Optional[str] = None
@@ -128,6 +138,8 @@ class Daemon:
         played, self.router.played = self.router.played, []
         for t_seconds, channel, note, velocity in played:
             self.view.played(t_seconds, note, on=velocity > 0)
+            if self.recorder is not None:
+                self.recorder.player(t_seconds, channel, note, velocity)
             if self.options.monitor_input and self.monitor is not None:
                 self.monitor.feed(t_seconds, [(0x90 if velocity else 0x80) | channel, note, velocity], player=True)
 
@@ -185,6 +197,7 @@ class Daemon:
             # makes this a no-op otherwise.
             self.output.silence()
             time.sleep(0.05)  # let the MIDI system deliver the last note-offs
+            self._finish_recording()
             if audio is not None:
                 audio.join(timeout=2.0)  # it fades out what still sounds, then closes the stream
             if self.close_ports:
@@ -212,12 +225,19 @@ class Daemon:
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
         drawn = 0
         warned_count, warned_at = 0, -1.0
+        written_at = self.now()
         lost = self.ports.lost
         while not self.stop.wait(WATCH_SECONDS):
             self.lost = lost(self.now())
             if self.lost is not None:
                 self.stop.set()
                 break
+            if self.recorder is not None:
+                now = self.now()
+                self.recorder.tempo(now, self.clock.bpm)
+                if now - written_at >= self.clock.step_seconds * self.options.settings.steps_per_bar:
+                    self._write_recording()  # at least once a bar
+                    written_at = now
             dropped = self.input_dropped()
             if dropped > warned_count and self.now() - warned_at >= 1.0:
                 sys.stderr.write(f"bachd: input flood: {dropped - warned_count:,} incoming messages lost "
@@ -231,12 +251,36 @@ class Daemon:
         if show:
             sys.stderr.write("\n")
 
+    def _write_recording(self, finish: bool = False) -> None:
+        """Write the recording (the worker may be gone: its last played notes are taken here
+        too). A failed write is said once, and bachd plays on."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        if finish:
+            played, self.router.played = self.router.played, []
+            for t_seconds, channel, note, velocity in played:
+                recorder.player(t_seconds, channel, note, velocity)
+        try:
+            recorder.finish(self.now()) if finish else recorder.write(self.now())
+        except BachdError as error:
+            if self.record_error is None:
+                sys.stderr.write(f"bachd: {error}\n")
+            self.record_error = str(error)
+
+    def _finish_recording(self) -> None:
+        self._write_recording(finish=True)
+        if self.recorder is not None and self.recorder.finished:
+            sys.stderr.write(f"bachd: the session is recorded in {self.recorder.path}\n")
+
     def ready_line(self) -> str:
         s = self.options.settings
         clock = f"{s.bpm:g} bpm on the internal clock" if s.clock == "internal" else "following MIDI clock"
         return (
             f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
-            f"listen on '{self.ports.out_label}' ({self.ports.backend}). Ctrl-C to stop."
+            f"listen on '{self.ports.out_label}' ({self.ports.backend})."
+            + (f" Recording to {self.recorder.path}." if self.recorder is not None else "")
+            + " Ctrl-C to stop."
         )
 
     def status_line(self) -> str:
@@ -253,6 +297,7 @@ class Daemon:
         return (
             f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
             f"in {self.performer.stats.notes_in}{lost} | out {self.output.notes_out} | {late}{audio}"
+            + (" | rec" if self.recorder is not None and self.record_error is None else "")
         )
 
     def stats(self) -> dict:
@@ -260,6 +305,7 @@ class Daemon:
         p50, p99 = lateness.percentiles_ms(50, 99)
         return {
             "mode": self.performer.mode,
+            "recording": None if self.recorder is None else str(self.recorder.path),
             "bpm": self.clock.bpm,
             "notes_in": self.performer.stats.notes_in,
             "notes_out": self.output.notes_out,
@@ -314,6 +360,9 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
 
     read_config(options.model_path)  # a missing or foreign model fails before any port opens
     check_output(options.stats_path, "--stats-json")
+    if options.settings.record:
+        options.record_path = recording_path(options.settings.record)
+        check_output(options.record_path, "--record", (".mid", ".midi"))
     monitor = None
     if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
         from bachd.sound.audio import Monitor, resolve_device

@@ -52,6 +52,9 @@ class Voicer:
     def __init__(self, channels: tuple[int, ...] = (0, 1, 2, 3)):
         self.channels = tuple(channels)
         self.sounding: list[Optional[int]] = [None] * len(self.channels)  # pitch per voice
+        # Told of each voice's own notes, (voice, pitch, velocity; 0: released), whatever the
+        # channels share: the session recording.
+        self.listener: Optional[Callable[[int, int, int], None]] = None
         self.ledger: Counter[tuple[int, int]] = Counter()  # (channel, pitch) → voices holding it
 
     def frame(self, frame: Frame) -> list[Message]:
@@ -64,6 +67,8 @@ class Voicer:
             messages = self._release(voice)
             channel = self.channels[voice]
             self.sounding[voice] = pitch
+            if self.listener is not None:
+                self.listener(voice, pitch, max(1, min(127, int(frame.velocity))))
             self.ledger[(channel, pitch)] += 1
             if self.ledger[(channel, pitch)] == 1:
                 messages.append((NOTE_ON | channel, pitch, max(1, min(127, int(frame.velocity)))))
@@ -81,6 +86,8 @@ class Voicer:
         if pitch is None:
             return []
         self.sounding[voice] = None
+        if self.listener is not None:
+            self.listener(voice, pitch, 0)
         key = (self.channels[voice], pitch)
         self.ledger[key] -= 1
         if self.ledger[key] > 0:
@@ -175,6 +182,7 @@ class OutputStage:
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self.observer: Optional[Callable[[float, Frame], None]] = None  # told of each frame sent (the live view)
+        self.on_answer: Optional[Callable[[float], None]] = None  # told when an answer's first step goes out
 
     # --- called by the performer -----------------------------------------------------------
     def schedule(self, due_seconds: float, frames: Iterable[Frame], tag: str, watch: bool = False) -> None:
@@ -233,6 +241,8 @@ class OutputStage:
                     if due_seconds in self._watched:
                         self._watched.discard(due_seconds)
                         self.first_lateness.append(late)
+                        if self.on_answer is not None:
+                            self.on_answer(self._now())
             if self.observer is not None:  # after sending: the view never delays a note
                 for due_seconds, frame in due:
                     self.observer(due_seconds, frame)
