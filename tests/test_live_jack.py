@@ -421,14 +421,20 @@ def test_after_a_storm_with_lost_note_offs_clean_melody_notes_are_harmonized_at_
     assert figures["input_resets"] >= 1 and figures["panics"] == 0
 
 
-def test_the_jack_server_going_away_stops_bachd_with_one_line():
-    shared_server = os.environ.get("JACK_DEFAULT_SERVER")  # the module's server, for the tests after
+def _own_server(name: str) -> tuple[JackServer, str | None]:
+    """A JACK server of the test's own, which it may kill (a fixed name, so that its slot in
+    JACK's registry is reclaimed by the next run), and the module's server to go back to."""
+    shared_server = os.environ.get("JACK_DEFAULT_SERVER")
     try:
-        server = JackServer(period=64, name="bachd-test-killed").__enter__()
+        return JackServer(period=64, name=name).__enter__(), shared_server
     except JackUnavailable as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
         pytest.skip(str(error))
+
+
+def test_the_jack_server_going_away_stops_bachd_with_one_line():
+    server, shared_server = _own_server("bachd-test-killed")
     bachd = Bachd(server, "--mode", "harmonize")
     try:
         server.process.kill()
@@ -470,13 +476,7 @@ def _paired(found) -> bool:
 def test_a_recorded_session_keeps_every_note_and_is_finished_however_bachd_ends(ending, tmp_path):
     import mido
 
-    shared_server = os.environ.get("JACK_DEFAULT_SERVER")
-    try:
-        server = JackServer(period=64, name="bachd-test-record").__enter__()
-    except JackUnavailable as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
-        pytest.skip(str(error))
+    server, shared_server = _own_server("bachd-test-record")
     path = tmp_path / "session.mid"
     bachd = probe = None
     try:
