@@ -78,7 +78,7 @@ class Setting:
 _DECLARED = (
     Setting("description", "", "What the preset is for.", str),
     Setting("mode", "continue", "continue (call and response) or harmonize (voices under your melody).", str, choices=("continue", "harmonize")),
-    Setting("clock", "internal", "internal (at --bpm) or midi (follow the DAW's MIDI clock and transport).", str, choices=("internal", "midi")),
+    Setting("clock", "internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport) or link (join an Ableton Link session: its tempo, beat phase and start/stop; --bpm is the tempo bachd proposes if it starts the session).", str, choices=("internal", "midi", "link")),
     Setting("bpm", 90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess for MIDI clock).", float, 20, 320),
     Setting("beats_per_bar", 4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12),
     # The offline defaults were chosen on the musical checks (README, "Musical checks").

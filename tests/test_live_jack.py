@@ -549,3 +549,94 @@ def test_a_keyboard_unplugged_from_under_bachd_stops_it_with_one_line(jack):
     assert code == 1
     assert err.strip().splitlines() == [err.strip()]
     assert err.startswith("error: the MIDI input port 'keyboard:keys' went away; bachd released its notes")
+
+
+class LinkPeer:
+    """The test's own Ableton Link peer (start/stop sync on), as a DAW in the room would be."""
+
+    def __init__(self, bpm: float):
+        import link
+
+        self.link = link.Link(bpm)
+        self.link.startStopSyncEnabled = True
+        self.link.enabled = True
+
+    def set(self, bpm: float | None = None, playing: bool | None = None) -> None:
+        state = self.link.captureAppSessionState()
+        if bpm is not None:
+            state.setTempo(bpm, self.link.clock().micros())
+        if playing is not None:
+            state.setIsPlaying(playing, self.link.clock().micros())
+        self.link.commitAppSessionState(state)
+
+    def step_at(self, t_monotonic: float) -> float:
+        """The session's 16th step at a time.monotonic() moment."""
+        offset = self.link.clock().micros() / 1e6 - time.monotonic()
+        state = self.link.captureAppSessionState()
+        return 4 * state.beatAtTime(int((t_monotonic + offset) * 1e6), 4.0)
+
+    def close(self) -> None:
+        self.link.enabled = False
+
+
+def _call(probe, pitches=(67, 71, 74, 72)) -> int:
+    since = len(probe.received)
+    for pitch in pitches:
+        probe.send(0x90, pitch, 90)
+        time.sleep(0.15)
+        probe.send(0x80, pitch, 0)
+    return since
+
+
+def test_link_clock_follows_a_peers_tempo_phase_and_start_stop(play, tmp_path):
+    import json
+
+    peer = LinkPeer(100.0)
+    try:
+        stats = tmp_path / "stats.json"
+        bachd, probe = play("--clock", "link", "--bpm", "140", "--mode", "continue", "--response-bars", "1",
+                            "--listen-gap", "0.5", "--start-on", "beat", "--stats-json", str(stats))
+        assert "Ableton Link session with 1 peer, 100 bpm" in bachd.ready_line, bachd.ready_line
+        silent_from = len(probe.received)
+        _call(probe)  # the session is not playing: bachd waits for its start, as for MIDI Start
+        time.sleep(1.5)
+        assert [r for r in probe.received[silent_from:] if is_note_on(r.message)] == []
+        peer.set(playing=True)
+        time.sleep(0.3)
+
+        def answer_steps(since: int) -> list[float]:
+            assert probe.wait_for(is_note_on, since=since, timeout=4.0), "no answer"
+            time.sleep(2.6)
+            return [peer.step_at(r.t_seconds) for r in probe.received[since:] if is_note_on(r.message)]
+
+        steps = answer_steps(_call(probe))  # at the peer's 100 bpm, on its 16th grid
+        assert len(steps) >= 4 and all(abs(s - round(s)) < 0.06 for s in steps), steps
+        assert round(steps[0]) % 4 == 0  # an answer starting on the beat: the peer's beat
+
+        peer.set(bpm=130.0)  # a tempo change made in the session
+        time.sleep(0.5)
+        steps = answer_steps(_call(probe))
+        assert len(steps) >= 4 and all(abs(s - round(s)) < 0.06 for s in steps), steps
+        gaps = sorted(b - a for a, b in zip(steps, steps[1:]) if b - a > 0.5)
+        assert gaps and all(abs(g - round(g)) < 0.1 for g in gaps)  # spaced in the new tempo's 16ths
+
+        since = _call(probe)  # Link's stop acts as MIDI Stop: in the middle of the answer,
+        assert probe.wait_for(is_note_on, since=since, timeout=4.0), "no answer"
+        peer.set(playing=False)  # everything is released and no answer comes while stopped
+        time.sleep(0.3)
+        assert not (hanging := probe.quiet()), probe.story(hanging)
+        silent_from = len(probe.received)
+        _call(probe)
+        time.sleep(2.0)
+        assert [r for r in probe.received[silent_from:] if is_note_on(r.message)] == []
+        peer.set(playing=True)  # and its start as MIDI Start: the next call is answered
+        time.sleep(0.3)
+        assert probe.wait_for(is_note_on, since=_call(probe), timeout=4.0), "no answer after Link start"
+        time.sleep(2.6)
+        code, _, err = bachd.stop()
+        assert code == 0, err
+        figures = json.loads(stats.read_text())
+        assert figures["link_peers"] == 1 and abs(figures["bpm"] - 130.0) < 0.01
+        assert figures["transport"]["stops"] >= 1 and figures["transport"]["starts"] >= 2
+    finally:
+        peer.close()

@@ -575,3 +575,18 @@ def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
     for step in range(10, 14):
         stream.feed(step, {0: enc.REST})
     assert [beat for voice, beat in engine.positions if voice == 0] == [10, 11, 0, 1]
+
+
+def test_the_link_clock_lays_the_grid_on_the_sessions_beats_and_follows_its_tempo():
+    from bachd.live.clock import LinkClock
+
+    clock = LinkClock(140.0)
+    assert not clock.running  # stopped until the session plays
+    clock.follow(120.0, beat=8.0, t_seconds=100.0)  # beat 8 (bar 3 in 4/4) at t = 100 s
+    assert clock.step_at(100.0) == pytest.approx(32.0) and clock.step_time(36) == pytest.approx(100.5)
+    clock.follow(60.0, beat=9.0, t_seconds=100.5)  # the session slows down at beat 9: the beat carries on
+    assert clock.step_at(101.5) == pytest.approx(40.0) and clock.bpm == 60.0
+    clock.start(101.5)
+    assert clock.running
+    clock.stop(102.0)
+    assert not clock.running

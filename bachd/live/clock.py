@@ -1,4 +1,5 @@
-"""Where the 16th-note grid lies in time: an internal clock or a follower of the DAW's MIDI clock.
+"""Where the 16th-note grid lies in time: an internal clock, a follower of the DAW's MIDI clock,
+or of an Ableton Link session's timeline.
 
 Pure logic on timestamps (seconds of ``time.monotonic()``): nothing here reads the time or
 sleeps, so tests drive both clocks with made-up timestamps. Both answer the same questions:
@@ -42,6 +43,16 @@ class Clock:
     @property
     def step_seconds(self) -> float:
         return seconds_per_step(self.bpm)
+
+    # The transport (MIDI Start, Continue, Stop; Link's start/stop): the internal clock always runs.
+    def start(self, t_seconds: float) -> None:
+        pass
+
+    def resume(self, t_seconds: float) -> None:
+        pass
+
+    def stop(self, t_seconds: float) -> None:
+        pass
 
 
 class InternalClock(Clock):
@@ -159,6 +170,43 @@ class MidiClock(Clock):
     def step_at(self, t_seconds: float) -> float:
         anchor = self.tick_seconds if self.tick_seconds is not None else t_seconds
         return (self.tick + (t_seconds - anchor) / self.period) / CLOCKS_PER_STEP
+
+
+class LinkClock(Clock):
+    """The grid of an Ableton Link session: step ``4 b`` falls where the session's beat ``b``
+    does, so with a quantum of one bar, step 0 and every bar line fall on the session's bar
+    lines. :meth:`follow` is told what the session says (its tempo and the beat at a moment);
+    the transport follows Link's start/stop, as MIDI Start/Stop."""
+
+    def __init__(self, bpm: float, origin_seconds: float = 0.0):
+        self._bpm = _checked_bpm(bpm)
+        self.origin_seconds = origin_seconds  # where the session's beat 0 falls
+        self.running = False
+        self.peers = 0
+
+    @property
+    def bpm(self) -> float:
+        return self._bpm
+
+    def follow(self, bpm: float, beat: float, t_seconds: float) -> None:
+        """The session is at ``beat`` at ``t_seconds``, at ``bpm``."""
+        self._bpm = min(max(float(bpm), MIN_BPM), MAX_BPM)
+        self.origin_seconds = t_seconds - beat * 60.0 / self._bpm
+
+    def start(self, t_seconds: float) -> None:
+        self.running = True
+
+    def resume(self, t_seconds: float) -> None:
+        self.running = True
+
+    def stop(self, t_seconds: float) -> None:
+        self.running = False
+
+    def step_time(self, step: float) -> float:
+        return self.origin_seconds + step * self.step_seconds
+
+    def step_at(self, t_seconds: float) -> float:
+        return (t_seconds - self.origin_seconds) / self.step_seconds
 
 
 def _checked_bpm(bpm: float) -> float:

@@ -77,6 +77,11 @@ class Daemon:
         self.lost: Optional[str] = None  # what went away (JACK, a port), ending the run
         settings = options.settings
         self.clock: Clock = make_clock(settings, now())
+        self.link = None
+        if settings.clock == "link":
+            from bachd.live.abletonlink import LinkSession
+
+            self.link = LinkSession(settings.bpm, settings.beats_per_bar)
         self.monitor = monitor
         sink = ports.send
         if monitor is not None:
@@ -106,6 +111,8 @@ class Daemon:
         lost_seen, lost_pending = 0, False
         try:
             while not self.stop.is_set():
+                if self.link is not None:
+                    self._follow_link(now())
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
                 lost = self.input_dropped()
                 if lost > lost_seen:
@@ -133,6 +140,19 @@ class Daemon:
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
             self.fatal = error
             self.stop.set()
+
+    def _follow_link(self, now_seconds: float) -> None:
+        """The Link session's tempo and beat, and its start/stop as MIDI Start/Stop are."""
+        reading = self.link.poll(now_seconds)
+        if reading is None:
+            return
+        bpm, beat, playing, at = reading
+        self.clock.follow(bpm, beat, at)
+        self.clock.peers = self.link.peers
+        if playing and not self.clock.running:
+            self.performer.transport_start(at)
+        elif not playing and self.clock.running:
+            self.performer.transport_stop(at)
 
     def _observe_input(self) -> None:
         played, self.router.played = self.router.played, []
@@ -183,6 +203,8 @@ class Daemon:
                     raise BachdError(f"--monitor: {self.audio_error}")
             if isinstance(self.clock, InternalClock):
                 self.clock.origin_seconds = self.now()
+            if self.link is not None:
+                self.link.join(self.clock)
             sender.start()
             worker.start()
             on_ready(self.ready_line())
@@ -200,6 +222,8 @@ class Daemon:
             self._finish_recording()
             if audio is not None:
                 audio.join(timeout=2.0)  # it fades out what still sounds, then closes the stream
+            if self.link is not None:
+                self.link.close()
             if self.close_ports:
                 self.ports.close()
             for signum, handler in previous.items():
@@ -275,7 +299,11 @@ class Daemon:
 
     def ready_line(self) -> str:
         s = self.options.settings
-        clock = f"{s.bpm:g} bpm on the internal clock" if s.clock == "internal" else "following MIDI clock"
+        clock = {"internal": f"{s.bpm:g} bpm on the internal clock", "midi": "following MIDI clock"}.get(s.clock)
+        if self.link is not None:
+            peers = self.link.peers
+            clock = (f"in an Ableton Link session with {peers} peer{'s' * (peers != 1)}, {self.clock.bpm:g} bpm"
+                     if peers else f"starting an Ableton Link session at {self.clock.bpm:g} bpm")
         return (
             f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
             f"listen on '{self.ports.out_label}' ({self.ports.backend})."
@@ -298,6 +326,7 @@ class Daemon:
             f"bachd | {self.performer.mode} | {self.clock.bpm:5.1f} bpm | {self.performer.state:11s} | "
             f"in {self.performer.stats.notes_in}{lost} | out {self.output.notes_out} | {late}{audio}"
             + (" | rec" if self.recorder is not None and self.record_error is None else "")
+            + (f" | link {self.clock.peers} peers" if self.link is not None else "")
         )
 
     def stats(self) -> dict:
@@ -306,6 +335,7 @@ class Daemon:
         return {
             "mode": self.performer.mode,
             "recording": None if self.recorder is None else str(self.recorder.path),
+            "link_peers": None if self.link is None else self.clock.peers,
             "bpm": self.clock.bpm,
             "notes_in": self.performer.stats.notes_in,
             "notes_out": self.output.notes_out,
@@ -360,6 +390,10 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
 
     read_config(options.model_path)  # a missing or foreign model fails before any port opens
     check_output(options.stats_path, "--stats-json")
+    if options.settings.clock == "link":
+        from bachd.live.abletonlink import _import_link
+
+        _import_link()  # a missing binding fails before any port opens
     if options.settings.record:
         options.record_path = recording_path(options.settings.record)
         check_output(options.record_path, "--record", (".mid", ".midi"))

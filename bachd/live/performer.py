@@ -139,16 +139,14 @@ class Performer:
 
     # --- transport ----------------------------------------------------------------------------
     def transport_stop(self, t_seconds: float) -> None:
-        if isinstance(self.clock, MidiClock):
-            self.clock.stop(t_seconds)
+        self.clock.stop(t_seconds)
         self.stats.stops += 1
         self._halt()
 
     def transport_start(self, t_seconds: float) -> None:
         if self.clock.running:
             self._halt()  # Start while running is Stop + Start
-        if isinstance(self.clock, MidiClock):
-            self.clock.start(t_seconds)
+        self.clock.start(t_seconds)
         self.stats.starts += 1
         self._relocated = False
         self.stream.restart()
@@ -157,8 +155,7 @@ class Performer:
     def transport_continue(self, t_seconds: float) -> None:
         if self.clock.running:
             return  # already playing: Continue changes nothing
-        if isinstance(self.clock, MidiClock):
-            self.clock.resume(t_seconds)
+        self.clock.resume(t_seconds)
         if self._relocated:
             self._relocated = False
             self.stream.relocate()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from bachd.live.clock import Clock, InternalClock, MidiClock
+from bachd.live.clock import Clock, InternalClock, LinkClock, MidiClock
 from bachd.live.performer import Performer
 from bachd.presets import LiveSettings
 from bachd.live.router import Router
@@ -20,6 +20,8 @@ from bachd.live.stream import Stream
 def make_clock(settings: LiveSettings, now_seconds: float) -> Clock:
     if settings.clock == "midi":
         return MidiClock(initial_bpm=settings.bpm)
+    if settings.clock == "link":
+        return LinkClock(settings.bpm)  # stopped until the session plays
     return InternalClock(settings.bpm, origin_seconds=now_seconds)
 
 
