@@ -44,6 +44,18 @@ class Split(str, Enum):
     test = "test"
 
 
+PROGRAMS_HELP = ("General MIDI programs 0-127 for soprano, alto, tenor, bass[, your notes], comma-separated, "
+                 "with a SoundFont (default 19,19,19,19,20: church organ, reed organ; 52 is choir aahs).")
+
+
+def _programs(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    from bachd.sound.soundfont import parse_programs
+
+    return parse_programs(text)
+
+
 def _setting(name: str, *flags: str):
     """The option of a declared setting: its bounds and help from :mod:`bachd.settings`."""
     setting = SETTINGS[name]
@@ -256,8 +268,10 @@ def generate_cli(
     rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
     allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS["allow_parallels"].default,
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
-    wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV with bachd's organ.")] = None,
+    wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV (a SoundFont, or the built-in organ: see --soundfont).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
+    soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
+    programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP)] = None,
 ) -> None:
     """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
     with _errors():
@@ -273,7 +287,7 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
             variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed, wav=wav,
-            plot=plot, say=typer.echo, key=key,
+            plot=plot, say=typer.echo, key=key, soundfont=soundfont, programs=_programs(programs),
         )
 
 
@@ -282,13 +296,18 @@ def render_cli(
     midi: Annotated[Path, typer.Argument(help="A MIDI file (any; channels 1-4 sound as soprano, alto, tenor, bass).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The WAV file to write.")],
     sample_rate: Annotated[int, typer.Option(min=8000, max=192000, help="Sample rate in Hz.")] = 48000,
+    soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
+    programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP)] = None,
 ) -> None:
-    """Render a MIDI file to WAV with bachd's built-in organ."""
+    """Render a MIDI file to WAV with a General MIDI SoundFont, or bachd's built-in organ."""
     with _errors():
-        from bachd.files.commands import render_file
+        from bachd.files.commands import render_file, sound_name
+        from bachd.sound.soundfont import resolve_sound
 
-        seconds = render_file(midi, out, sample_rate)
-        typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz")
+        check_output(out, "--out", (".wav",))
+        sound = resolve_sound(soundfont)
+        seconds = render_file(midi, out, sample_rate, sound=sound, programs=_programs(programs))
+        typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz with {sound_name(sound)}")
 
 
 def _choices(name: str) -> type[Enum]:
@@ -340,6 +359,8 @@ def run_cli(
     out_channel: Annotated[Optional[int], _setting("out_channel")] = None,
     velocity: Annotated[Optional[str], _setting("velocity")] = None,
     record: Annotated[Optional[str], _setting("record")] = None,
+    soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
+    programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP + " Also the preset's [sound] table.")] = None,
     in_port: Annotated[str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")] = "bachd-in",
     out_port: Annotated[str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")] = "bachd-out",
     backend: Annotated[MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")] = MidiBackend.auto,
@@ -347,7 +368,7 @@ def run_cli(
     engine: Annotated[EngineBackend, typer.Option(help="Streaming engine: numpy (auto), or tf/xla on TensorFlow (needs bachd[train]; for a GPU).")] = EngineBackend.auto,
     status: Annotated[Optional[bool], typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal).")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")] = None,
-    monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (built-in organ).")] = False,
+    monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (a General MIDI SoundFont if one is found or given with --soundfont, else the built-in organ).")] = False,
     monitor_input: Annotated[bool, typer.Option("--monitor-input", help="With --monitor: play what you play too (a quieter stop).")] = False,
     audio_device: Annotated[Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")] = None,
 ) -> None:
@@ -357,7 +378,10 @@ def run_cli(
     _one_blas_thread()
     with _errors():
         from bachd.live.daemon import RunOptions, run
-        from bachd.presets import resolve
+        from bachd.presets import SOUND_PARTS, resolve
+
+        if programs is not None:
+            flags["sound"] = dict(zip(SOUND_PARTS, _programs(programs)))
 
         options = RunOptions(
             settings=resolve(preset, flags), model_path=model or default_model_path(), in_name=in_port,

@@ -28,6 +28,7 @@ from bachd.settings import SETTINGS
 
 BUILTIN_DIR = PRESETS_DIR
 CC_ROLES = ("temperature", "response_bars", "mode", "end_of_call", "panic")
+SOUND_PARTS = ("soprano", "alto", "tenor", "bass", "player")  # [sound]: a General MIDI program each
 
 
 class _LiveSettingsBase:
@@ -43,6 +44,10 @@ class _LiveSettingsBase:
         """0-based MIDI channel of each voice."""
         return (0, 1, 2, 3) if self.out_channel == 0 else (self.out_channel - 1,) * 4
 
+    def programs(self) -> tuple[int, ...]:
+        """The General MIDI program of soprano, alto, tenor, bass and the player's notes."""
+        return tuple(self.sound[part] for part in SOUND_PARTS)
+
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
             temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
@@ -50,6 +55,12 @@ class _LiveSettingsBase:
             root_pull=self.root_pull,
             max_chord_beats=self.max_chord_beats, cadence_hold=self.cadence_hold, chord_draws=self.chord_draws,
         )
+
+
+def _sound_defaults() -> dict[str, int]:
+    from bachd.sound.soundfont import DEFAULT_PROGRAMS
+
+    return dict(zip(SOUND_PARTS, DEFAULT_PROGRAMS))
 
 
 def _cc_defaults() -> dict[str, int | None]:
@@ -61,7 +72,7 @@ def _cc_defaults() -> dict[str, int | None]:
 LiveSettings = make_dataclass(
     "LiveSettings",
     [(s.name, Optional[s.kind] if s.optional else s.kind, field(default=s.default)) for s in SETTINGS.values()]
-    + [("cc", dict, field(default_factory=_cc_defaults))],
+    + [("cc", dict, field(default_factory=_cc_defaults)), ("sound", dict, field(default_factory=_sound_defaults))],
     bases=(_LiveSettingsBase,),
     frozen=True,
 )
@@ -73,25 +84,39 @@ def _check_cc(value: Any) -> str | None:
     return 'must be a controller number 0-119 or "off"'
 
 
+def _check_program(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 127:
+        return None
+    return "must be a General MIDI program 0-127"
+
+
+# The preset's tables: their keys, what each value must be, and what it is kept as.
+TABLES = {
+    "cc": (CC_ROLES, "controller numbers", _check_cc, lambda number: None if number == "off" else int(number)),
+    "sound": (SOUND_PARTS, "General MIDI programs", _check_program, int),
+}
+
+
 def validate(values: dict[str, Any], source: str) -> dict[str, Any]:
     """Checked copy of ``values``; ``source`` names where they came from in errors."""
     checked: dict[str, Any] = {}
     for key, value in values.items():
-        if key == "cc":
+        if key in TABLES:
+            keys, what, check_value, keep = TABLES[key]
             if not isinstance(value, dict):
-                raise BachdError(f"{source}: key 'cc' must be a table of controller numbers")
-            cc = {}
-            for role, number in value.items():
-                if role not in CC_ROLES:
-                    raise BachdError(f"{source}: unknown key 'cc.{role}' (known: {', '.join(CC_ROLES)})")
-                problem = _check_cc(number)
+                raise BachdError(f"{source}: key '{key}' must be a table of {what}")
+            table = {}
+            for name, item in value.items():
+                if name not in keys:
+                    raise BachdError(f"{source}: unknown key '{key}.{name}' (known: {', '.join(keys)})")
+                problem = check_value(item)
                 if problem:
-                    raise BachdError(f"{source}: key 'cc.{role}' {problem}, got {number!r}")
-                cc[role] = None if number == "off" else int(number)
-            checked["cc"] = cc
+                    raise BachdError(f"{source}: key '{key}.{name}' {problem}, got {item!r}")
+                table[name] = keep(item)
+            checked[key] = table
             continue
         if key not in SETTINGS:
-            raise BachdError(f"{source}: unknown key '{key}' (known: {', '.join([*SETTINGS, 'cc'])})")
+            raise BachdError(f"{source}: unknown key '{key}' (known: {', '.join([*SETTINGS, *TABLES])})")
         checked[key] = SETTINGS[key].check(value, source)
     return checked
 
@@ -142,8 +167,11 @@ def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) 
     if preset:
         values = read(find(preset))
         cc = {**settings.cc, **values.pop("cc", {})}
-        settings = replace(settings, cc=cc, **values)
+        sound = {**settings.sound, **values.pop("sound", {})}
+        settings = replace(settings, cc=cc, sound=sound, **values)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "sound" in flags:  # --programs: a whole [sound] table over the preset's
+        flags["sound"] = {**settings.sound, **flags["sound"]}
     if flags:
         settings = replace(settings, **validate(flags, "command line"))
     return settings
@@ -154,7 +182,7 @@ def describe(settings: LiveSettings) -> str:
     lines = []
     for item in fields(settings):
         value = getattr(settings, item.name)
-        if item.name == "cc":
+        if item.name in ("cc", "sound"):
             continue
         if value is None:
             lines.append(f"# {item.name} = (not set)")
@@ -165,6 +193,10 @@ def describe(settings: LiveSettings) -> str:
     for role in CC_ROLES:
         number = settings.cc.get(role)
         lines.append(f"{role} = {_toml_value('off' if number is None else number)}")
+    lines.append("")
+    lines.append("[sound]")
+    for part in SOUND_PARTS:
+        lines.append(f"{part} = {settings.sound[part]}")
     return "\n".join(lines)
 
 

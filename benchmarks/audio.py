@@ -1,11 +1,15 @@
-"""Audio figures: how fast the organ renders, and how the live monitor behaves.
+"""Audio figures: how fast the built-in organ and a General MIDI SoundFont (FluidSynth) render,
+and how the live monitor behaves with each.
 
-    python benchmarks/audio.py [--seconds 60] [--chorale 269]
+    python benchmarks/audio.py [--seconds 60] [--chorale 269] [--soundfont PATH]
+
+The SoundFont is ``--soundfont``, else the first General MIDI font bachd finds (Debian:
+``timgm6mb-soundfont``); without one (or without libfluidsynth) only the organ is measured.
 
 1. Rendering: a four-voice chorale from music21's corpus (written to MIDI by bachd, then
    rendered by ``bachd.sound.synth.render_midi`` at 48 kHz), best of 5; reported as times faster
    than real time.
-2. Monitor: starts ``jackd -d dummy -r 48000 -p 64`` (the server the live tests use), runs
+2. Monitor, once per sound: starts ``jackd -d dummy -r 48000 -p 64`` (the server the live tests use), runs
    ``bachd run --backend jack --monitor`` in continue mode for ``--seconds`` while a separate
    JACK MIDI client plays a call every few seconds so bachd keeps answering, then reads
    bachd's own figures: PortAudio's reported output latency at the default block size,
@@ -28,9 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 
-def render_speed(chorale: str) -> dict:
+def render_speed(chorale: str, soundfont: Path | None = None) -> dict:
     from bachd.files.generation import load_seed
     from bachd.music.midifile import write_midi
+    from bachd.sound.soundfont import make_synth
     from bachd.sound.synth import render_midi
 
     seed = load_seed(None, chorale)
@@ -39,20 +44,20 @@ def render_speed(chorale: str) -> dict:
     best = float("inf")
     for _ in range(5):
         started = time.perf_counter()
-        audio = render_midi(midi, 48000)
+        audio = render_midi(midi, 48000, make_synth(soundfont, 48000))
         best = min(best, time.perf_counter() - started)
     seconds = len(audio) / 48000
     return {"chorale": chorale, "notes": len(notes), "audio_seconds": round(seconds, 2),
             "render_seconds": round(best, 4), "times_real_time": round(seconds / best, 1)}
 
 
-def monitor_run(seconds: float) -> dict:
+def monitor_run(seconds: float, sound: str) -> dict:
     from jackprobe import Bachd, JackServer, MidiProbe, hanging_notes, play_call
 
     with JackServer(period=64) as server:
         stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
         bachd = Bachd(server, "--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5",
-                      "--rng-seed", "4", "--monitor", "--monitor-input", "--stats-json", str(stats_path))
+                      "--rng-seed", "4", "--monitor", "--monitor-input", "--soundfont", sound, "--stats-json", str(stats_path))
         probe = MidiProbe()
         time.sleep(0.5)
         rng = random.Random(5)
@@ -89,15 +94,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--chorale", default="269")
+    parser.add_argument("--soundfont", default=None, help="A General MIDI SoundFont (default: the first one found).")
     args = parser.parse_args()
-    results = {"render": render_speed(args.chorale), "monitor": monitor_run(args.seconds)}
-    r, m = results["render"], results["monitor"]
-    print(f"render: BWV {r['chorale']}, {r['notes']} notes, {r['audio_seconds']} s of audio in "
-          f"{r['render_seconds']} s = {r['times_real_time']}x real time")
-    print(f"monitor: {m['run_seconds']} s on '{m['device']}' at {m['sample_rate']} Hz, blocks of {m['block_frames']}: "
-          f"PortAudio output latency {m['portaudio_output_latency_ms']} ms + write-ahead {m['write_ahead_ms']} ms; "
-          f"{m['underruns']} underruns; {m['calls_answered']}/{m['calls']} calls answered; "
-          f"MIDI lateness p99 {m['midi_scheduled_lateness_ms']['p99']:.3f} ms; {m['hanging_notes']} hanging notes")
+    from bachd.sound.soundfont import resolve_sound
+
+    font = resolve_sound(args.soundfont)
+    sounds = {"organ": None, **({"soundfont": font} if font is not None else {})}
+    results = {}
+    for name, path in sounds.items():
+        r = render_speed(args.chorale, path)
+        m = monitor_run(args.seconds, str(path) if path is not None else "organ")
+        results[name] = {"sound": str(path) if path else "built-in organ", "render": r, "monitor": m}
+        print(f"{name} ({results[name]['sound']}):")
+        print(f"  render: BWV {r['chorale']}, {r['notes']} notes, {r['audio_seconds']} s of audio in "
+              f"{r['render_seconds']} s = {r['times_real_time']}x real time")
+        print(f"  monitor: {m['run_seconds']} s on '{m['device']}' at {m['sample_rate']} Hz, blocks of {m['block_frames']}: "
+              f"PortAudio output latency {m['portaudio_output_latency_ms']} ms + write-ahead {m['write_ahead_ms']} ms; "
+              f"{m['underruns']} underruns; {m['calls_answered']}/{m['calls']} calls answered; "
+              f"MIDI lateness p99 {m['midi_scheduled_lateness_ms']['p99']:.3f} ms; {m['hanging_notes']} hanging notes")
     print(json.dumps(results))
 
 

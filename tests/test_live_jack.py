@@ -185,6 +185,10 @@ def test_monitor_plays_through_portaudio_while_harmony_stays_on_time(play, tmp_p
     stats_path = tmp_path / "stats.json"
     bachd, probe = play("--mode", "harmonize", "--bpm", "100", "--rng-seed", "5", "--monitor", "--monitor-input",
                         "--stats-json", str(stats_path))
+    from bachd.sound.soundfont import resolve_sound
+
+    font = resolve_sound(None)  # a General MIDI SoundFont where one is installed (CI installs one), else the organ
+    assert (f"Monitor: the SoundFont {font}." if font else "Monitor: the built-in organ.") in bachd.ready_line
     for pitch in [72, 74, 76, 74, 72]:
         since = len(probe.received)
         probe.send(0x90, pitch, 90)

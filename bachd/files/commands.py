@@ -27,13 +27,19 @@ def generate_file(
     seed_chorale: Optional[str] = None, seed_bars: Optional[int] = None, bars: int = 4, bpm: float = 90.0,
     meter: Meter = Meter(), variations: int = 1, pick_best: bool = False, rng_seed: Optional[int] = None,
     include_seed: bool = False, wav: Optional[Path] = None, plot: Optional[Path] = None,
-    say: Callable[[str], None] = print, key: Optional[str] = None,
+    say: Callable[[str], None] = print, key: Optional[str] = None, soundfont: Optional[str] = None,
+    programs: Optional[tuple[int, ...]] = None,
 ) -> list[Path]:
     """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
     the files written. Every output is checked before the model is loaded."""
     check_output(out, "--out", (".mid", ".midi"))
     check_output(wav, "--wav", (".wav",))
     check_output(plot, "--plot", (".png",))
+    sound = None
+    if wav is not None:
+        from bachd.sound.soundfont import resolve_sound
+
+        sound = resolve_sound(soundfont)  # a bad --soundfont fails before the model loads
     opening = None
     if key is not None:
         from bachd.music.keys import parse_key
@@ -73,9 +79,9 @@ def generate_file(
         say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
         wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
         if wav_path is not None:
-            seconds = render_file(path, wav_path)
+            seconds = render_file(path, wav_path, sound=sound, programs=programs)
             written.append(wav_path)
-            say(f"wrote {wav_path}: {seconds:.1f} s of audio")
+            say(f"wrote {wav_path}: {seconds:.1f} s of audio with {sound_name(sound)}")
         if png_path is not None:
             from bachd.sound.plots import piano_roll
 
@@ -88,11 +94,21 @@ def generate_file(
     return written
 
 
-def render_file(midi: Path, wav: Path, sample_rate: int = 48000) -> float:
-    """Render a MIDI file with the organ to a WAV file; returns its length in seconds."""
+def render_file(midi: Path, wav: Path, sample_rate: int = 48000, sound: Optional[Path] = None,
+                programs: Optional[tuple[int, ...]] = None) -> float:
+    """Render a MIDI file to a WAV file with ``sound`` (a SoundFont, or None: the organ; see
+    :func:`bachd.sound.soundfont.resolve_sound`); returns its length in seconds."""
     check_output(wav, "--out", (".wav",))
+    from bachd.sound.soundfont import DEFAULT_PROGRAMS, make_synth
     from bachd.sound.synth import render_midi, write_wav
 
-    audio = render_midi(midi, sample_rate)
+    synth = make_synth(sound, sample_rate, programs or DEFAULT_PROGRAMS)
+    audio = render_midi(midi, sample_rate, synth)
     write_wav(wav, audio, sample_rate)
     return len(audio) / sample_rate
+
+
+def sound_name(sound: Optional[Path]) -> str:
+    from bachd.sound.soundfont import sound_name as name
+
+    return name(sound)

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 from bachd.live.clock import Clock, InternalClock
 from bachd.live.recorder import Recorder, recording_path
+from bachd.sound.soundfont import sound_name
 from bachd.errors import BachdError
 from bachd.live.view import LiveView, redraw
 from bachd.model.modelfile import read_config
@@ -308,6 +309,7 @@ class Daemon:
             f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
             f"listen on '{self.ports.out_label}' ({self.ports.backend})."
             + (f" Recording to {self.recorder.path}." if self.recorder is not None else "")
+            + (f" Monitor: {sound_name(self.monitor.soundfont)}." if self.monitor is not None else "")
             + " Ctrl-C to stop."
         )
 
@@ -400,8 +402,10 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
     monitor = None
     if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
         from bachd.sound.audio import Monitor, resolve_device
+        from bachd.sound.soundfont import resolve_sound
 
-        monitor = Monitor(device=resolve_device(options.audio_device))
+        monitor = Monitor(device=resolve_device(options.audio_device), soundfont=resolve_sound(options.settings.soundfont),
+                          programs=options.settings.programs())
     ports = open_ports(options.in_name, options.out_name, options.backend)
     try:
         engine = load_engine(options.model_path, options.engine)

@@ -16,6 +16,7 @@ timing instead of snapping events to block edges.
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from bachd.errors import BachdError
-from bachd.sound.synth import PLAYER, Synth
+from bachd.sound.soundfont import DEFAULT_PROGRAMS, make_synth
+from bachd.sound.synth import PLAYER, NoteRenderer
 
 BLOCK_FRAMES = 256
 RING_SECONDS = 0.01  # PortAudio's write-ahead ring buffer (the latency asked for)
@@ -129,13 +131,16 @@ class Monitor:
         block_frames: int = BLOCK_FRAMES,
         ring_seconds: float = RING_SECONDS,
         now: Callable[[], float] = time.monotonic,
+        soundfont: Optional[Path] = None,
+        programs: tuple[int, ...] = DEFAULT_PROGRAMS,
     ):
         self.device, self.block_frames, self.ring_seconds = device, int(block_frames), ring_seconds
+        self.soundfont, self.programs = soundfont, programs  # None: the built-in organ
         self._requested_rate = sample_rate
         self.now = now
         self.stats = MonitorStats()
         self._events: collections.deque = collections.deque()
-        self.synth: Optional[Synth] = None
+        self.synth: Optional[NoteRenderer] = None
         self._frame = 0  # frames rendered so far
         self._anchor: Optional[tuple[float, int]] = None  # (time, frame) pairing the clocks
         self._delay_frames = 0
@@ -151,7 +156,7 @@ class Monitor:
 
     # --- the audio thread -------------------------------------------------------------------------
     def start_synth(self, sample_rate: int) -> None:
-        self.synth = Synth(sample_rate)
+        self.synth = make_synth(self.soundfont, sample_rate, self.programs)
         block_seconds = self.block_frames / sample_rate
         # An event is placed this long after it happened: the write-ahead buffer plus one
         # block, so that it always falls in a block not yet rendered.

@@ -73,7 +73,50 @@ class _Voice:
     release_age: Optional[int] = None  # age when its key was released
 
 
-class Synth:
+class NoteRenderer:
+    """What the monitor and the file renderers ask of a synthesizer: ``note_on(key, pitch,
+    velocity, registration)``, ``note_off(key)``, ``all_notes_off()``, ``render(frames)``;
+    this adds rendering a list of timed events."""
+
+    sample_rate: int
+
+    def note_on(self, key, pitch: int, velocity: int = 90, registration: int = 0) -> None:
+        raise NotImplementedError
+
+    def note_off(self, key) -> None:
+        raise NotImplementedError
+
+    def all_notes_off(self) -> None:
+        raise NotImplementedError
+
+    def render(self, frames: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def render_events(self, events: Iterable[tuple[int, str, tuple]], total_frames: int) -> np.ndarray:
+        """Render ``total_frames`` samples, applying ``events`` at their sample offsets.
+
+        Each event is ``(offset, kind, args)``: ``("on", (key, pitch, velocity,
+        registration))``, ``("off", (key,))`` or ``("all_off", ())``; offsets need not be
+        sorted but must lie in ``[0, total_frames]``.
+        """
+        chunks = []
+        position = 0
+        for offset, kind, args in sorted(events, key=lambda e: e[0]):
+            offset = min(max(int(offset), position), total_frames)
+            if offset > position:
+                chunks.append(self.render(offset - position))
+                position = offset
+            if kind == "on":
+                self.note_on(*args)
+            elif kind == "off":
+                self.note_off(*args)
+            else:
+                self.all_notes_off()
+        chunks.append(self.render(total_frames - position))
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+
+class Synth(NoteRenderer):
     """Polyphonic additive organ. ``note_on``/``note_off`` take a key (any hashable, for
     example (channel, note)), so the same pitch on two channels is two notes, as in MIDI."""
 
@@ -163,29 +206,6 @@ class Synth:
             self._releasing = [v for v in self._releasing if v not in finished]
         return out
 
-    def render_events(self, events: Iterable[tuple[int, str, tuple]], total_frames: int) -> np.ndarray:
-        """Render ``total_frames`` samples, applying ``events`` at their sample offsets.
-
-        Each event is ``(offset, kind, args)``: ``("on", (key, pitch, velocity,
-        registration))``, ``("off", (key,))`` or ``("all_off", ())``; offsets need not be
-        sorted but must lie in ``[0, total_frames]``.
-        """
-        chunks = []
-        position = 0
-        for offset, kind, args in sorted(events, key=lambda e: e[0]):
-            offset = min(max(int(offset), position), total_frames)
-            if offset > position:
-                chunks.append(self.render(offset - position))
-                position = offset
-            if kind == "on":
-                self.note_on(*args)
-            elif kind == "off":
-                self.note_off(*args)
-            else:
-                self.all_notes_off()
-        chunks.append(self.render(total_frames - position))
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-
 
 # --- MIDI files to audio ------------------------------------------------------------------------
 def midi_events(path: str | Path) -> tuple[list[tuple[float, str, tuple]], float]:
@@ -210,11 +230,12 @@ def midi_events(path: str | Path) -> tuple[list[tuple[float, str, tuple]], float
     return events, seconds
 
 
-def render_midi(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray:
-    """A MIDI file rendered with the organ: (frames, 2) float32, with a release tail."""
+def render_midi(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE, synth: NoteRenderer | None = None) -> np.ndarray:
+    """A MIDI file rendered with ``synth`` (default: the organ): (frames, 2) float32, with a
+    release tail."""
     events, length = midi_events(path)
-    synth = Synth(sample_rate)
-    tail = RELEASE_SECONDS + 0.05
+    synth = synth or Synth(sample_rate)
+    tail = RELEASE_SECONDS + 0.05 if isinstance(synth, Synth) else 1.0  # a SoundFont's notes ring longer
     total = int(math.ceil((length + tail) * sample_rate))
     placed = [(round(t * sample_rate), kind, args) for t, kind, args in events]
     placed.append((round(length * sample_rate), "all_off", ()))  # a note the file never ends still ends
