@@ -240,6 +240,10 @@ def _print_music(report: dict, what: str) -> None:
     for row in report["rows"]:
         mark = "ok" if row["ok"] else "OUTSIDE"
         typer.echo(f"  {row['label']:40s} {row['corpus']:9.3f} {row['model']:9.3f}  {row['margin']} ({mark})")
+    from bachd.music.analysis import LABELS, MARGINS
+
+    for key in (k for k in LABELS if k not in MARGINS and k in model):
+        typer.echo(f"  {LABELS[key]:40s} {corpus[key]:9.3f} {model[key]:9.3f}  (beside Bach, no margin)")
     typer.echo("within every margin" if report["within_margins"] else "outside a margin: see the rows marked OUTSIDE")
 
 

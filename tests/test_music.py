@@ -124,6 +124,7 @@ def test_eval_music_report_on_a_model_and_on_midi_files(tiny_model_path, tiny_js
                                  "--split", "valid", "--music", "--check"])
     assert result.exit_code == 1
     assert "longest unchanged chord" in result.stdout and "OUTSIDE" in result.stdout
+    assert "phrase ends as heard, per 16 bars" in result.stdout
     result = runner.invoke(app, ["eval", str(tmp_path / "stuck.mid"), "--corpus", str(tiny_json_corpus)])
     assert result.exit_code == 1 and "pass --music" in result.output
 
@@ -163,3 +164,38 @@ def test_cadences_are_counted_at_phrase_ends_in_any_and_the_home_key():
     close = chords([76, 67, 60, 48], [77, 69, 60, 53], [74, 67, 59, 55], [72, 64, 55, 48], [72, 64, 55, 48])
     counts = analysis.piece_counts(close)
     assert counts["phrase_ends"] == 1 and counts["cadences"] == 1 and counts["home_cadences"] == 1
+
+
+def test_phrase_ends_as_a_listener_hears_them_and_their_closes():
+    I, vi, IV, V, V2 = [76, 67, 60, 48], [72, 64, 57, 45], [77, 69, 60, 53], [74, 67, 59, 55], [71, 67, 62, 55]
+    final = [72, 64, 55, 48]
+    # Quarter notes I vi IV V, then a half-note C major on beat 1 of the next bar over a held
+    # bass: that half note ends a phrase, closing V-I in the home key.
+    piece = np.concatenate([chords(I, vi, IV, V), chords(final, steps_each=8), chords(vi, V2)])
+    assert analysis.heard_phrase_ends(*encoding.decode_pitches(piece)) == [16]
+    counts = analysis.piece_counts(piece)
+    assert counts["heard_phrase_ends"] == 1 and counts["heard_closes"] == 1 and counts["heard_home_closes"] == 1
+    figures = analysis.measure([piece])
+    assert figures["heard_home_closes_pct"] == 100.0
+    assert figures["heard_phrase_ends_per_16_bars"] == pytest.approx(256 / piece.shape[0])
+    # The chord before the final is the last different chord on a beat: a passing ii6 off the
+    # beat (step 14) between V and I does not hide the V.
+    ii6 = [74, 65, 57, 53]
+    passing = tokens([*[I] * 4, *[vi] * 4, *[IV] * 4, *[V] * 2, *[ii6] * 2, *[final] * 8, *[vi] * 4, *[V2] * 4])
+    assert analysis.piece_counts(passing)["heard_closes"] == 1
+    # From ii6 on the beat it is no close.
+    no_close = tokens([*[I] * 4, *[vi] * 4, *[IV] * 4, *[ii6] * 4, *[final] * 8, *[vi] * 4, *[V2] * 4])
+    assert analysis.piece_counts(no_close)["heard_closes"] == 0
+    # A soprano note of a beat followed by a rest ends a phrase: here a plagal close (IV-I).
+    rest = [-1, -1, -1, -1]
+    plagal = np.concatenate([chords(I, vi, IV, final, rest), chords(I, vi)])
+    assert analysis.heard_phrase_ends(*encoding.decode_pitches(plagal)) == [12]
+    assert analysis.piece_counts(plagal)["heard_closes"] == 1
+    # A long soprano note on a strong beat over a bass that moves within the beat ends no phrase.
+    moving = tokens([*[I] * 4, *[vi] * 4, *[IV] * 4, *[V] * 4, *[final] * 2, *[[72, 64, 55, 43]] * 6, *[vi] * 4, *[V2] * 4])
+    assert 16 not in analysis.heard_phrase_ends(*encoding.decode_pitches(moving))
+    # Nor one struck on a weak beat: the strong beats are the ones most long notes start on.
+    weak = np.concatenate([chords(final, steps_each=8), chords(V), chords(final, steps_each=8),
+                           chords(V), chords(final, steps_each=8), chords(V)])  # halves at steps 0, 12, 24
+    pitches, attacks = encoding.decode_pitches(weak)
+    assert analysis.heard_phrase_ends(pitches, attacks) == [0, 24]

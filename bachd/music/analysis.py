@@ -138,6 +138,9 @@ LABELS = {
     "root_position_pct": "triads on the beat with the bass on the root (%)",
     "wide_spacing_pct": "over an octave S-A or A-T (% of full steps)",
     "strong_beat_long_notes_pct": "long notes on the stronger beats (%)",
+    "heard_closes_pct": "phrase ends as heard closing V–I or IV–I, any key (%)",
+    "heard_home_closes_pct": "... in the piece's home key (%)",
+    "heard_phrase_ends_per_16_bars": "phrase ends as heard, per 16 bars",
 }
 
 
@@ -287,6 +290,64 @@ def _perfect_motion(pitches: np.ndarray, sounding: np.ndarray) -> tuple[int, int
     return parallels, antiparallels, int(hidden.sum())
 
 
+def _note_length(pitches: np.ndarray, attacks: np.ndarray, start: int, voice: int) -> int:
+    """Steps the note struck at ``start`` in ``voice`` lasts."""
+    end, steps = start + 1, pitches.shape[0]
+    while end < steps and pitches[end, voice] == pitches[start, voice] and not attacks[end, voice]:
+        end += 1
+    return end - start
+
+
+def _strong_parity(pitches: np.ndarray, attacks: np.ndarray) -> int:
+    """Which beats are strong (0: beats 1 and 3 of a 4/4 bar counted from step 0, 1: beats 2
+    and 4): the parity more long notes start on, as :func:`_metric` finds it."""
+    per_parity = [0, 0]
+    for voice in range(pitches.shape[1]):
+        for start in np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT)):
+            if start % encoding.STEPS_PER_BEAT == 0 and _note_length(pitches, attacks, start, voice) >= 2 * encoding.STEPS_PER_BEAT:
+                per_parity[(start // encoding.STEPS_PER_BEAT) % 2] += 1
+    return int(per_parity[1] > per_parity[0])
+
+
+def heard_phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
+    """Phrase ends as a listener hears them: onsets of soprano notes of a beat or more followed
+    by a rest, or of two beats or more struck on a strong beat over a bass held for a beat."""
+    beat, steps = encoding.STEPS_PER_BEAT, pitches.shape[0]
+    parity = _strong_parity(pitches, attacks)
+    ends = []
+    for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
+        length = _note_length(pitches, attacks, start, 0)
+        end = start + length
+        if length >= beat and end < steps and pitches[end, 0] == SILENT:
+            ends.append(int(start))
+        elif (length >= 2 * beat and start % beat == 0 and (start // beat) % 2 == parity and start + beat <= steps
+              and pitches[start, 3] != SILENT and (pitches[start:start + beat, 3] == pitches[start, 3]).all()
+              and not attacks[start + 1:start + beat, 3].any()):
+            ends.append(int(start))
+    return ends
+
+
+def heard_close(pitches: np.ndarray, end: int) -> Optional[int]:
+    """The root of the final chord if the chords at a phrase end close V–I or IV–I, the
+    chord before being the last different one on a beat; both complete triads or sevenths,
+    in any inversion, the final a major or minor triad. None otherwise."""
+    final = pitches[end]
+    if (final == SILENT).any():
+        return None
+    final_pcs = pitch_classes(final)
+    root = chord_root(final_pcs, MAJOR_MINOR)
+    if root is None:
+        return None
+    beat = encoding.STEPS_PER_BEAT
+    for step in range((end - 1) // beat * beat, -1, -beat):
+        chord = pitches[step]
+        if (chord == SILENT).any() or pitch_classes(chord) == final_pcs:
+            continue
+        before = chord_root(pitch_classes(chord), CHORDS)
+        return root if before is not None and (before - root) % 12 in (7, 5) else None
+    return None
+
+
 def _metric(pitches: np.ndarray, attacks: np.ndarray) -> tuple[int, int]:
     """(notes of a half note or longer starting on the stronger beat parity, all of them
     starting on a beat)."""
@@ -344,6 +405,11 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     counts["phrase_ends"] = len(ends)
     counts["cadences"] = sum(root is not None for root in closes)
     counts["home_cadences"] = sum(root == key[0] for root in closes)
+    heard = heard_phrase_ends(pitches, attacks)
+    heard_closes = [heard_close(pitches, end) for end in heard]
+    counts["heard_phrase_ends"] = len(heard)
+    counts["heard_closes"] = sum(root is not None for root in heard_closes)
+    counts["heard_home_closes"] = sum(root == key[0] for root in heard_closes)
 
     full = sounding.all(axis=1)
     counts["beat_triads"], counts["root_position_triads"] = root_positions(pitches, attacks)
@@ -420,6 +486,10 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     figures["collapsed_pct"] = 100 * total["collapsed"] / pieces
     figures["cadences_pct"] = 100 * total["cadences"] / max(total["phrase_ends"], 1.0)
     figures["home_cadences_pct"] = 100 * total["home_cadences"] / max(total["phrase_ends"], 1.0)
+    heard = max(total["heard_phrase_ends"], 1.0)
+    figures["heard_closes_pct"] = 100 * total["heard_closes"] / heard
+    figures["heard_home_closes_pct"] = 100 * total["heard_home_closes"] / heard
+    figures["heard_phrase_ends_per_16_bars"] = total["heard_phrase_ends"] / (steps / (16 * 4 * encoding.STEPS_PER_BEAT))
     figures["root_position_pct"] = 100 * total["root_position_triads"] / max(total["beat_triads"], 1.0)
     figures["wide_spacing_pct"] = 100 * total["wide_steps"] / max(total["full_steps"], 1.0)
     figures["strong_beat_long_notes_pct"] = 100 * total["strong_long_notes"] / max(total["long_notes"], 1.0)
