@@ -399,9 +399,9 @@ def test_after_a_storm_with_lost_note_offs_clean_melody_notes_are_harmonized_at_
     stats = tmp_path / "stats.json"
     bachd, probe = play("--mode", "harmonize", "--bpm", "120", "--stats-json", str(stats))
     rng = random.Random(1)
-    end = time.monotonic() + 4.0
-    while time.monotonic() < end:  # note pairs across the keyboard at about 4,000 messages a second
-        for _ in range(22):
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:  # note pairs across the keyboard, about 800 note-ons a second
+        for _ in range(8):
             pitch = rng.randrange(36, 97)
             probe.out.send_message([0x90, pitch, 90])
             if rng.random() > 0.05:  # one note-off in twenty lost

@@ -590,3 +590,26 @@ def test_the_link_clock_lays_the_grid_on_the_sessions_beats_and_follows_its_temp
     assert clock.running
     clock.stop(102.0)
     assert not clock.running
+
+
+def test_silencing_on_the_way_out_gives_up_on_an_output_stuck_in_the_midi_system():
+    import threading
+    import time
+
+    released = threading.Event()
+    stuck_in_send = threading.Event()
+
+    def sink(message):  # a MIDI system that stopped taking messages, until released
+        stuck_in_send.set()
+        released.wait(5.0)
+
+    stage = OutputStage(sink, Voicer())
+    sender = threading.Thread(target=stage.play_now, args=([Frame(1, enc.attack(64))],))
+    sender.start()
+    assert stuck_in_send.wait(2.0)
+    started = time.monotonic()
+    assert stage.silence(wait_seconds=0.1) is False  # gave up instead of waiting for ever
+    assert time.monotonic() - started < 1.0
+    released.set()
+    sender.join(2.0)
+    assert stage.silence(wait_seconds=0.1) is True and stage.voicer.notes_sounding == 0

@@ -39,6 +39,7 @@ from bachd.live.session import build_live, make_clock
 from bachd.live.stderrtap import StderrTap
 
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
+EXIT_WAIT_SECONDS = 2.0  # on the way out, how long to wait for an output that does not answer
 WATCH_SECONDS = 0.2  # how often the main thread looks at the MIDI system and the input counts
 
 
@@ -214,11 +215,13 @@ class Daemon:
         finally:
             self.stop.set()
             worker.join(timeout=2.0)
-            self.performer.shutdown()  # note-offs for everything still sounding
+            # Note-offs for everything still sounding; the output may be stuck in a MIDI system
+            # that stopped taking messages (a JACK client the server gave up on): then exit anyway.
+            self.performer.shutdown(wait_seconds=EXIT_WAIT_SECONDS)
             sender.join(timeout=2.0)
             # Again, in case a thread missed its join deadline and played on: the ledger
             # makes this a no-op otherwise.
-            self.output.silence()
+            self.output.silence(wait_seconds=EXIT_WAIT_SECONDS)
             time.sleep(0.05)  # let the MIDI system deliver the last note-offs
             self._finish_recording()
             if audio is not None:

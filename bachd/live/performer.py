@@ -179,8 +179,8 @@ class Performer:
         self.stream.cut()
         self.mode_player.reset()
 
-    def shutdown(self) -> None:
-        self.out.silence()
+    def shutdown(self, wait_seconds: Optional[float] = None) -> None:
+        self.out.silence(wait_seconds)
         self.mode_player.reset()
 
     # --- time ---------------------------------------------------------------------------------

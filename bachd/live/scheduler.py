@@ -221,12 +221,19 @@ class OutputStage:
             for voice in voices:
                 self._send_all(self.voicer.frame(Frame(voice, encoding.REST)))
 
-    def silence(self) -> None:
-        """Cancel everything pending and send a note-off for every note sounding."""
-        with self._lock:
+    def silence(self, wait_seconds: Optional[float] = None) -> bool:
+        """Cancel everything pending and send a note-off for every note sounding. With
+        ``wait_seconds``, give up (False) if the output is still busy after that long: a send
+        stuck in a MIDI system that stopped taking messages must not keep bachd from exiting."""
+        if not self._lock.acquire(timeout=-1 if wait_seconds is None else wait_seconds):
+            return False
+        try:
             self.scheduler.cancel()
             self._send_all(self.voicer.release_all())
             self._wake.notify()
+        finally:
+            self._lock.release()
+        return True
 
     # --- called by the output thread (or a test) --------------------------------------------
     def send_due(self, now_seconds: float) -> int:
