@@ -17,7 +17,7 @@ from bachd.live.clock import LinkClock
 
 POLL_SECONDS = 0.005  # how often the worker reads the session: a tempo change is followed within a step
 DISCOVERY_SECONDS = 1.0  # at launch, how long bachd waits to find peers before it starts the session itself
-SETTLE_SECONDS = 0.5  # ... and, with peers, for their tempo to reach it
+SETTLE_SECONDS = 1.0  # ... and, with peers, for their tempo to reach it (it can take longer: then it follows)
 
 
 def _import_link():
@@ -35,6 +35,7 @@ class LinkSession:
         link = _import_link()
         self.quantum = quantum
         self.proposed_bpm = float(bpm)
+        self.settled = False  # whether the session's tempo has reached bachd (or bachd set it)
         self.link = link.Link(float(bpm))  # the tempo bachd proposes if it starts the session
         self.link.startStopSyncEnabled = True
         self.link.enabled = True
@@ -57,7 +58,9 @@ class LinkSession:
             settle = time.monotonic() + SETTLE_SECONDS
             while self.link.captureAppSessionState().tempo() == self.proposed_bpm and time.monotonic() < settle:
                 time.sleep(0.02)
+            self.settled = self.link.captureAppSessionState().tempo() != self.proposed_bpm
         else:
+            self.settled = True
             state = self.link.captureAppSessionState()
             state.setIsPlayingAndRequestBeatAtTime(True, self.link.clock().micros(), 0.0, float(self.quantum))
             self.link.commitAppSessionState(state)

@@ -306,7 +306,8 @@ class Daemon:
         clock = {"internal": f"{s.bpm:g} bpm on the internal clock", "midi": "following MIDI clock"}.get(s.clock)
         if self.link is not None:
             peers = self.link.peers
-            clock = (f"in an Ableton Link session with {peers} peer{'s' * (peers != 1)}, {self.clock.bpm:g} bpm"
+            tempo = f"{self.clock.bpm:g} bpm" if self.link.settled else "taking the session's tempo"
+            clock = (f"in an Ableton Link session with {peers} peer{'s' * (peers != 1)}, {tempo}"
                      if peers else f"starting an Ableton Link session at {self.clock.bpm:g} bpm")
         return (
             f"bachd ready: {s.mode} mode, {clock}. Play into '{self.ports.in_label}', "
