@@ -305,8 +305,8 @@ def render_cli(
 ) -> None:
     """Render a MIDI file to WAV with a General MIDI SoundFont, or bachd's built-in organ."""
     with _errors():
-        from bachd.files.commands import render_file, sound_name
-        from bachd.sound.soundfont import resolve_sound
+        from bachd.files.commands import render_file
+        from bachd.sound.soundfont import resolve_sound, sound_name
 
         check_output(out, "--out", (".wav",))
         sound = resolve_sound(soundfont)

@@ -49,19 +49,25 @@ def messages(probe):
     return [r.message for r in probe.received]
 
 
+def _assert_harmonized_under(probe, pitch: int, timeout: float, held: float, gap: float) -> None:
+    """Play a melody note: alto, tenor and bass (channels 2-4) strike under it (or double it)
+    within ``timeout``; then hold it ``held`` seconds and rest ``gap``."""
+    since = len(probe.received)
+    sent = probe.send(0x90, pitch, 90)
+    hits = probe.wait_for(is_note_on, count=3, since=since, timeout=timeout)
+    heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
+    assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], (pitch, heard)
+    assert all(h.message[1] <= pitch for h in hits[:3]), (pitch, heard)
+    time.sleep(held)
+    probe.send(0x80, pitch, 0)
+    time.sleep(gap)
+
+
 def test_harmonize_answers_every_melody_note_with_lower_voices(play):
     bachd, probe = play("--mode", "harmonize", "--bpm", "100", "--rng-seed", "5")
     assert "harmonize mode" in bachd.ready_line and "bachd-in" in bachd.ready_line
     for pitch in [72, 74, 76, 74, 72, 71, 72]:
-        since = len(probe.received)
-        sent = probe.send(0x90, pitch, 90)
-        hits = probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)
-        heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
-        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], heard
-        assert all(h.message[1] <= pitch for h in hits[:3]), heard  # under the melody, or doubling it
-        time.sleep(0.15)
-        probe.send(0x80, pitch, 0)
-        time.sleep(0.05)
+        _assert_harmonized_under(probe, pitch, timeout=1.0, held=0.15, gap=0.05)
     code, _, err = bachd.stop()
     assert code == 0, err
     assert not (hanging := probe.quiet()), probe.story(hanging)
@@ -409,15 +415,7 @@ def test_after_a_storm_with_lost_note_offs_clean_melody_notes_are_harmonized_at_
         time.sleep(0.01)
     time.sleep(2.0)
     for pitch in (67, 69, 71, 72, 71, 69):  # clean melody notes, a beat apart
-        since = len(probe.received)
-        sent = probe.send(0x90, pitch, 90)
-        hits = probe.wait_for(is_note_on, count=3, since=since, timeout=0.4)
-        heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
-        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], (pitch, heard)
-        assert all(h.message[1] <= pitch for h in hits[:3]), (pitch, heard)  # under this melody note
-        time.sleep(0.4)
-        probe.send(0x80, pitch, 0)
-        time.sleep(0.1)
+        _assert_harmonized_under(probe, pitch, timeout=0.4, held=0.4, gap=0.1)
     code, _, err = bachd.stop()
     assert code == 0, err
     assert not (hanging := probe.quiet()), probe.story(hanging)

@@ -84,7 +84,12 @@ def _answer_after_start(rig, call):
     """Start, play ``call`` (pitches, a beat apart), end it, and return the answer: its
     messages with their times from the Start."""
     rig.send(START)
-    started = rig.now
+    return _answer(rig, call, rig.now)
+
+
+def _answer(rig, call, started: float):
+    """Play ``call`` a quarter second on, end it, and return the answer: its messages with
+    their times from ``started``."""
     rig.wait(0.25)
     for pitch in call:
         rig.note(pitch, 0.2)
@@ -309,14 +314,7 @@ def test_after_lost_input_the_next_call_is_answered_exactly_as_the_first_call_af
     flooded.performer.input_lost()  # the daemon's word: its input queue overflowed
     assert flooded.performer.held == {} and flooded.sounding == 0
     flooded.run_until(started + 4.0)  # two bars on: the call falls where the fresh one did in its bar
-    since = len(flooded.sent)
-    flooded.wait(0.25)
-    for pitch in (67, 71, 74):
-        flooded.note(pitch, 0.2)
-        flooded.wait(0.05)
-    flooded.send(0xB0, flooded.settings.cc["end_of_call"], 127)
-    flooded.wait(3.0)
-    answer = [(round(t - started - 4.0, 4), m) for t, m in flooded.sent[since:]]
+    answer = _answer(flooded, [67, 71, 74], started + 4.0)
     assert answer == expected
     assert flooded.performer.stats.input_resets == 1 and flooded.hanging() == {}
 

@@ -79,6 +79,8 @@ def generate_file(
         say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
         wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
         if wav_path is not None:
+            from bachd.sound.soundfont import sound_name
+
             seconds = render_file(path, wav_path, sound=sound, programs=programs)
             written.append(wav_path)
             say(f"wrote {wav_path}: {seconds:.1f} s of audio with {sound_name(sound)}")
@@ -106,9 +108,3 @@ def render_file(midi: Path, wav: Path, sample_rate: int = 48000, sound: Optional
     audio = render_midi(midi, sample_rate, synth)
     write_wav(wav, audio, sample_rate)
     return len(audio) / sample_rate
-
-
-def sound_name(sound: Optional[Path]) -> str:
-    from bachd.sound.soundfont import sound_name as name
-
-    return name(sound)

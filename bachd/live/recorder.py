@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import mido
 
@@ -159,17 +159,3 @@ def render(events: list[_Event], end_seconds: float, beats_per_bar: int = 4) -> 
         midi.tracks.append(track)
     return midi
 
-
-def open_recording(target: Optional[str], start_seconds: float, bpm: float, beats_per_bar: int) -> Optional[Recorder]:
-    """The recorder for ``--record`` (None: not recording). The first, empty file is written
-    at once, so a path that cannot be written fails before bachd plays."""
-    if not target:
-        return None
-    path = recording_path(target)
-    recorder = Recorder(path, start_seconds, bpm, beats_per_bar)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BachdError(f"cannot write the recording {path}: {error.strerror or error}") from None
-    recorder.write(start_seconds)
-    return recorder

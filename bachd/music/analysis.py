@@ -224,9 +224,7 @@ def phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
     """Onsets of soprano notes a half note or longer, or followed by a rest or the end."""
     ends, steps = [], pitches.shape[0]
     for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
-        end = start + 1
-        while end < steps and pitches[end, 0] == pitches[start, 0] and not attacks[end, 0]:
-            end += 1
+        end = start + _note_length(pitches, attacks, start, 0)
         if end - start >= 2 * encoding.STEPS_PER_BEAT or end == steps or pitches[end, 0] == SILENT:
             ends.append(int(start))
     return ends
@@ -298,14 +296,21 @@ def _note_length(pitches: np.ndarray, attacks: np.ndarray, start: int, voice: in
     return end - start
 
 
-def _strong_parity(pitches: np.ndarray, attacks: np.ndarray) -> int:
-    """Which beats are strong (0: beats 1 and 3 of a 4/4 bar counted from step 0, 1: beats 2
-    and 4): the parity more long notes start on, as :func:`_metric` finds it."""
+def _long_notes_per_parity(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
+    """Notes of a half note or longer starting on a beat, counted by the beat's parity (0:
+    beats 1 and 3 of a 4/4 bar counted from step 0, 1: beats 2 and 4), in every voice."""
+    beat = encoding.STEPS_PER_BEAT
     per_parity = [0, 0]
     for voice in range(pitches.shape[1]):
         for start in np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT)):
-            if start % encoding.STEPS_PER_BEAT == 0 and _note_length(pitches, attacks, start, voice) >= 2 * encoding.STEPS_PER_BEAT:
-                per_parity[(start // encoding.STEPS_PER_BEAT) % 2] += 1
+            if start % beat == 0 and _note_length(pitches, attacks, start, voice) >= 2 * beat:
+                per_parity[(start // beat) % 2] += 1
+    return per_parity
+
+
+def _strong_parity(pitches: np.ndarray, attacks: np.ndarray) -> int:
+    """Which beats are strong: the parity more long notes start on, as :func:`_metric` finds it."""
+    per_parity = _long_notes_per_parity(pitches, attacks)
     return int(per_parity[1] > per_parity[0])
 
 
@@ -351,16 +356,7 @@ def heard_close(pitches: np.ndarray, end: int) -> Optional[int]:
 def _metric(pitches: np.ndarray, attacks: np.ndarray) -> tuple[int, int]:
     """(notes of a half note or longer starting on the stronger beat parity, all of them
     starting on a beat)."""
-    per_parity = [0, 0]
-    steps = pitches.shape[0]
-    for voice in range(pitches.shape[1]):
-        starts = np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT))
-        ends = np.append(starts[1:], steps)
-        for start, end in zip(starts, ends):
-            run = pitches[start:end, voice]
-            length = int(np.argmax(run != run[0])) if (run != run[0]).any() else len(run)
-            if length >= 2 * encoding.STEPS_PER_BEAT and start % encoding.STEPS_PER_BEAT == 0:
-                per_parity[(start // encoding.STEPS_PER_BEAT) % 2] += 1
+    per_parity = _long_notes_per_parity(pitches, attacks)
     return max(per_parity), sum(per_parity)
 
 

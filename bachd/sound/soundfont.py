@@ -142,6 +142,8 @@ class SoundFontSynth(NoteRenderer):
     """The organ's interface on FluidSynth: ``registration`` 0-3 are soprano to bass, 4 the
     player's notes, each on its own channel with its program."""
 
+    release_seconds = 0.95  # a SoundFont's notes ring on longer than the organ's
+
     def __init__(self, path: str | Path, sample_rate: int = 48000, programs: tuple[int, ...] = DEFAULT_PROGRAMS,
                  gain: float = 1.0):
         fluidsynth = _fluidsynth()

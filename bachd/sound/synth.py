@@ -79,6 +79,7 @@ class NoteRenderer:
     this adds rendering a list of timed events."""
 
     sample_rate: int
+    release_seconds: float  # how long a note rings after its note-off: the tail a rendered file keeps
 
     def note_on(self, key, pitch: int, velocity: int = 90, registration: int = 0) -> None:
         raise NotImplementedError
@@ -119,6 +120,8 @@ class NoteRenderer:
 class Synth(NoteRenderer):
     """Polyphonic additive organ. ``note_on``/``note_off`` take a key (any hashable, for
     example (channel, note)), so the same pitch on two channels is two notes, as in MIDI."""
+
+    release_seconds = RELEASE_SECONDS
 
     def __init__(self, sample_rate: int = DEFAULT_SAMPLE_RATE, gain: float = 0.16, max_notes: int = 32):
         if sample_rate < 8000:
@@ -235,7 +238,7 @@ def render_midi(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE, synth:
     release tail."""
     events, length = midi_events(path)
     synth = synth or Synth(sample_rate)
-    tail = RELEASE_SECONDS + 0.05 if isinstance(synth, Synth) else 1.0  # a SoundFont's notes ring longer
+    tail = synth.release_seconds + 0.05
     total = int(math.ceil((length + tail) * sample_rate))
     placed = [(round(t * sample_rate), kind, args) for t, kind, args in events]
     placed.append((round(length * sample_rate), "all_off", ()))  # a note the file never ends still ends
