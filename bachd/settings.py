@@ -27,6 +27,12 @@ class Setting:
     also: tuple[str, ...] = ()  # other string values an int setting takes ("follow")
     cc_range: Optional[tuple[float, float]] = None  # what CC values 0..127 sweep, if a knob may set it
     offline: Any = None  # the default for music written offline (generate, eval --music), if it differs
+    live: bool = False  # bachd run may change it while playing (a CC, the control surface)
+
+    @property
+    def label(self) -> str:
+        """The setting's name as users see it on a control: "Rhythm temperature"."""
+        return self.name.replace("_", " ").capitalize()
 
     def offline_default(self) -> Any:
         return self.default if self.offline is None else self.offline
@@ -77,44 +83,44 @@ class Setting:
 
 _DECLARED = (
     Setting("description", "", "What the preset is for.", str),
-    Setting("mode", "continue", "continue (call and response) or harmonize (voices under your melody).", str, choices=("continue", "harmonize")),
+    Setting("mode", "continue", "continue (call and response) or harmonize (voices under your melody).", str, choices=("continue", "harmonize"), live=True),
     Setting("clock", "internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport) or link (join an Ableton Link session: its tempo, beat phase and start/stop; --bpm is the tempo bachd proposes if it starts the session).", str, choices=("internal", "midi", "link")),
-    Setting("bpm", 90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess for MIDI clock).", float, 20, 320),
+    Setting("bpm", 90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess for MIDI clock).", float, 20, 320, live=True),
     Setting("beats_per_bar", 4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12),
     # The offline defaults were chosen on the musical checks (README, "Musical checks").
-    Setting("temperature", 0.7, "Sampling temperature of the pitch choice (lower is safer).", float, 0.05, 5.0, cc_range=(0.2, 1.8)),
-    Setting("top_p", 0.9, "Nucleus sampling: keep the most likely tokens up to this mass.", float, 0.01, 1.0),
+    Setting("temperature", 0.7, "Sampling temperature of the pitch choice (lower is safer).", float, 0.05, 5.0, cc_range=(0.2, 1.8), live=True),
+    Setting("top_p", 0.9, "Nucleus sampling: keep the most likely tokens up to this mass.", float, 0.01, 1.0, live=True),
     # Offline, at the model's own odds, chords change 1.22 times a beat against Bach's 1.48
     # and every voice moves 12 % less often (bachd eval --music, 128 pieces of 16 bars);
     # 1.5 gives 1.53-1.54 and every voice within 10 %. Live, the player's part sets the pace,
     # and the presets were measured at 1.
-    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15),
+    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15, live=True),
     # Offline (eval --music, 128 pieces of 16 bars) 1 nat takes steps in the key from 77 % to
     # 88 % (Bach 84 %) and keys of 5+ sharps or flats from 7.8 % to 5.5 %. A model told the
     # key (train --key-input) needs no more than minor_pull: see bachd/music/keys.py.
-    Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what the player has played so far live (0: not at all).", float, 0.0, 10.0),
+    Setting("key_pull", 1.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what the player has played so far live (0: not at all).", float, 0.0, 10.0, live=True),
     # Offline (eval --music, 128 pieces at seeds 0-3) the full pull on every voice keeps
     # 86-88 % of steps in the key against Bach's 84 %: his chromatic notes are mostly the
     # alto's and tenor's passing and leading notes. README, "Musical checks".
-    Setting("inner_pull", 1.0, "The share of key_pull that holds back the alto's and tenor's notes outside the key (1: as much as the soprano's and bass's; 0: not at all). Offline default 0.15.", float, 0.0, 1.0, offline=0.15),
-    Setting("minor_pull", 1.0, "How strongly (in nats) the two notes that turn a minor key major are held back: its flat 7th (the relative major's leading tone) and its major 3rd (0: not at all). Offline default 1.5.", float, 0.0, 10.0, offline=1.5),
-    Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0),
+    Setting("inner_pull", 1.0, "The share of key_pull that holds back the alto's and tenor's notes outside the key (1: as much as the soprano's and bass's; 0: not at all). Offline default 0.15.", float, 0.0, 1.0, offline=0.15, live=True),
+    Setting("minor_pull", 1.0, "How strongly (in nats) the two notes that turn a minor key major are held back: its flat 7th (the relative major's leading tone) and its major 3rd (0: not at all). Offline default 1.5.", float, 0.0, 10.0, offline=1.5, live=True),
+    Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0, live=True),
     Setting("max_chord_beats", 0.0, "The longest a full chord may stand unchanged, in beats, before the bass has to move on the next beat (0: no limit). Offline generation only (generate, eval --music); default there 2.", float, 0.0, 64.0, offline=2.0),
     Setting("cadence_hold", 0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close in the piece's key on a strong beat, up to a half note, so the close ends a phrase; a third of it keeps other notes from lasting past a beat (0: not at all). Offline generation only (generate, eval --music); default there 3.", float, 0.0, 10.0, offline=3.0),
     # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
     # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
     # over four seeds (README, "The live harmonizer against Bach").
-    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a complete chord, then a V-I or IV-I in root position, then one on the key's tonic; of two alike, the one in the key. On the beat before a strong beat, as many under a melody note on the key's 2nd or 7th, keeping the key's dominant in root position, then any root-position chord (1: the model's own draw).", int, 1, 16),
-    Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8)),
-    Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0),
-    Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar")),
-    Setting("max_hold_beats", 8.0, "A key held this many beats after its note-on stops counting as held, whatever else is played meanwhile (a lost note-off never wedges a call or the melody).", float, 1.0, 256.0),
-    Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool),
-    Setting("allow_parallels", False, "Let the lower voices move in parallel (or contrary) fifths and octaves with the upper ones.", bool),
+    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a complete chord, then a V-I or IV-I in root position, then one on the key's tonic; of two alike, the one in the key. On the beat before a strong beat, as many under a melody note on the key's 2nd or 7th, keeping the key's dominant in root position, then any root-position chord (1: the model's own draw).", int, 1, 16, live=True),
+    Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8), live=True),
+    Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0, live=True),
+    Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar"), live=True),
+    Setting("max_hold_beats", 8.0, "A key held this many beats after its note-on stops counting as held, whatever else is played meanwhile (a lost note-off never wedges a call or the melody).", float, 1.0, 256.0, live=True),
+    Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool, live=True),
+    Setting("allow_parallels", False, "Let the lower voices move in parallel (or contrary) fifths and octaves with the upper ones.", bool, live=True),
     Setting("rng_seed", None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True),
-    Setting("in_channel", 0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16),
-    Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16),
-    Setting("velocity", 80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",)),
+    Setting("in_channel", 0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16, live=True),
+    Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16, live=True),
+    Setting("velocity", 80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",), live=True),
     Setting("soundfont", None, "A General MIDI SoundFont (.sf2/.sf3) for what bachd plays as audio (the monitor, render, generate --wav); 'organ' for the built-in organ. Unset: the first General MIDI font found in the usual places, else the organ.", str, optional=True),
     Setting("record", None, "bachd run: record the session (your notes, each voice, the tempo, a marker per answer) to this MIDI file, or to a new file named by the time in this folder; written at least once a bar.", str, optional=True),
 )

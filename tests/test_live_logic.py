@@ -613,3 +613,69 @@ def test_silencing_on_the_way_out_gives_up_on_an_output_stuck_in_the_midi_system
     released.set()
     sender.join(2.0)
     assert stage.silence(wait_seconds=0.1) is True and stage.voicer.notes_sounding == 0
+
+
+# --- live settings: one path for CC, the control surface and presets -------------------------
+def test_every_live_setting_changes_through_one_path_and_is_checked(tiny_model_path):
+    from bachd.errors import BachdError
+    from bachd.settings import SETTINGS
+
+    rig = LiveRig(tiny_model_path, mode="continue")
+    performer = rig.performer
+    new_values = {"mode": "harmonize", "bpm": 100.0, "temperature": 0.4, "top_p": 0.8, "rhythm_temperature": 1.3,
+                  "key_pull": 2.0, "inner_pull": 0.5, "minor_pull": 0.0, "root_pull": 3.0, "chord_draws": 3,
+                  "response_bars": 4, "listen_gap": 2.0, "start_on": "bar", "max_hold_beats": 4.0,
+                  "allow_overlap": True, "allow_parallels": True, "in_channel": 5, "out_channel": 9, "velocity": "follow"}
+    assert set(new_values) == {s.name for s in SETTINGS.values() if s.live}
+    for name, value in new_values.items():
+        assert performer.change(name, value, "panel") == value
+        assert getattr(performer.settings, name) == value
+    config = performer.stream.sampler.config
+    assert (config.temperature, config.top_p, config.rhythm_temperature, config.key_pull, config.inner_pull,
+            config.minor_pull, config.root_pull, config.chord_draws, config.avoid_parallels) == (0.4, 0.8, 1.3, 2.0, 0.5, 0.0, 3.0, 3, False)
+    assert performer.mode == "harmonize" and rig.clock.bpm == 100.0
+    assert performer.player.max_hold_beats == 4.0 and rig.output.voicer.channels == (8, 8, 8, 8)
+    # The router listens on the new channel only.
+    rig.run_until(0.2)
+    rig.send(0x90, 60, 90)
+    assert performer.stats.notes_in == 0
+    rig.send(0x94, 60, 90)
+    assert performer.stats.notes_in == 1
+    # Checked as flags and presets are, named by where the value came from; nothing changes.
+    with pytest.raises(BachdError, match="panel: key 'temperature' must be between 0.05 and 5"):
+        performer.change("temperature", 9.0, "panel")
+    with pytest.raises(BachdError, match="cannot change while bachd plays"):
+        performer.change("beats_per_bar", 3, "panel")
+    with pytest.raises(BachdError, match="cannot change while bachd plays"):
+        performer.change("no_such_setting", 3, "panel")
+    assert performer.settings.temperature == 0.4 and performer.settings.beats_per_bar == 4
+
+
+def test_a_tempo_change_keeps_the_grid_position_and_other_clocks_refuse_it(tiny_model_path):
+    from bachd.errors import BachdError
+
+    rig = LiveRig(tiny_model_path, mode="harmonize")
+    rig.run_until(1.0)
+    before = rig.clock.step_at(1.0)
+    rig.performer.change("bpm", 60.0, "panel", now_seconds=1.0)
+    assert rig.clock.step_at(1.0) == pytest.approx(before)
+    assert rig.clock.step_at(2.0) - rig.clock.step_at(1.0) == pytest.approx(4.0)  # 16ths at 60 bpm
+    midi = LiveRig(tiny_model_path, mode="harmonize", clock="midi")
+    with pytest.raises(BachdError, match="follows the midi clock"):
+        midi.performer.change("bpm", 60.0, "panel")
+
+
+def test_a_new_output_channel_releases_what_sounds_first(tiny_model_path):
+    rig = LiveRig(tiny_model_path, mode="harmonize")
+    rig.run_until(0.2)
+    rig.send(0x90, 72, 90)
+    rig.wait(0.3)
+    assert rig.output.voicer.notes_sounding > 0
+    rig.performer.change("out_channel", 10, "panel")
+    assert rig.output.voicer.notes_sounding == 0
+    assert unmatched_notes(rig.messages()) == {}
+    rig.send(0x80, 72, 0)
+    rig.send(0x90, 74, 90)
+    rig.wait(0.3)
+    channels = {m[0] & 0x0F for m in rig.messages()[-4:] if m[0] & 0xF0 == 0x90}
+    assert channels == {9}

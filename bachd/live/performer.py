@@ -30,16 +30,20 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from bachd.music import encoding
-from bachd.live.clock import Clock, MidiClock
+from bachd.live.clock import Clock, InternalClock, MidiClock
 from bachd.live.continuation import ContinueMode
 from bachd.live.harmonizer import HarmonizeMode
 from bachd.live.player import PlayerInput
 from bachd.presets import LiveSettings
 from bachd.live.scheduler import OutputStage
-from bachd.settings import check
+from bachd.errors import BachdError
+from bachd.settings import SETTINGS, check
 from bachd.live.stream import Stream
 
 MODES = {"continue": ContinueMode, "harmonize": HarmonizeMode}
+# The live settings the sampler reads (LiveSettings.sampling); the others are read as they are used.
+SAMPLING = ("temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull", "minor_pull", "root_pull",
+            "chord_draws", "allow_parallels")
 
 
 @dataclass
@@ -103,11 +107,7 @@ class Performer:
         self.mode_player.end_of_call()
 
     def set_mode(self, mode: str) -> None:
-        if mode == self.mode:
-            return
-        self.out.silence()
-        self.stream.cut()  # what the other mode sounded is released: nothing holds over
-        self.mode_player = MODES[mode](self)
+        self.change("mode", mode)
 
     def panic(self) -> None:
         """Silence everything bachd sounds now and forget what the player held (CC 120,
@@ -131,11 +131,42 @@ class Performer:
         self.mode_player = MODES[self.mode](self)
 
     def set_temperature(self, temperature: float) -> None:
-        config = replace(self.stream.sampler.config, temperature=check("temperature", temperature, "CC"))
-        self.stream.set_sampling(config)  # chords drawn ahead at the old temperature are dropped
+        self.change("temperature", temperature, "CC")
 
     def set_response_bars(self, bars: int) -> None:
-        self.settings = replace(self.settings, response_bars=check("response_bars", bars, "CC"))
+        self.change("response_bars", bars, "CC")
+
+    def change(self, name: str, value, source: str = "CC", now_seconds: Optional[float] = None):
+        """Set live setting ``name`` while playing: the one path for a CC knob, the control
+        surface and a preset switched to. Checked like a flag or a preset key (a bad value
+        raises :class:`~bachd.errors.BachdError` naming ``source``); returns the value kept.
+
+        Sampling settings take effect from the next draw (chords drawn ahead under the old
+        ones are dropped); a new mode or output channel first releases what bachd sounds; a
+        tempo (internal clock only) keeps the grid position at ``now_seconds``."""
+        setting = SETTINGS.get(name)
+        if setting is None or not setting.live:
+            live = ", ".join(s.name for s in SETTINGS.values() if s.live)
+            raise BachdError(f"{source}: '{name}' cannot change while bachd plays (live settings: {live})")
+        value = check(name, value, source)
+        if value == getattr(self.settings, name):
+            return value
+        if name == "bpm":
+            if not isinstance(self.clock, InternalClock):
+                raise BachdError(f"{source}: the tempo follows the {self.settings.clock} clock; change it there")
+            self.clock.set_bpm(value, self.clock.origin_seconds if now_seconds is None else now_seconds)
+        self.settings = replace(self.settings, **{name: value})
+        if name == "mode":
+            self.out.silence()
+            self.stream.cut()  # what the other mode sounded is released: nothing holds over
+            self.mode_player = MODES[value](self)
+        elif name == "out_channel":
+            self.out.set_channels(self.settings.out_channels())
+        elif name == "max_hold_beats":
+            self.player.max_hold_beats = value
+        elif name in SAMPLING:
+            self.stream.set_sampling(self.settings.sampling())  # chords drawn ahead under the old ones are dropped
+        return value
 
     # --- transport ----------------------------------------------------------------------------
     def transport_stop(self, t_seconds: float) -> None:

@@ -61,8 +61,9 @@ class Router:
 
     def accepts(self, channel: int) -> bool:
         """Whether bachd listens to this 0-based channel."""
-        if self.settings.in_channel:
-            return channel == self.settings.in_channel - 1
+        wanted = self.performer.settings.in_channel  # live: the panel may change it
+        if wanted:
+            return channel == wanted - 1
         return channel != DRUM_CHANNEL
 
     def _system(self, t_seconds: float, message: tuple[int, ...]) -> None:

@@ -235,6 +235,14 @@ class OutputStage:
             self._lock.release()
         return True
 
+    def set_channels(self, channels: tuple[int, ...]) -> None:
+        """Send the voices on other channels from now on: what sounds is released first."""
+        with self._lock:
+            self.scheduler.cancel()
+            self._send_all(self.voicer.release_all())
+            self.voicer.channels = tuple(channels)
+            self._wake.notify()
+
     # --- called by the output thread (or a test) --------------------------------------------
     def send_due(self, now_seconds: float) -> int:
         with self._lock:
