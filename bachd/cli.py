@@ -375,6 +375,9 @@ def run_cli(
     monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (a General MIDI SoundFont if one is found or given with --soundfont, else the built-in organ).")] = False,
     monitor_input: Annotated[bool, typer.Option("--monitor-input", help="With --monitor: play what you play too (a quieter stop).")] = False,
     audio_device: Annotated[Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Serve a control surface in the browser (its address, with this run's access token, is in the ready line).")] = False,
+    ui_port: Annotated[int, typer.Option(min=0, max=65535, help="With --ui: the port to serve on (0: a free one).")] = 0,
+    ui_host: Annotated[str, typer.Option(help="With --ui: the address to serve on. Anything but 127.0.0.1 lets other computers reach the panel.")] = "127.0.0.1",
 ) -> None:
     """Play live: open virtual MIDI ports and answer or harmonize what you play."""
     # The settings given on the command line (None: not given), by their declared names.
@@ -392,7 +395,12 @@ def run_cli(
             out_name=out_port, backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
             monitor=monitor or monitor_input, monitor_input=monitor_input, audio_device=audio_device,
         )
-        raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line)))
+        companions = ()
+        if ui:  # only now: without --ui, bachd loads no web code
+            from bachd.web.panel import ControlSurface
+
+            companions = (ControlSurface(ui_host, ui_port),)  # binds now: a taken port fails before MIDI opens
+        raise typer.Exit(run(options, on_ready=lambda line: typer.echo(line), companions=companions))
 
 
 def _replay_command(mode: str):

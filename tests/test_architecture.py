@@ -15,7 +15,7 @@ import bachd
 
 PACKAGE = Path(bachd.__file__).resolve().parent
 
-# Lower layers never import higher ones: music <- sound <- model <- presets <- live <- files <- cli.
+# Lower layers never import higher ones: music <- sound <- model <- presets <- live <- files <- web <- cli.
 LAYERS = {
     "bachd": 0, "bachd.errors": 0, "bachd.settings": 0, "bachd.paths": 0, "bachd.outputs": 0, "bachd.quiet": 0,
     "bachd.music": 1,
@@ -24,7 +24,8 @@ LAYERS = {
     "bachd.presets": 4,
     "bachd.live": 5,
     "bachd.files": 6,
-    "bachd.cli": 7, "bachd.__main__": 7,
+    "bachd.web": 7,
+    "bachd.cli": 8, "bachd.__main__": 8,
 }
 
 
@@ -130,3 +131,13 @@ def test_live_logic_modules_do_not_import_tensorflow_or_rtmidi():
             "bad = [m for m in ('tensorflow', 'rtmidi', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bachd_run_without_ui_loads_no_web_code():
+    """What ``bachd run`` imports (the command line and the daemon, ports, engine) brings in
+    neither aiohttp nor bachd.web: the control surface costs nothing unless asked for."""
+    code = ("import sys, bachd.cli, bachd.live.daemon, bachd.live.ports, bachd.model.engine; "
+            "bad = [m for m in sys.modules if m == 'aiohttp' or m.startswith('bachd.web')]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [m for m, targets in GRAPH.items() if any(t.startswith("bachd.web") for t in targets) and not m.startswith("bachd.web")] == ["bachd.cli"]

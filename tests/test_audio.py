@@ -203,6 +203,13 @@ def test_live_view_rolls_what_comes_in_and_goes_out():
     assert rows["1.2.2"][1] == "."  # the player let go at step 5
     text = redraw(len(lines), lines)
     assert text.startswith("\x1b[7F") and text.count("\n") == len(lines) - 1
+    # The same notes as data for the control surface's piano roll: [part, pitch, start, end].
+    view.sent(clock.step_time(6), 0, enc.attack(74))
+    view.sent(clock.step_time(7), 0, enc.attack(74))  # struck again: a new note
+    roll = view.roll(clock.step_time(8) + 0.01, steps=8)
+    assert roll["present"] == 8 and roll["first"] == 1
+    assert sorted(roll["notes"]) == sorted([[0, 72, 2, 5], [2, 67, 2, 4], [4, 48, 2, None], [1, 74, 6, 7], [1, 74, 7, None]])
+    assert sorted(view.roll(clock.step_time(40), steps=8)["notes"]) == [[1, 74, 33, None], [4, 48, 33, None]]  # what still sounds
 
 
 # --- sounddevice and PortAudio ------------------------------------------------------------------

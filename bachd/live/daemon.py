@@ -17,14 +17,16 @@ silences every note bachd sounds before the ports close.
 
 from __future__ import annotations
 
+import collections
 import json
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from bachd.live.clock import Clock, InternalClock
 from bachd.live.recorder import Recorder, recording_path
@@ -34,6 +36,7 @@ from bachd.live.view import LiveView, redraw
 from bachd.model.modelfile import read_config
 from bachd.outputs import check_output
 from bachd.presets import LiveSettings
+from bachd.settings import SETTINGS
 from bachd.live.scheduler import OutputStage, Voicer
 from bachd.live.session import build_live, make_clock
 from bachd.live.stderrtap import StderrTap
@@ -59,6 +62,17 @@ class RunOptions:
     record_path: Optional[Path] = None  # the session recording (settings.record, resolved)
 
 
+class Companion(Protocol):
+    """Something that runs beside the daemon on a thread of its own (the control surface):
+    started once bachd plays, closed before bachd silences and exits. It reaches the
+    performer only through :meth:`Daemon.ask`, and reads what the status line reads."""
+
+    def start(self, daemon: "Daemon") -> Optional[str]:
+        """Start; what the ready line should add (None: nothing)."""
+
+    def close(self) -> None: ...
+
+
 def load_engine(model_path: Path, backend: str = "auto"):
     from bachd.model.engine import make_engine
 
@@ -70,7 +84,7 @@ def load_engine(model_path: Path, backend: str = "auto"):
 class Daemon:
     def __init__(
         self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic,
-        close_ports: bool = True, monitor=None, tap_stderr: bool = False,
+        close_ports: bool = True, monitor=None, tap_stderr: bool = False, companions: tuple = (),
     ):
         self.options, self.ports, self.now = options, ports, now
         self.close_ports = close_ports
@@ -103,6 +117,11 @@ class Daemon:
             recorder.write(now())
             self.output.voicer.listener = lambda voice, pitch, velocity: recorder.voice(now(), voice, pitch, velocity)
             self.output.on_answer = recorder.answer
+        self.companions = tuple(companions)
+        self._ready_extra: list[str] = []
+        # Work handed to the worker by other threads (the control surface), done between input
+        # batches so the performer is only ever touched by the worker.
+        self._asks: collections.deque = collections.deque()
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
         self.audio_error: Optional[str] = None
@@ -115,6 +134,8 @@ class Daemon:
             while not self.stop.is_set():
                 if self.link is not None:
                     self._follow_link(now())
+                if self._asks:
+                    self._answer_asks(now())
                 batch = poll()  # a storm is taken in bites of 512, computing once per bite
                 lost = self.input_dropped()
                 if lost > lost_seen:
@@ -142,6 +163,25 @@ class Daemon:
         except BaseException as error:  # noqa: BLE001 - any failure must still silence bachd
             self.fatal = error
             self.stop.set()
+
+    def ask(self, job: Callable[[float], object]) -> Future:
+        """Have the worker call ``job(now_seconds)`` between input batches (any thread); the
+        future holds its result or its error. The caller waits on the future if it likes:
+        the worker never waits on the caller."""
+        future: Future = Future()
+        if self.stop.is_set():
+            future.set_exception(BachdError("bachd is stopping"))
+        else:
+            self._asks.append((job, future))
+        return future
+
+    def _answer_asks(self, now_seconds: float) -> None:
+        while self._asks:
+            job, future = self._asks.popleft()
+            try:
+                future.set_result(job(now_seconds))
+            except BachdError as error:  # a bad value: the asker says so; bachd plays on
+                future.set_exception(error)
 
     def _follow_link(self, now_seconds: float) -> None:
         """The Link session's tempo and beat, and its start/stop as MIDI Start/Stop are."""
@@ -209,12 +249,20 @@ class Daemon:
                 self.link.join(self.clock)
             sender.start()
             worker.start()
+            for companion in self.companions:
+                extra = companion.start(self)
+                if extra:
+                    self._ready_extra.append(extra)
             on_ready(self.ready_line())
             sys.stdout.flush()
             self._status_loop()
         finally:
             self.stop.set()
+            for companion in self.companions:
+                companion.close()
             worker.join(timeout=2.0)
+            for job, future in list(self._asks):  # asked too late: said so, not left waiting
+                future.set_exception(BachdError("bachd is stopping"))
             # Note-offs for everything still sounding; the output may be stuck in a MIDI system
             # that stopped taking messages (a JACK client the server gave up on): then exit anyway.
             self.performer.shutdown(wait_seconds=EXIT_WAIT_SECONDS)
@@ -314,6 +362,7 @@ class Daemon:
             f"listen on '{self.ports.out_label}' ({self.ports.backend})."
             + (f" Recording to {self.recorder.path}." if self.recorder is not None else "")
             + (f" Monitor: {sound_name(self.monitor.soundfont)}." if self.monitor is not None else "")
+            + "".join(f" {extra}" for extra in self._ready_extra)
             + " Ctrl-C to stop."
         )
 
@@ -334,6 +383,37 @@ class Daemon:
             + (" | rec" if self.recorder is not None and self.record_error is None else "")
             + (f" | link {self.clock.peers} peers" if self.link is not None else "")
         )
+
+    def state(self, roll_steps: int = 64) -> dict:
+        """What bachd is doing now, as data (the control surface, ``/api/state``): the
+        settings by their preset names, mode, clock and transport, the run's figures and
+        the piano roll of the live view. Read from any thread; touches nothing."""
+        now = self.now()
+        performer, clock, settings = self.performer, self.clock, self.performer.settings
+        p50, p99 = self.output.lateness.percentiles_ms(50, 99)
+        position = None
+        if clock.running:
+            step = max(0, int(clock.step_at(now)))
+            bar, within = divmod(step, settings.steps_per_bar)
+            position = f"{bar + 1}.{within // 4 + 1}"
+        return {
+            "mode": performer.mode,
+            "activity": performer.state,
+            "settings": {name: getattr(settings, name) for name in SETTINGS},
+            "clock": {"kind": settings.clock, "running": clock.running, "bpm": round(clock.bpm, 2), "position": position,
+                      "beats_per_bar": settings.beats_per_bar, "link_peers": self.clock.peers if self.link is not None else None},
+            "figures": {
+                "notes_in": performer.stats.notes_in, "notes_out": self.output.notes_out, "answers": performer.stats.answers,
+                "melody_chords": performer.stats.melody_chords, "panics": performer.stats.panics,
+                "late_p50_ms": round(p50, 3) if self.output.lateness.count else None,
+                "late_p99_ms": round(p99, 3) if self.output.lateness.count else None,
+                "messages_lost": self.input_dropped(), "broken_messages": self.router.parser.stats.dropped_messages,
+                "input_resets": performer.stats.input_resets, "notes_sounding": self.output.voicer.notes_sounding,
+            },
+            "ports": {"backend": self.ports.backend, "input": self.ports.in_label, "output": self.ports.out_label},
+            "recording": None if self.recorder is None else str(self.recorder.path),
+            "roll": self.view.roll(now, roll_steps),
+        }
 
     def stats(self) -> dict:
         lateness = self.output.lateness
@@ -384,7 +464,7 @@ class Daemon:
         )
 
 
-def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_ports: bool = True) -> int:
+def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_ports: bool = True, companions: tuple = ()) -> int:
     """What ``bachd run`` does: open the ports first (a missing MIDI system fails fast),
     then load and warm up the model, then play until stopped.
 
@@ -413,7 +493,7 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
     ports = open_ports(options.in_name, options.out_name, options.backend)
     try:
         engine = load_engine(options.model_path, options.engine)
-        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor, tap_stderr=True)
+        daemon = Daemon(options, ports, engine, close_ports=close_ports, monitor=monitor, tap_stderr=True, companions=companions)
     except BaseException:
         ports.close()
         raise

@@ -139,6 +139,54 @@ class JackWatch:
         lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, shutdown, ctypes.c_void_p]
         lib.jack_on_shutdown(ctypes.c_void_p(self._client), self._on_shutdown, None)
 
+    def midi_ports(self, flags: int) -> list[str]:
+        """The JACK MIDI ports with ``flags`` (1: inputs, that take MIDI; 2: outputs, that give
+        it; 0: all)."""
+        import ctypes
+
+        lib = self._lib
+        lib.jack_get_ports.restype = ctypes.POINTER(ctypes.c_char_p)
+        lib.jack_get_ports.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
+        return self._names(lib.jack_get_ports(ctypes.c_void_p(self._client), None, b"8 bit raw midi", flags))
+
+    def connections(self, port: str) -> list[str]:
+        """The ports ``port`` is connected to."""
+        import ctypes
+
+        lib = self._lib
+        lib.jack_port_by_name.restype = ctypes.c_void_p
+        lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
+        lib.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        handle = lib.jack_port_by_name(ctypes.c_void_p(self._client), port.encode())
+        if not handle:
+            return []
+        return self._names(lib.jack_port_get_all_connections(ctypes.c_void_p(self._client), ctypes.c_void_p(handle)))
+
+    def patch(self, source: str, destination: str, connect: bool) -> None:
+        """Connect (or disconnect) two JACK ports, as a patchbay does."""
+        import ctypes
+
+        function = self._lib.jack_connect if connect else self._lib.jack_disconnect
+        function.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        result = function(ctypes.c_void_p(self._client), source.encode(), destination.encode())
+        if result not in (0, 17):  # 17: EEXIST, already connected
+            raise BachdError(f"JACK could not {'connect' if connect else 'disconnect'} {source} → {destination} (error {result})")
+
+    def _names(self, array) -> list[str]:
+        import ctypes
+
+        if not array:
+            return []
+        names = []
+        index = 0
+        while array[index]:
+            names.append(array[index].decode(errors="replace"))
+            index += 1
+        self._lib.jack_free.argtypes = [ctypes.c_void_p]
+        self._lib.jack_free(ctypes.cast(array, ctypes.c_void_p))
+        return names
+
     def close(self) -> None:
         # Never activated, so no process thread of its own to deadlock against.
         if self._client and not self.gone:
@@ -169,6 +217,7 @@ class MidiPorts:
     watch: Optional[JackWatch] = None
     keepalive_out: object = None  # JACK: bachd's own SysEx into its input (see keepalive)
     opened: tuple[tuple[str, str], ...] = ()  # existing ports opened by name: (kind, port)
+    jack_ports: tuple[str, str] = ("", "")  # JACK: bachd's own input and output port, "client:port"
     _next_keepalive: float = 0.0
     _next_check: float = 0.0
     _lost: Optional[str] = None
@@ -237,6 +286,43 @@ class MidiPorts:
                 port.delete()
 
 
+def port_map(ports: MidiPorts) -> dict:
+    """bachd's own ports, the ports each could be connected to, and what is connected
+    (JACK: read from the server's graph; elsewhere the DAW or the system makes the
+    connections, and only the ports are listed)."""
+    watch = ports.watch
+    if ports.backend == "jack" and watch is not None and not watch.gone:
+        own_in, own_out = ports.jack_ports
+        clients = (own_in.split(":", 1)[0], own_out.split(":", 1)[0])  # and the keepalive's, named after the input
+        mine = {name for name in watch.midi_ports(0) if name.split(":", 1)[0].startswith(clients)}
+        return {
+            "patchable": True,
+            "input": own_in, "output": own_out,
+            "sources": [p for p in watch.midi_ports(2) if p not in mine],
+            "destinations": [p for p in watch.midi_ports(1) if p not in mine],
+            "input_from": [p for p in watch.connections(own_in) if p not in mine],
+            "output_to": [p for p in watch.connections(own_out) if p not in mine],
+        }
+    _, _, sources, destinations = probe(ports.backend)
+    return {"patchable": False, "input": ports.in_label, "output": ports.out_label,
+            "sources": sources, "destinations": destinations, "input_from": [], "output_to": []}
+
+
+def patch(ports: MidiPorts, side: str, other: str, connect: bool) -> None:
+    """Connect bachd's ``side`` ("input" or "output") to the port ``other`` (JACK only)."""
+    watch = ports.watch
+    if ports.backend != "jack" or watch is None or watch.gone:
+        raise BachdError(f"bachd connects its ports itself on JACK only; on {ports.backend}, connect them in your DAW or MIDI settings")
+    listed = port_map(ports)
+    choices = listed["sources"] if side == "input" else listed["destinations"]
+    if other not in choices and other not in listed["input_from" if side == "input" else "output_to"]:
+        raise BachdError(f"no MIDI port '{other}' to connect bachd's {side} to")
+    if side == "input":
+        watch.patch(other, ports.jack_ports[0], connect)
+    else:
+        watch.patch(ports.jack_ports[1], other, connect)
+
+
 def open_ports(in_name: str = "bachd-in", out_name: str = "bachd-out", backend: str = "auto") -> MidiPorts:
     """Open bachd's input and output on ``backend`` (auto: the first that works)."""
     if backend != "auto" and backend not in BACKENDS:
@@ -275,6 +361,7 @@ def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
         raise
 
     if backend == "jack":
+        ports.jack_ports = (f"{in_name}:{in_name}", f"{out_name}:{out_name}")
         _watch_jack(ports, in_name)
     ports.opened = tuple((kind, label.removeprefix("connected to ")) for kind, label in (
         ("input", ports.in_label), ("output", ports.out_label)) if label.startswith("connected to "))

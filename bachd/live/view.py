@@ -69,11 +69,38 @@ class LiveView:
                 lines.append(f"{self._position(step):>13s}  {self._input_cell(step):10s} " + " ".join(f"{c:7s}" for c in cells))
         return lines
 
-    def _voices_through(self, present: int) -> dict[int, list[int]]:
+    def roll(self, now_seconds: float, steps: int = KEEP_STEPS) -> dict:
+        """The same notes as :meth:`panel`, as data for a drawn piano roll: the ``steps``
+        steps ending at the present, each note ``[part, pitch, start, end]`` in grid steps
+        (part 0: the player, 1-4: soprano..bass; end None: still sounding)."""
+        if not self.clock.running:
+            return {"present": None, "first": None, "notes": []}
+        present = math.floor(self.clock.step_at(now_seconds))
+        first = present - steps + 1
+        notes = []
+        with self._lock:
+            for pitch, on, off in self._in:
+                if (off is None or off > first) and on <= present:
+                    notes.append([0, pitch, max(on, first), off])
+            tokens = self._voices_through(present, first)
+        sounding: list = [None] * encoding.NUM_VOICES  # the open note per voice
+        for step in range(first, present + 1):
+            for voice, token in enumerate(tokens[step]):
+                note = sounding[voice]
+                pitch = encoding.token_pitch(token) if encoding.is_pitch_token(token) else None
+                if note is not None and (pitch != note[1] or encoding.is_attack(token)):
+                    note[3], sounding[voice] = step, None
+                if pitch is not None and sounding[voice] is None:
+                    sounding[voice] = [voice + 1, pitch, step, None]
+                    notes.append(sounding[voice])
+        return {"present": present, "first": first, "notes": notes}
+
+    def _voices_through(self, present: int, first: int | None = None) -> dict[int, list[int]]:
         """Each step's token per voice, carrying a voice's note across steps nothing was sent."""
-        first = present - self.rows + 1
-        earlier = [s for s in self._out if s < first]
-        current = list(self._out[max(earlier)]) if earlier else [encoding.REST] * encoding.NUM_VOICES
+        first = present - self.rows + 1 if first is None else first
+        current = [encoding.REST] * encoding.NUM_VOICES
+        for step in sorted(s for s in self._out if s < first):  # each voice's last word before the window
+            current = [current[v] if token < 0 else token for v, token in enumerate(self._out[step])]
         current = [_continued(t) for t in current]
         rows = {}
         for step in range(first, present + 1):
