@@ -450,6 +450,24 @@ app.command("continue", help=(
     "--mode continue` would, on a simulated clock."))(_replay_command("continue"))
 
 
+@app.command("ui")
+def ui_cli(
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to serve on (0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(help="The address to serve on. Anything but 127.0.0.1 lets other computers reach the page.")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the web browser.")] = False,
+) -> None:
+    """The studio page in your browser: harmonize, continue or generate from a MIDI file or a chorale; listen, see, download. No MIDI ports needed."""
+    _one_blas_thread()
+    with _errors():
+        from bachd.model.modelfile import read_config
+        from bachd.web.studio import serve
+
+        model_path = model or default_model_path()
+        read_config(model_path)  # a missing or foreign model fails before the page is served
+        raise typer.Exit(serve(model_path, host, port, on_ready=typer.echo, open_browser=open_browser))
+
+
 @app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def service_cli(ctx: typer.Context) -> None:
     """Print a systemd user unit that runs `bachd run ARGS...` and restarts it if it stops

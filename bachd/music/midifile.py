@@ -79,7 +79,7 @@ def open_midi(path: str | Path) -> mido.MidiFile:
     except FileNotFoundError:
         raise BachdError(f"{path}: no such file") from None
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise BachdError(f"{path}: not a readable MIDI file ({exc})") from None
+        raise BachdError(f"{path}: not a readable MIDI file ({exc or type(exc).__name__})") from None
 
 
 def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:

@@ -93,7 +93,7 @@ class WebServer:
             # The token moves from the address bar to a cookie only this page's requests carry.
             response = web.HTTPSeeOther("/")
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
-            return response
+            raise response
         try:
             return await handler(request)
         except web.HTTPException as error:
@@ -134,10 +134,10 @@ class WebServer:
     def _serve(self, ready: threading.Event, failure: list) -> None:
         loop = self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         try:
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, self.sock, shutdown_timeout=0.5).start())
+            loop.run_until_complete(web.SockSite(runner, self.sock).start())
             self._stopped = asyncio.Event()
         except BaseException as error:  # noqa: BLE001
             failure.append(error)

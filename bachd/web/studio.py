@@ -1,0 +1,277 @@
+"""The studio page of ``bachd ui``: a MIDI file or a chorale in, bachd's music out, heard in
+the page, drawn as a piano roll, downloaded as MIDI and WAV. No MIDI ports.
+
+The page runs the file commands themselves: harmonize and continue play the file through the
+live performer (:func:`bachd.files.replay.replay_file`, as ``bachd harmonize`` and ``bachd
+continue`` do), generate continues it offline (:func:`bachd.files.commands.generate_file`),
+and every WAV is rendered by bachd (:func:`bachd.files.commands.render_file`). The same
+presets and settings table as the command line, checked the same way. Jobs run one at a
+time on a worker thread, never on the server's event loop. Uploads are capped and parsed by
+the command line's own readers; the client never names a file: uploads and results live in
+a folder of the run's own, under random names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+from aiohttp import web
+
+from bachd import presets
+from bachd.errors import BachdError
+from bachd.web.common import _preset_name, add_common_routes
+from bachd.web.server import WebServer, read_json, read_upload
+
+ACTIONS = ("harmonize", "continue", "generate")
+# The settings a file job reads (the live ones a file performance uses, and generation's).
+STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull",
+                   "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "chord_draws", "response_bars",
+                   "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
+KEEP_RESULTS = 32  # the newest results kept for download; older ones are deleted
+CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
+ID = re.compile(r"[0-9a-f]{16}")
+
+
+def chorales() -> list[str]:
+    """The chorales music21 ships (BWV numbers), in catalogue order."""
+    from music21 import corpus
+
+    names = {p.name.split(".")[0].removeprefix("bwv") + ("." + p.name.split(".")[1] if p.name.count(".") > 1 else "")
+             for p in corpus.getComposer("bach") if p.name.startswith("bwv")}
+
+    def order(name: str):
+        number, _, part = name.partition(".")
+        digits = re.match(r"\d+", number)
+        return (int(digits.group()) if digits else 0, number, part)
+
+    return sorted(names, key=order)
+
+
+def notes_of(path: Path) -> tuple[list[list], float]:
+    """A MIDI file's notes as ``[part, pitch, start, end]`` in seconds (part 0: the melody or
+    call; 1-4: soprano to bass, by track name or else channel 1-4), and its length."""
+    from bachd.files.replay import _tempo_map
+    from bachd.music.midifile import open_midi
+
+    mid = open_midi(path)
+    tempos = []
+    for messages in mid.tracks:
+        tick = 0
+        for message in messages:
+            tick += message.time
+            if message.type == "set_tempo":
+                tempos.append((tick, message.tempo))
+    seconds = _tempo_map(sorted(tempos), mid.ticks_per_beat)
+    parts = {"melody": 0, "call": 0, "soprano": 1, "alto": 2, "tenor": 3, "bass": 4}
+    notes, end = [], 0.0
+    for messages in mid.tracks:
+        tick, part, sounding = 0, None, {}
+        for message in messages:
+            tick += message.time
+            if message.type == "track_name":
+                part = parts.get(message.name.strip().lower())
+            if message.type not in ("note_on", "note_off"):
+                continue
+            key = (message.channel, message.note)
+            if key in sounding:
+                sounding.pop(key)[3] = round(seconds(tick), 4)
+            if message.type == "note_on" and message.velocity > 0:
+                which = part if part is not None else (message.channel + 1 if message.channel < 4 else 0)
+                sounding[key] = [which, message.note, round(seconds(tick), 4), None]
+                notes.append(sounding[key])
+        for note in sounding.values():
+            note[3] = round(seconds(tick), 4)
+        end = max(end, seconds(tick))
+    return notes, end
+
+
+class Studio:
+    def __init__(self, model_path: Path, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
+        self.model_path = model_path
+        self.folder = Path(tempfile.mkdtemp(prefix="bachd-studio-"))
+        self.server = WebServer("studio.html", self._routes, host, port, token)
+        self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachd-studio")
+        self._results: list[str] = []
+        self._lock = threading.Lock()
+        self._chorales: Optional[list[str]] = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.close()
+        self.jobs.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _routes(self, app: web.Application) -> None:
+        add_common_routes(app)
+        app.router.add_get("/api/chorales", self._chorales_list)
+        app.router.add_post("/api/upload", self._upload)
+        app.router.add_post("/api/make", self._make)
+        app.router.add_get("/api/result/{id}.{kind}", self._result)
+
+    async def _run(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.jobs, function, *args)
+
+    async def _chorales_list(self, request: web.Request) -> web.Response:
+        if self._chorales is None:
+            self._chorales = await self._run(chorales)
+        return web.json_response({"chorales": self._chorales})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """A MIDI file as the request body: kept under a random name once the command line's
+        own reader has read it (a broken or empty file is refused with its one-line reason)."""
+        body = await read_upload(request)
+        upload = secrets.token_hex(8)
+        path = self.folder / f"upload-{upload}.mid"
+        path.write_bytes(body)
+        try:
+            notes = await self._run(self._check_upload, path)
+        except BachdError:
+            path.unlink(missing_ok=True)
+            raise
+        return web.json_response({"upload": upload, "notes": notes})
+
+    @staticmethod
+    def _check_upload(path: Path) -> int:
+        from bachd.files.replay import read_line
+
+        try:
+            played = read_line(path, top_line=False)
+        except BachdError as error:
+            raise BachdError(str(error).replace(str(path), "the uploaded file")) from None
+        return sum(1 for _, message in played.events if message[0] & 0xF0 == 0x90 and message[2] > 0)
+
+    async def _make(self, request: web.Request) -> web.Response:
+        """``{"action", "upload" or "chorale", "preset", "settings", "bars"}`` → a result."""
+        data = await read_json(request)
+        action = data.get("action")
+        if action not in ACTIONS:
+            raise BachdError(f"action must be one of {', '.join(ACTIONS)}")
+        settings = presets.resolve(_preset_name(data["preset"]) if data.get("preset") else None)
+        given = data.get("settings") or {}
+        if not isinstance(given, dict) or any(name not in STUDIO_SETTINGS for name in given):
+            raise BachdError(f"settings may name only: {', '.join(STUDIO_SETTINGS)}")
+        settings = replace(settings, **presets.validate(given, "studio"))
+        bars = data.get("bars", 4)
+        if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= 64:
+            raise BachdError("bars must be a whole number 1-64")
+        source = self._source(data)
+        try:
+            result = await self._run(self._job, action, source, settings, bars)
+        except BachdError as error:  # the CLI's one line, without this run's folder in it
+            raise BachdError(re.sub(re.escape(str(self.folder)) + r"/\S*", "the uploaded file", str(error))) from None
+        return web.json_response(result)
+
+    def _source(self, data: dict) -> tuple[str, str]:
+        if data.get("upload") is not None:
+            upload = data["upload"]
+            if not isinstance(upload, str) or not ID.fullmatch(upload) or not (self.folder / f"upload-{upload}.mid").exists():
+                raise BachdError("that upload is gone; upload the file again")
+            return "upload", upload
+        chorale = data.get("chorale")
+        if isinstance(chorale, str) and re.fullmatch(r"[0-9]{1,4}[a-z]?(\.[0-9]{1,3}(-[a-z]{1,3})?)?", chorale):
+            return "chorale", chorale
+        raise BachdError("choose a MIDI file or a chorale")
+
+    def _job(self, action: str, source: tuple[str, str], settings, bars: int) -> dict:
+        """Runs on the job thread: the file command, then the WAV, then the roll."""
+        from bachd.files.commands import generate_file, render_file
+        from bachd.files.replay import replay_file
+        from bachd.music.meter import Meter
+        from bachd.sound.soundfont import resolve_sound, sound_name
+
+        result = secrets.token_hex(8)
+        midi, wav = self.folder / f"{result}.mid", self.folder / f"{result}.wav"
+        said: list[str] = []
+        kind, name = source
+        if action == "generate":
+            seed_file = str(self.folder / f"upload-{name}.mid") if kind == "upload" else None
+            generate_file(midi, self.model_path, settings.sampling(), seed_file=seed_file,
+                          seed_chorale=name if kind == "chorale" else None, bars=bars, bpm=settings.bpm,
+                          meter=Meter(settings.beats_per_bar), rng_seed=settings.rng_seed, include_seed=True, say=said.append)
+        else:
+            melody = self.folder / f"upload-{name}.mid" if kind == "upload" else self._chorale_melody(name, action, settings)
+            live = replace(settings, response_bars=bars) if action == "continue" else settings
+            replay_file(action, melody, midi, live, self.model_path, say=said.append)
+        sound = resolve_sound(settings.soundfont)
+        seconds = render_file(midi, wav, sound=sound, programs=settings.programs())
+        notes, _ = notes_of(midi)
+        self._keep(result)
+        summary = said[-1].replace(str(midi), "the result") if said else "done"
+        return {"result": result, "summary": summary, "seconds": round(seconds, 2), "sound": sound_name(sound),
+                "notes": notes, "midi": f"/api/result/{result}.mid", "wav": f"/api/result/{result}.wav"}
+
+    def _chorale_melody(self, name: str, action: str, settings) -> Path:
+        """The chorale's soprano as a MIDI file: the melody to harmonize, or its first bars as a call."""
+        import numpy as np
+
+        from bachd.files.generation import load_seed
+        from bachd.music import encoding
+        from bachd.music.midifile import write_midi
+
+        seed = load_seed(None, name)
+        tokens = np.full_like(seed.tokens, encoding.REST)
+        tokens[:, 0] = seed.tokens[:, 0]
+        if action == "continue":
+            tokens = tokens[: CALL_BARS * settings.steps_per_bar]
+        path = self.folder / f"chorale-{secrets.token_hex(8)}.mid"
+        write_midi(tokens, path, bpm=settings.bpm, beats_per_bar=settings.beats_per_bar)
+        return path
+
+    def _keep(self, result: str) -> None:
+        with self._lock:
+            self._results.append(result)
+            while len(self._results) > KEEP_RESULTS:
+                old = self._results.pop(0)
+                for suffix in (".mid", ".wav"):
+                    (self.folder / f"{old}{suffix}").unlink(missing_ok=True)
+
+    async def _result(self, request: web.Request) -> web.StreamResponse:
+        result, kind = request.match_info["id"], request.match_info["kind"]
+        if not ID.fullmatch(result) or kind not in ("mid", "wav"):
+            return web.json_response({"error": "no such result"}, status=404)
+        path = self.folder / f"{result}.{kind}"
+        if not path.exists():
+            return web.json_response({"error": "that result is gone; make it again"}, status=404)
+        mime = "audio/midi" if kind == "mid" else "audio/wav"
+        disposition = "attachment" if request.query.get("download") else "inline"
+        return web.Response(body=path.read_bytes(), content_type=mime,
+                            headers={"Content-Disposition": f'{disposition}; filename="bachd-{result}.{kind}"'})
+
+
+def serve(model_path: Path, host: str, port: int, on_ready=print, open_browser: bool = False) -> int:
+    """``bachd ui``: serve the studio until Ctrl-C or SIGTERM."""
+    import signal
+
+    studio = Studio(model_path, host, port)
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        studio.start()
+        warning = "" if host in ("127.0.0.1", "localhost", "::1") else f" (warning: served on {host}, not only this computer)"
+        on_ready(f"bachd studio: {studio.url}{warning} Ctrl-C to stop.")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(studio.url)
+        while not stop.wait(0.2):
+            pass
+    finally:
+        studio.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
