@@ -1,6 +1,7 @@
 """How fast bachd starts, as a musician launches it: ``bachd --help``; ``bachd generate
 --bars 16`` start to finish; ``bachd run`` (numpy engine, default model) from launch to its
-ready line through a JACK dummy server, with its resident memory at that moment.
+ready line through a JACK dummy server, with its resident memory at that moment; the same
+with ``--ui`` (the control surface served).
 
     python benchmarks/cli_startup.py [--runs 10]
 
@@ -46,13 +47,13 @@ def resident_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_to_ready(server: JackServer, runs: int) -> tuple[list[float], list[float]]:
+def run_to_ready(server: JackServer, runs: int, extra: tuple[str, ...] = ()) -> tuple[list[float], list[float]]:
     """Seconds from launch to the ready line, and resident MB then."""
     seconds, memory = [], []
     for k in range(runs):
         start = time.perf_counter()
         process = subprocess.Popen(
-            bachd_command() + ["run", "--backend", "jack", "--no-status", "--in", f"bench-in-{k}", "--out", f"bench-out-{k}"],
+            bachd_command() + ["run", "--backend", "jack", "--no-status", "--in", f"bench-in-{k}", "--out", f"bench-out-{k}", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env(),
         )
         line = process.stdout.readline()
@@ -80,11 +81,20 @@ def main() -> None:
         generate_s = wall_seconds(["generate", "--bars", "16", "--rng-seed", "1", "-o", f"{folder}/g.mid"], args.runs)
     print(f"bachd generate --bars 16      {summary(generate_s, 's')}", flush=True)
     with JackServer(period=64) as server:
-        ready_s, ready_mb = run_to_ready(server, args.runs)
+        ready_s, ready_mb = [], []
+        ui_s, ui_mb = [], []
+        for _ in range(args.runs):  # alternated, so a noisy spell hits both alike
+            for seconds, memory, extra in ((ready_s, ready_mb, ()), (ui_s, ui_mb, ("--ui",))):
+                s, m = run_to_ready(server, 1, extra)
+                seconds += s
+                memory += m
     print(f"bachd run, launch to ready    {summary(ready_s, 's')}", flush=True)
     print(f"bachd run, resident at ready  {summary(ready_mb, 'MB')}", flush=True)
+    print(f"bachd run --ui, to ready      {summary(ui_s, 's')}", flush=True)
+    print(f"bachd run --ui, resident      {summary(ui_mb, 'MB')}", flush=True)
     results = {}
-    for name, samples in (("help_s", help_s), ("generate_16_bars_s", generate_s), ("run_ready_s", ready_s), ("run_ready_rss_mb", ready_mb)):
+    for name, samples in (("help_s", help_s), ("generate_16_bars_s", generate_s), ("run_ready_s", ready_s), ("run_ready_rss_mb", ready_mb),
+                          ("run_ui_ready_s", ui_s), ("run_ui_ready_rss_mb", ui_mb)):
         results[name] = {"median": round(float(np.median(samples)), 3), "max": round(float(np.max(samples)), 3)}
     print(json.dumps(results))
 

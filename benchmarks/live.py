@@ -10,6 +10,9 @@ separate JACK MIDI client that also listens on ``bachd-out``:
    system itself is visible.
 2. Harmonize: from a melody note-on leaving the client to the third harmony note-on
    arriving back (p50/p99/max over ``--notes`` notes), plus bachd's own output lateness.
+   Then the same again with ``--ui`` and the control surface open in a real browser
+   (Chromium, headless, driven by Playwright) streaming its piano roll, so the panel's cost
+   on the MIDI path is measured in the same run (``--no-panel`` leaves this part out).
 3. Continue: ``--calls`` short calls; the lateness of each answer's first note against its
    grid time (measured by bachd where it sends), scheduled-output lateness, and a check
    that every note-on it sent was matched by a note-off.
@@ -76,10 +79,40 @@ def xruns(server: JackServer) -> int:
     return server.log.read().decode(errors="replace").count("XRun")
 
 
-def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
+def open_panel(ready_line: str):
+    """The control surface of the bachd that printed ``ready_line``, open in headless Chromium;
+    returns (page, close). The page counts the roll updates it draws."""
+    import re
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    url = re.search(r"Control surface: (\S+)", ready_line).group(1)
+    executable = next(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n))
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_label("Temperature", exact=True).wait_for()
+    page.evaluate("""() => { window.rollUpdates = 0;
+        new MutationObserver(() => window.rollUpdates++).observe(document.getElementById('sounding'), {childList: true, characterData: true, subtree: true}); }""")
+
+    def close() -> int:
+        updates = page.evaluate("window.rollUpdates")
+        browser.close()
+        playwright.stop()
+        return updates
+
+    return page, close
+
+
+def harmonize(server: JackServer, notes: int, model: str | None, panel: bool = False) -> dict:
     stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
     args = ["--mode", "harmonize", "--clock", "internal", "--bpm", "100", "--rng-seed", "1", "--stats-json", str(stats_path)]
-    bachd = Bachd(server, *args, *(["--model", model] if model else []))
+    bachd = Bachd(server, *args, *(["--model", model] if model else []), *(["--ui"] if panel else []))
+    page = close_panel = None
+    if panel:
+        page, close_panel = open_panel(bachd.ready_line)
     probe = MidiProbe()
     time.sleep(0.5)
     xruns_before = xruns(server)
@@ -100,10 +133,12 @@ def harmonize(server: JackServer, notes: int, model: str | None) -> dict:
         if i % 100 == 0:
             rss.append(bachd.rss_mb())
     time.sleep(0.5)
+    roll_updates = close_panel() if close_panel is not None else None
     code, _, err = bachd.stop(signal.SIGTERM)
     probe.close()
     stats = json.loads(stats_path.read_text())
     return {
+        "panel_roll_updates": roll_updates,
         "ready_seconds": round(bachd.ready_seconds, 2),
         "rss_mb": round(max(rss), 1),
         "note_to_harmony_ms": pct(latencies),
@@ -213,11 +248,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="Start/Stop rounds on MIDI clock")
     parser.add_argument("--period", type=int, default=64)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--panel", action=argparse.BooleanOptionalAction, default=True,
+                        help="Also harmonize with the control surface open in Chromium (needs chromium and playwright)")
     args = parser.parse_args()
     with JackServer(period=args.period) as server:
         results = {"jack_period_frames": args.period, "jack_rate": server.rate}
         results["jack_echo_round_trip_ms"] = jack_floor(min(args.notes, 300))
         results["harmonize"] = harmonize(server, args.notes, args.model)
+        if args.panel:
+            results["harmonize_with_panel"] = harmonize(server, args.notes, args.model, panel=True)
         results["continue"] = continue_mode(server, args.calls, args.model)
         results["transport"] = transport(server, args.rounds, args.model)
     h, c = results["harmonize"], results["continue"]
@@ -226,6 +265,11 @@ def main() -> None:
     print(f"harmonize note -> 3 harmony notes:  {h['note_to_harmony_ms']} ms ({h['notes_without_three_voices']} incomplete)")
     print(f"  of which inside bachd:            {h['inside_bachd_ms']} ms (input polled -> harmony sent)")
     print(f"harmonize scheduled lateness:       {h['scheduled_lateness_ms']} ms")
+    if "harmonize_with_panel" in results:
+        w = results["harmonize_with_panel"]
+        print(f"  with the panel open in Chromium:  {w['note_to_harmony_ms']} ms ({w['notes_without_three_voices']} incomplete; "
+              f"p95 {w['note_to_harmony_ms'].get('p95', float('nan')) - h['note_to_harmony_ms'].get('p95', float('nan')):+.3f} ms "
+              f"against the row above; {w['panel_roll_updates']} roll updates drawn, {w['jack_xruns']} JACK xruns)")
     print(f"continue first-note lateness:       {c['first_note_lateness_ms']} ms ({c['answers']} answers)")
     print(f"continue scheduled lateness:        {c['scheduled_lateness_ms']} ms")
     print(f"hanging notes after SIGTERM:        harmonize {h['hanging_after_sigterm']}, continue {c['hanging_notes']}")

@@ -52,8 +52,8 @@ function buildControl(setting, onChange) {
     input.type = "range";
     input.min = setting.low; input.max = setting.high; input.step = setting.step;
     const parse = v => setting.kind === "int" ? parseInt(v, 10) : parseFloat(v);
-    input.addEventListener("input", () => { output.value = input.value; });
-    input.addEventListener("change", () => onChange(setting.name, parse(input.value)));
+    input.addEventListener("input", () => { output.value = input.value; input.dataset.moving = "yes"; });
+    input.addEventListener("change", () => { delete input.dataset.moving; onChange(setting.name, parse(input.value)); });
     if (setting.also.length) {  // "follow": a switch beside the slider
       follow = document.createElement("input");
       follow.type = "checkbox";
@@ -70,13 +70,13 @@ function buildControl(setting, onChange) {
   input.id = id;
   input.name = setting.name;
   input.setAttribute("aria-description", setting.help);
-  row.append(label, input, follow || output);
+  row.append(label, input, follow || (setting.control === "slider" ? output : document.createElement("span")));
   return {row, input, output, follow, setting};
 }
 
 function showValue(control, value) {
   const {input, output, follow, setting} = control;
-  if (document.activeElement === input) return;  // the musician's hand is on it
+  if (input.dataset.moving) return;  // the musician's hand is on the slider
   if (setting.control === "switch") input.checked = !!value;
   else if (follow && typeof value === "string") { follow.checked = true; }
   else {

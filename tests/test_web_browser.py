@@ -1,0 +1,159 @@
+"""The control surface and the studio page in a real browser: Debian's Chromium driven by
+Playwright, with ``bachd run --ui`` on a JACK dummy server, played and heard by JACK clients.
+
+Marked ``browser`` (skip them with ``-m 'not browser'``). Without Chromium or Playwright they
+skip on a developer machine and fail when CI=true. With BACHD_SCREENSHOTS=DIR the panel test
+leaves its screenshot there (the README's picture is taken so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mido
+import pytest
+
+from fakes import melody_file
+from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, is_note_on
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _unavailable(why: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI runs the browser tests: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = next((shutil.which(name) for name in CHROMIUM if shutil.which(name)), None)
+    if executable is None:
+        _unavailable("no Chromium here (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def jack():
+    try:
+        with JackServer(period=64) as server:
+            yield server
+    except JackUnavailable as error:
+        _unavailable(str(error))
+
+
+def panel_url(ready_line: str) -> str:
+    match = re.search(r"Control surface: (http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]{43,})", ready_line)
+    assert match, ready_line
+    return match.group(1)
+
+
+def state(url: str) -> dict:
+    with urllib.request.urlopen(url.replace("/?token=", "/api/state?token="), timeout=5) as response:
+        return json.loads(response.read())
+
+
+def wait_until(condition, timeout: float = 5.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_the_panel_steers_bachd_while_it_plays(jack, browser, tmp_path):
+    bachd = Bachd(jack, "--mode", "continue", "--bpm", "100", "--rng-seed", "5", "--ui")
+    probe = MidiProbe()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        url = panel_url(bachd.ready_line)
+        page.goto(url)
+        assert "token" not in page.url  # moved to a cookie
+        temperature = page.get_by_label("Temperature", exact=True)
+        temperature.wait_for()
+        # Every live setting is a control, labelled as users see it.
+        for label in ("Mode", "Bpm", "Top p", "Rhythm temperature", "Chord draws", "Response bars", "Allow parallels", "Velocity"):
+            assert page.get_by_label(label, exact=True).count() == 1, label
+        # Temperature: the slider, then the daemon's own state.
+        temperature.fill("0.3")
+        wait_until(lambda: state(url)["settings"]["temperature"] == 0.3, what="temperature 0.3 in /api/state")
+        # A knob on a controller shows in the panel.
+        probe.send(0xB0, 21, 127)
+        page.wait_for_function("document.getElementById('setting-temperature').value === '1.8'")
+        # Mode: the choice, then harmony under a melody note, heard through JACK.
+        page.get_by_label("Mode", exact=True).select_option("harmonize")
+        wait_until(lambda: state(url)["mode"] == "harmonize", what="harmonize mode")
+        since = len(probe.received)
+        probe.send(0x90, 72, 90)
+        hits = probe.wait_for(is_note_on, count=3, since=since, timeout=2.0)
+        assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3]
+        # The note played, on the piano roll.
+        page.wait_for_function("document.getElementById('sounding').textContent.includes('C5 you')")
+        page.wait_for_function("document.querySelector('[data-figure=notes_in]').textContent === '1'")
+        time.sleep(0.6)
+        if os.environ.get("BACHD_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["BACHD_SCREENSHOTS"]) / "control-surface.png"))
+        # Panic, with the melody note still held and the chord sounding: everything released.
+        assert state(url)["figures"]["notes_sounding"] > 0
+        page.get_by_role("button", name="Panic").click()
+        wait_until(lambda: state(url)["figures"]["panics"] == 1, what="the panic")
+        assert not (hanging := probe.quiet()), probe.story(hanging)
+        probe.send(0x80, 72, 0)
+        # The ports: bachd's own, and the player's port it hears from, connected through JACK.
+        page.get_by_role("button", name="Refresh ports").click()
+        page.wait_for_function("document.getElementById('ports').textContent.includes('probe-player')")
+        code, _, err = bachd.stop()
+        assert code == 0, err
+    finally:
+        page.close()
+        bachd.kill()
+        probe.close()
+
+
+def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "bachd", "ui", "--model", str(tiny_model_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    page = browser.new_page(accept_downloads=True)
+    try:
+        ready = process.stdout.readline()
+        match = re.search(r"bachd studio: (http://\S+)", ready)
+        assert match, ready + process.stderr.read() if process.poll() is not None else ready
+        page.goto(match.group(1))
+        broken = tmp_path / "broken.mid"
+        broken.write_bytes(b"MThd\0\0\0\6\0\1\0\2\1\xe0MTrk\xff\xff")
+        page.get_by_label("MIDI file").set_input_files(str(broken))
+        page.wait_for_function("document.getElementById('message').textContent.includes('not a readable MIDI file')")
+        melody = melody_file(tmp_path / "melody.mid", [67, 69, 71, 72, 74, 72, 71, 69, 67], bpm=100)
+        page.get_by_label("MIDI file").set_input_files(str(melody))
+        page.wait_for_function("document.getElementById('source').textContent.includes('9 notes')")
+        page.get_by_label("Harmonize").check()
+        page.get_by_role("button", name="Make it").click()
+        page.get_by_role("link", name="Download MIDI").wait_for(timeout=60000)
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download MIDI").click()
+        saved = tmp_path / "harmonized.mid"
+        download.value.save_as(str(saved))
+        notes = [m for m in mido.MidiFile(str(saved)) if m.type == "note_on" and m.velocity > 0]
+        assert {m.channel for m in notes} == {0, 1, 2, 3}  # the melody and alto, tenor, bass
+        assert page.evaluate("document.getElementById('audio').src").endswith(".wav")
+        assert page.evaluate("fetch(document.getElementById('audio').src).then(r => r.headers.get('content-type'))") == "audio/wav"
+    finally:
+        page.close()
+        process.terminate()
+        process.communicate(timeout=10)
