@@ -304,3 +304,25 @@ def test_studio_harmonizes_an_uploaded_melody_into_four_voices(studio, tmp_path)
         status, error, _ = call(port, "POST", "/api/make", headers, json.dumps(bad).encode())
         assert status == 400 and why in error["error"], error
     assert call(port, "GET", "/api/result/0123456789abcdef.mid", headers)[0] == 404
+
+
+@pytest.mark.parametrize("action", ["continue", "generate"])
+def test_studio_continues_and_generates_from_a_chorale(studio, tmp_path, action):
+    port, headers = studio.server.port, token_headers(studio)
+    status, listed, _ = call(port, "GET", "/api/chorales", headers)
+    assert status == 200 and "269" in listed["chorales"] and len(listed["chorales"]) > 300
+    request = {"action": action, "chorale": "269", "bars": 2, "preset": "chorale", "settings": {"rng_seed": 1}}
+    status, result, _ = call(port, "POST", "/api/make", headers, json.dumps(request).encode())
+    assert status == 200, result
+    path = tmp_path / "out.mid"
+    path.write_bytes(call(port, "GET", result["midi"], headers)[1])
+    parsed = mido.MidiFile(str(path))
+    if action == "continue":  # the chorale's first four bars as the call, then a two-bar answer in four voices
+        assert "a call of" in result["summary"] and "1 answer" in result["summary"]
+        assert {n[0] for n in result["notes"]} >= {0, 1, 2, 3, 4}
+    else:  # the chorale as the seed (kept in the file), two bars after it
+        assert result["summary"].startswith("wrote the result:")
+        assert [m.text for t in parsed.tracks for m in t if m.type == "marker"] == ["bachd"]
+        assert {n[0] for n in result["notes"]} == {1, 2, 3, 4}
+    status, error, _ = call(port, "POST", "/api/make", headers, json.dumps({**request, "chorale": "9999"}).encode())
+    assert status == 400 and "no chorale BWV 9999" in error["error"]

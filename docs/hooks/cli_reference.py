@@ -37,7 +37,7 @@ def settings_table() -> str:
     from bachd.presets import CC_ROLES, _cc_defaults
     from bachd.settings import SETTINGS
 
-    rows = ["| key | default live | offline | values | CC knob | what it does |", "|---|---|---|---|---|---|"]
+    rows = ["| key | default live | offline | values | while playing | what it does |", "|---|---|---|---|---|---|"]
     cc = _cc_defaults()
     for name, setting in SETTINGS.items():
         if setting.choices:
@@ -50,6 +50,8 @@ def settings_table() -> str:
             values = setting.kind.__name__
         offline = _value(setting.offline) if setting.offline is not None else ""
         knob = f"CC {cc[name]} sweeps {setting.cc_range[0]:g}–{setting.cc_range[1]:g}" if setting.cc_range and cc.get(name) else ""
+        if setting.live:
+            knob = "panel" + (f"; {knob}" if knob else "")
         rows.append(f"| `{name}` | {_value(setting.default)} | {offline} | {values} | {knob} | {setting.help} |")
     roles = ", ".join(f"`{role}` ({cc[role]})" for role in CC_ROLES)
     return "\n".join(rows) + f"\n\nThe `[cc]` table assigns the controllers, 0–119 or `\"off\"`: {roles}."
