@@ -199,3 +199,20 @@ def test_phrase_ends_as_a_listener_hears_them_and_their_closes():
                            chords(V), chords(final, steps_each=8), chords(V)])  # halves at steps 0, 12, 24
     pitches, attacks = encoding.decode_pitches(weak)
     assert analysis.heard_phrase_ends(pitches, attacks) == [0, 24]
+    # Where the bar lines are known, they say which beats are strong, whatever most long notes
+    # do: with step 0 on beat 4 (a one-beat pickup, phase 12 in 4/4), the halves at steps 0,
+    # 12 and 24 fall on beats 4, 3 and 2, and only the one on beat 3 ends a phrase.
+    assert analysis.heard_phrase_ends(pitches, attacks, phase=12, bar_steps=16) == [12]
+    assert analysis.heard_phrase_ends(pitches, attacks, phase=0, bar_steps=16) == [0, 24]  # beats 1 and 3
+    assert analysis.strong_beats(16, 0, 12).nonzero()[0].tolist() == [0, 12]  # 3/4: the downbeat only
+    counts = analysis.piece_counts(weak, phase=12, bar_steps=16)
+    assert counts["heard_phrase_ends"] == 1
+
+
+def test_chorale_stretches_carry_their_bar_lines_and_their_piece_s_key():
+    I, V = [76, 67, 60, 48], [74, 67, 59, 55]
+    piece = np.concatenate([chords(I, V, I, V) for _ in range(4)])  # 64 steps
+    cut, bars, homes = analysis.crops([piece], 24, [(12, 16)])
+    assert [c.shape[0] for c in cut] == [24, 24, 16]
+    assert bars == [(12, 16), (4, 16), (12, 16)]  # (12 + 24) % 16, (12 + 48) % 16
+    assert homes == [analysis.detect_key(encoding.decode_pitches(piece)[0])] * 3

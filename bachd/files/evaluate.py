@@ -17,14 +17,19 @@ from bachd.model.sampling import Sampler, SamplingConfig
 from bachd.music.meter import COMMON_TIME
 
 
-def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None) -> list[np.ndarray]:
-    """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch)."""
+def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None,
+                     with_bars: bool = False):
+    """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch);
+    ``with_bars``: also each one's (phase, bar steps), where generation put the bar lines."""
     from bachd.model.engine import make_engine
     from bachd.files.generation import generate
 
     engine = make_engine(model, batch_size=pieces)
     result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps)
-    return [result.tokens[k] for k in range(pieces)]
+    tokens = [result.tokens[k] for k in range(pieces)]
+    if not with_bars:
+        return tokens
+    return tokens, [(result.phase, COMMON_TIME.steps_per_bar)] * pieces
 
 
 def eval_report(
@@ -39,7 +44,7 @@ def eval_report(
     is_midi = model.is_dir() or model.suffix.lower() in (".mid", ".midi")
     if is_midi and not music_pieces:
         raise BachdError(f"{model} is MIDI: pass --music to check it against the chorales")
-    samples = midi_samples(model) if is_midi else None
+    samples, sample_bars = midi_samples(model) if is_midi else (None, None)
     loaded = None if is_midi else load_model(model)
     chosen = [p for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split(split)]
     if not chosen:
@@ -54,15 +59,16 @@ def eval_report(
             eval_chart(figures, plot, title=f"{model.name} on {where}")
     if music_pieces:
         if samples is None:
-            samples = generated_pieces(loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed)
+            samples, sample_bars = generated_pieces(loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed, with_bars=True)
             figures["generation"] = {"pieces": music_pieces, "bars": bars, **asdict(sampling), "rng_seed": rng_seed}
             del figures["generation"]["voice_ranges"]
-        figures["music"] = music_report(samples, [p.tokens for p in chosen])
+        figures["music"] = music_report(samples, [p.tokens for p in chosen], sample_bars, [(p.phase, p.bar_steps) for p in chosen])
     return figures
 
 
-def midi_samples(path: Path) -> list[np.ndarray]:
-    """The four-voice token arrays of a MIDI file or of every MIDI file in a folder."""
+def midi_samples(path: Path) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """The four-voice token arrays of a MIDI file or of every MIDI file in a folder, and each
+    one's (phase, bar steps)."""
     from bachd.music.corpus import load_midi_files, midi_files
 
     files = midi_files(path) if path.is_dir() else [path]
@@ -71,16 +77,23 @@ def midi_samples(path: Path) -> list[np.ndarray]:
     loaded = load_midi_files(path if path.is_dir() else path.parent, files)
     if loaded.skipped:
         raise BachdError(loaded.skipped[0])
-    return [piece.tokens for piece in loaded.pieces]
+    return [piece.tokens for piece in loaded.pieces], [(piece.phase, piece.bar_steps) for piece in loaded.pieces]
 
 
-def music_report(samples: list[np.ndarray], reference: list[np.ndarray]) -> dict:
+def music_report(samples: list[np.ndarray], reference: list[np.ndarray], sample_bars=None, reference_bars=None) -> dict:
     """Musical figures of ``samples`` and of ``reference`` (real chorales, cut to the samples'
-    length so that per-piece figures compare), with the margin check of each figure."""
+    length so that per-piece figures compare), with the margin check of each figure. With
+    each one's (phase, bar steps), the phrase ends as heard take their strong beats from the
+    bar lines."""
     from bachd.music import analysis
 
     length = int(np.median([s.shape[0] for s in samples]))
-    corpus = analysis.measure(analysis.crops(reference, length))
-    model = analysis.measure(samples)
+    if reference_bars is None or sample_bars is None:
+        corpus = analysis.measure(analysis.crops(reference, length))
+        model = analysis.measure(samples)
+    else:
+        cut, cut_bars, homes = analysis.crops(reference, length, reference_bars)
+        corpus = analysis.measure(cut, cut_bars, homes)
+        model = analysis.measure(samples, sample_bars)
     rows = analysis.compare(model, corpus)
     return {"model": model, "corpus": corpus, "rows": rows, "within_margins": all(r["ok"] for r in rows)}

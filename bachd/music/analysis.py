@@ -314,18 +314,39 @@ def _strong_parity(pitches: np.ndarray, attacks: np.ndarray) -> int:
     return int(per_parity[1] > per_parity[0])
 
 
-def heard_phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
+def strong_beats(steps: int, phase: int, bar_steps: int) -> np.ndarray:
+    """Which steps are strong beats where the bar lines are known: the downbeat, and the
+    bar's middle when it has an even number of beats (beats 1 and 3 in 4/4); step 0 falls
+    ``phase`` steps into its bar."""
+    beat = encoding.STEPS_PER_BEAT
+    position = (np.arange(steps) + phase) % bar_steps
+    beats = bar_steps // beat
+    strong = position == 0
+    if beats % 2 == 0:
+        strong |= position == bar_steps // 2
+    return strong
+
+
+def heard_phrase_ends(pitches: np.ndarray, attacks: np.ndarray, phase: Optional[int] = None, bar_steps: int = 16) -> list[int]:
     """Phrase ends as a listener hears them: onsets of soprano notes of a beat or more followed
-    by a rest, or of two beats or more struck on a strong beat over a bass held for a beat."""
+    by a rest, or of two beats or more struck on a strong beat over a bass held for a beat.
+
+    With ``phase`` (where step 0 falls in its bar of ``bar_steps``), strong beats are those of
+    the bar lines; without, beats of the parity more long notes start on (a stretch with no
+    bar lines)."""
     beat, steps = encoding.STEPS_PER_BEAT, pitches.shape[0]
-    parity = _strong_parity(pitches, attacks)
+    if phase is None:
+        parity = _strong_parity(pitches, attacks)
+        strong = (np.arange(steps) % beat == 0) & ((np.arange(steps) // beat) % 2 == parity)
+    else:
+        strong = strong_beats(steps, phase, bar_steps)
     ends = []
     for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
         length = _note_length(pitches, attacks, start, 0)
         end = start + length
         if length >= beat and end < steps and pitches[end, 0] == SILENT:
             ends.append(int(start))
-        elif (length >= 2 * beat and start % beat == 0 and (start // beat) % 2 == parity and start + beat <= steps
+        elif (length >= 2 * beat and strong[start] and start + beat <= steps
               and pitches[start, 3] != SILENT and (pitches[start:start + beat, 3] == pitches[start, 3]).all()
               and not attacks[start + 1:start + beat, 3].any()):
             ends.append(int(start))
@@ -360,8 +381,13 @@ def _metric(pitches: np.ndarray, attacks: np.ndarray) -> tuple[int, int]:
     return max(per_parity), sum(per_parity)
 
 
-def piece_counts(tokens: np.ndarray) -> dict[str, float]:
-    """Raw counts for one (T, 4) token array; :func:`summarize` turns sums into figures."""
+def piece_counts(tokens: np.ndarray, phase: Optional[int] = None, bar_steps: int = 16,
+                 home: Optional[tuple[int, bool]] = None) -> dict[str, float]:
+    """Raw counts for one (T, 4) token array; :func:`summarize` turns sums into figures.
+    ``phase``: where step 0 falls in its bar of ``bar_steps``, when the bar lines are known
+    (the strong beats of the phrase ends as heard); None: estimated from the music.
+    ``home``: the key of the whole piece this is a stretch of (the home key of the phrase
+    ends as heard); None: this stretch's own key."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
     steps = pitches.shape[0]
     sounding = pitches != SILENT
@@ -401,11 +427,11 @@ def piece_counts(tokens: np.ndarray) -> dict[str, float]:
     counts["phrase_ends"] = len(ends)
     counts["cadences"] = sum(root is not None for root in closes)
     counts["home_cadences"] = sum(root == key[0] for root in closes)
-    heard = heard_phrase_ends(pitches, attacks)
+    heard = heard_phrase_ends(pitches, attacks, phase, bar_steps)
     heard_closes = [heard_close(pitches, end) for end in heard]
     counts["heard_phrase_ends"] = len(heard)
     counts["heard_closes"] = sum(root is not None for root in heard_closes)
-    counts["heard_home_closes"] = sum(root == key[0] for root in heard_closes)
+    counts["heard_home_closes"] = sum(root == (home or key)[0] for root in heard_closes)
 
     full = sounding.all(axis=1)
     counts["beat_triads"], counts["root_position_triads"] = root_positions(pitches, attacks)
@@ -495,9 +521,14 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     return figures
 
 
-def measure(pieces: list[np.ndarray]) -> dict[str, float]:
-    """The musical figures of a list of (T, 4) token arrays."""
-    return summarize([piece_counts(p) for p in pieces])
+def measure(pieces: list[np.ndarray], bars: Optional[list[tuple[int, int]]] = None,
+            homes: Optional[list[tuple[int, bool]]] = None) -> dict[str, float]:
+    """The musical figures of a list of (T, 4) token arrays; ``bars``: each one's (phase,
+    bar steps) where the bar lines are known; ``homes``: the key of the whole piece each is
+    a stretch of."""
+    bars = bars or [(None, 16)] * len(pieces)
+    homes = homes or [None] * len(pieces)
+    return summarize([piece_counts(p, phase, bar_steps, home) for p, (phase, bar_steps), home in zip(pieces, bars, homes)])
 
 
 def compare(model: dict, corpus: dict, margins: dict[str, Margin] = MARGINS) -> list[dict]:
@@ -511,13 +542,20 @@ def compare(model: dict, corpus: dict, margins: dict[str, Margin] = MARGINS) -> 
     return rows
 
 
-def crops(pieces: list[np.ndarray], steps: int) -> list[np.ndarray]:
+def crops(pieces: list[np.ndarray], steps: int, bars: Optional[list[tuple[int, int]]] = None):
     """Each piece cut into consecutive ``steps``-long stretches (a shorter tail is kept when
-    it is at least half as long), so real chorales are measured at the generated length."""
-    out = []
-    for tokens in pieces:
+    it is at least half as long), so real chorales are measured at the generated length.
+    With ``bars`` (each piece's phase and bar steps), returns the crops, theirs, and the key
+    of the whole piece each crop is cut from."""
+    out, out_bars, homes = [], [], []
+    for index, tokens in enumerate(pieces):
+        home = detect_key(encoding.decode_pitches(np.asarray(tokens))[0]) if bars is not None else None
         for start in range(0, tokens.shape[0], steps):
             part = tokens[start : start + steps]
             if part.shape[0] >= steps // 2:
                 out.append(part)
-    return out
+                if bars is not None:
+                    phase, bar_steps = bars[index]
+                    out_bars.append(((phase + start) % bar_steps, bar_steps))
+                    homes.append(home)
+    return out if bars is None else (out, out_bars, homes)
