@@ -177,6 +177,7 @@ def eval_cli(
     root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
     max_chord_beats: Annotated[Optional[float], _setting("max_chord_beats")] = None,
     cadence_hold: Annotated[Optional[float], _setting("cadence_hold")] = None,
+    away_hold: Annotated[Optional[float], _setting("away_hold")] = None,
     chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
     allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
@@ -267,6 +268,7 @@ def generate_cli(
     root_pull: Annotated[float, _setting("root_pull")] = SETTINGS["root_pull"].offline_default(),
     max_chord_beats: Annotated[float, _setting("max_chord_beats")] = SETTINGS["max_chord_beats"].offline_default(),
     cadence_hold: Annotated[float, _setting("cadence_hold")] = SETTINGS["cadence_hold"].offline_default(),
+    away_hold: Annotated[float, _setting("away_hold")] = SETTINGS["away_hold"].offline_default(),
     variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
     pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
     rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
@@ -286,7 +288,7 @@ def generate_cli(
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
                                   avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, inner_pull=inner_pull,
                                   root_pull=root_pull,
-                                  max_chord_beats=max_chord_beats, cadence_hold=cadence_hold)
+                                  max_chord_beats=max_chord_beats, cadence_hold=cadence_hold, away_hold=away_hold)
         generate_file(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),

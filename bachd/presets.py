@@ -53,7 +53,8 @@ class _LiveSettingsBase:
             temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
             avoid_parallels=not self.allow_parallels, key_pull=self.key_pull, minor_pull=self.minor_pull, inner_pull=self.inner_pull,
             root_pull=self.root_pull,
-            max_chord_beats=self.max_chord_beats, cadence_hold=self.cadence_hold, chord_draws=self.chord_draws,
+            max_chord_beats=self.max_chord_beats, cadence_hold=self.cadence_hold, away_hold=self.away_hold,
+            chord_draws=self.chord_draws,
         )
 
 

@@ -347,3 +347,13 @@ def test_a_home_close_on_a_strong_beat_leans_the_soprano_to_hold_it():
     for step in range(9):
         off.advance(tokens[:1, : step + 1], step, beat=(step + 4) % 16)  # the close lands on beat 2
     assert off.hold_bias(9)[0] == 0.0
+    # With away_hold, a close in another key than the piece's rings too, as strongly as asked.
+    away = Closes([0, 7], pull=3.0, bar_steps=16, away=1.0)
+    for step in range(9):
+        away.advance(tokens[:, : step + 1], step, beat=step % 16)
+    assert away.hold_bias(9).tolist() == [3.0, 1.0] and away.hold_bias(16).tolist() == [0.0, 0.0]
+    # ... and on its own, with the home-key hold off.
+    alone = Closes([7], pull=0.0, bar_steps=16, away=1.0)
+    for step in range(9):
+        alone.advance(tokens[1:, : step + 1], step, beat=step % 16)
+    assert alone.hold_bias(9).tolist() == [1.0]

@@ -71,7 +71,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     chords = ChordClock(batch, sampler.config.max_chord_beats)
     seed_key = key_of_tokens(seed_tokens) if keys is None and seed_tokens.shape[0] else None
     home = [k[0] for k in keys] if keys is not None else [seed_key[0] if seed_key else None] * batch
-    closes = Closes(home, sampler.config.cadence_hold, bar_steps)
+    closes = Closes(home, sampler.config.cadence_hold, bar_steps, sampler.config.away_hold)
     engine.reset()
     if keys is not None:
         engine.set_key([encoding.key_row(k) for k in keys])
@@ -118,32 +118,34 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
 
 
 class Closes:
-    """Where the soprano lets a home-key cadence ring.
+    """Where the soprano lets a cadence ring.
 
-    Bach's phrases end on a long soprano note over a V-I (or IV-I) in root position, a fifth
-    of them in the piece's own key. The model writes such closes in the home key as often as
-    it writes any chord change, but rarely stops on them: its long notes fall anywhere. Once
-    the chord struck with a soprano note on a strong beat closes V-I or IV-I in the home key,
-    the soprano's hold-or-move draw leans ``cadence_hold`` nats toward holding it, up to a
-    half note: the close becomes a phrase end."""
+    Bach's phrases end on a long soprano note over a V-I (or IV-I), a fifth of them in the
+    piece's own key and more in the keys it passes through. The model writes such closes as
+    often as it writes any chord change, but rarely stops on them: its long notes fall
+    anywhere. Once the chord struck with a soprano note on a strong beat closes V-I or IV-I
+    in root position, the soprano's hold-or-move draw leans toward holding it, up to a half
+    note: ``cadence_hold`` nats in the home key, ``away_hold`` in any other. The close
+    becomes a phrase end."""
 
-    def __init__(self, home: list, pull: float, bar_steps: int):
-        self.home, self.pull, self.bar_steps = home, pull, bar_steps
+    def __init__(self, home: list, pull: float, bar_steps: int, away: float = 0.0):
+        self.home, self.pull, self.bar_steps, self.away = home, pull, bar_steps, away
         batch = len(home)
         self.onset = np.full(batch, -(10**6), np.int64)  # step of the soprano's current note
-        self.ringing = np.zeros(batch, bool)  # ... and whether it was struck on a home close
+        self.ringing = np.zeros(batch, bool)  # ... and whether it was struck on a close
+        self.weight = np.zeros(batch)  # ... and how strongly that close holds it
 
     def hold_bias(self, step: int) -> np.ndarray | None:
-        if not self.pull:
+        if not self.pull and not self.away:
             return None
         held = step - self.onset
         lasting = self.ringing & (held < 2 * encoding.STEPS_PER_BEAT)
         release = ~self.ringing & (held >= encoding.STEPS_PER_BEAT) & (held < 2 * encoding.STEPS_PER_BEAT)
-        return np.where(lasting, self.pull, np.where(release, -self.pull * _RELEASE, 0.0))
+        return np.where(lasting, self.weight, np.where(release, -self.pull * _RELEASE, 0.0))
 
     def advance(self, tokens: np.ndarray, step: int, beat: int) -> None:
         """Count in step ``step`` of the (batch, step + 1, 4) tokens so far."""
-        if not self.pull:
+        if not self.pull and not self.away:
             return
         # The soprano's last two steps, one column per stream: where its note was struck now.
         _, attacks = encoding.decode_pitches(tokens[:, max(step - 1, 0) : step + 1, 0].T)
@@ -157,7 +159,9 @@ class Closes:
                 continue
             start = max(0, step - 4 * encoding.STEPS_PER_BEAT)
             pitches, _ = encoding.decode_pitches(tokens[k, start : step + 1])
-            self.ringing[k] = cadence(pitches, step - start) == self.home[k]
+            root = cadence(pitches, step - start)
+            self.weight[k] = 0.0 if root is None else self.pull if root == self.home[k] else self.away
+            self.ringing[k] = self.weight[k] > 0
 
 
 _RELEASE = 1 / 3  # of ``cadence_hold``, against holding other soprano notes past a beat

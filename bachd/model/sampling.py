@@ -43,10 +43,11 @@ class SamplingConfig:
     root_pull: float = SETTINGS["root_pull"].offline_default()
     max_chord_beats: float = SETTINGS["max_chord_beats"].offline_default()
     cadence_hold: float = SETTINGS["cadence_hold"].offline_default()
+    away_hold: float = SETTINGS["away_hold"].offline_default()
     chord_draws: int = SETTINGS["chord_draws"].offline_default()
 
     def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "inner_pull", "root_pull", "max_chord_beats", "cadence_hold", "chord_draws"):
+        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "inner_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws"):
             check(name, getattr(self, name), "sampling")
         return self
 

@@ -34,7 +34,7 @@ from bachd.web.server import WebServer, read_json, read_upload
 ACTIONS = ("harmonize", "continue", "generate")
 # The settings a file job reads (the live ones a file performance uses, and generation's).
 STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull",
-                   "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "chord_draws", "response_bars",
+                   "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws", "response_bars",
                    "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
 KEEP_RESULTS = 32  # the newest results kept for download; older ones are deleted
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call

@@ -2,7 +2,7 @@
 "use strict";
 
 const STUDIO = ["bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull", "minor_pull",
-                "root_pull", "max_chord_beats", "cadence_hold", "chord_draws", "listen_gap", "start_on", "allow_parallels", "velocity"];
+                "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws", "listen_gap", "start_on", "allow_parallels", "velocity"];
 const message = document.getElementById("message");
 const controls = {};
 const values = {};
