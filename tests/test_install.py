@@ -93,3 +93,10 @@ def test_the_wheel_installs_without_tensorflow_and_runs_outside_the_repository(t
                                capture_output=True, text=True, env=env, cwd=elsewhere, timeout=60)
     no_tf, has_model, model = installed.stdout.split()
     assert (no_tf, has_model) == ("True", "True") and str(target) in model
+    # The web pages' assets travel in the wheel: the panel and the studio work offline.
+    assets = subprocess.run([str(python), "-c", "import bachd.web.server as s; print(' '.join(sorted(s._assets())))"],
+                            capture_output=True, text=True, env=env, cwd=elsewhere, timeout=60)
+    assert set(assets.stdout.split()) >= {"panel.html", "studio.html", "common.js", "panel.js", "studio.js", "bachd.css"}, assets.stderr
+    for asset in (ROOT / "bachd" / "web" / "assets").iterdir():  # nothing fetched from elsewhere (no CDN)
+        text = asset.read_text()
+        assert "https://" not in text and "http://" not in text and 'src="//' not in text, asset.name

@@ -118,6 +118,20 @@ def test_the_panel_steers_bachd_while_it_plays(jack, browser, tmp_path):
         # The ports: bachd's own, and the player's port it hears from, connected through JACK.
         page.get_by_role("button", name="Refresh ports").click()
         page.wait_for_function("document.getElementById('ports').textContent.includes('probe-player')")
+        # Disconnect the player's port in the JACK graph from the panel: bachd hears nothing of
+        # it; connect it again: it does.
+        page.get_by_role("button", name=re.compile("^Disconnect input probe-player")).click()
+        page.get_by_role("button", name=re.compile("^Connect input probe-player")).wait_for()
+        heard = state(url)["figures"]["notes_in"]
+        probe.send(0x90, 74, 90)
+        time.sleep(0.3)
+        probe.send(0x80, 74, 0)
+        assert state(url)["figures"]["notes_in"] == heard
+        page.get_by_role("button", name=re.compile("^Connect input probe-player")).click()
+        page.get_by_role("button", name=re.compile("^Disconnect input probe-player")).wait_for()
+        probe.send(0x90, 74, 90)
+        wait_until(lambda: state(url)["figures"]["notes_in"] == heard + 1, what="the note through the new connection")
+        probe.send(0x80, 74, 0)
         code, _, err = bachd.stop()
         assert code == 0, err
     finally:

@@ -77,12 +77,11 @@ class LiveView:
             return {"present": None, "first": None, "notes": []}
         present = math.floor(self.clock.step_at(now_seconds))
         first = present - steps + 1
-        notes = []
-        with self._lock:
-            for pitch, on, off in self._in:
-                if (off is None or off > first) and on <= present:
-                    notes.append([0, pitch, max(on, first), off])
-            tokens = self._voices_through(present, first)
+        with self._lock:  # copied under the lock, worked out after: the output thread never waits long
+            played = [list(note) for note in self._in]
+            sent = {step: list(row) for step, row in self._out.items()}
+        notes = [[0, pitch, max(on, first), off] for pitch, on, off in played if (off is None or off > first) and on <= present]
+        tokens = self._voices_through(present, first, sent)
         sounding: list = [None] * encoding.NUM_VOICES  # the open note per voice
         for step in range(first, present + 1):
             for voice, token in enumerate(tokens[step]):
@@ -95,16 +94,18 @@ class LiveView:
                     notes.append(sounding[voice])
         return {"present": present, "first": first, "notes": notes}
 
-    def _voices_through(self, present: int, first: int | None = None) -> dict[int, list[int]]:
-        """Each step's token per voice, carrying a voice's note across steps nothing was sent."""
+    def _voices_through(self, present: int, first: int | None = None, out: dict | None = None) -> dict[int, list[int]]:
+        """Each step's token per voice, carrying a voice's note across steps nothing was sent
+        (from ``out``, step -> tokens sent; default the view's own, under its lock)."""
         first = present - self.rows + 1 if first is None else first
+        out = self._out if out is None else out
         current = [encoding.REST] * encoding.NUM_VOICES
-        for step in sorted(s for s in self._out if s < first):  # each voice's last word before the window
-            current = [current[v] if token < 0 else token for v, token in enumerate(self._out[step])]
+        for step in sorted(s for s in out if s < first):  # each voice's last word before the window
+            current = [current[v] if token < 0 else token for v, token in enumerate(out[step])]
         current = [_continued(t) for t in current]
         rows = {}
         for step in range(first, present + 1):
-            sent = self._out.get(step)
+            sent = out.get(step)
             row = [(_continued(current[v]) if sent is None or sent[v] < 0 else sent[v]) for v in range(encoding.NUM_VOICES)]
             rows[step] = current = row
         return rows
