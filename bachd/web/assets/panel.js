@@ -55,9 +55,17 @@ async function loadPresets() {
 function connect() {
   const socket = new WebSocket(`ws://${location.host}/ws`);
   socket.onmessage = event => { latest = JSON.parse(event.data); render(latest); };
-  socket.onclose = () => {
-    document.getElementById("activity").textContent = "not connected: is bachd running?";
-    document.getElementById("activity").classList.remove("on");
+  socket.onclose = async () => {
+    const activity = document.getElementById("activity");
+    activity.classList.remove("on");
+    activity.textContent = "not connected: is bachd running?";
+    try {
+      const answer = await fetch("/api/state", {credentials: "same-origin"});
+      if (answer.status === 403) {  // a new run of bachd, with a new token
+        activity.textContent = "bachd was restarted: open the address in its new ready line";
+        return;
+      }
+    } catch (error) { /* not there (yet): try again */ }
     setTimeout(connect, 1000);
   };
 }
