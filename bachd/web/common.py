@@ -50,11 +50,12 @@ def preset_list() -> list[dict]:
 
 def preset_values(name: str) -> dict:
     """The settings a preset gives (built-in defaults under its own keys)."""
-    settings = presets.resolve(_preset_name(name))
+    settings = presets.resolve(checked_preset_name(name))
     return {key: getattr(settings, key) for key in SETTINGS}
 
 
-def _preset_name(name) -> str:
+def checked_preset_name(name) -> str:
+    """A preset name from a page, or a one-line error: never a path."""
     if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
         raise BachdError("a preset name is 1-40 letters, digits, '-' or '_', starting with a letter or digit")
     return name
@@ -65,7 +66,7 @@ def save_preset(name, settings, description: str = "") -> Path:
     then read it back through the same validation as any preset."""
     from dataclasses import replace
 
-    name = _preset_name(name)
+    name = checked_preset_name(name)
     if description:
         settings = replace(settings, description=presets.validate({"description": description}, "preset")["description"])
     folder = presets.user_dir()

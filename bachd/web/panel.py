@@ -22,7 +22,7 @@ from bachd import presets
 from bachd.errors import BachdError
 from bachd.live import ports as midi_ports
 from bachd.settings import SETTINGS, check
-from bachd.web.common import add_common_routes, save_preset
+from bachd.web.common import add_common_routes, checked_preset_name, save_preset
 from bachd.web.server import WebServer, read_json
 
 PUSH_HZ = 30
@@ -113,9 +113,7 @@ class ControlSurface:
         meter, seed...) would need a restart and are named in the answer."""
         data = await read_json(request)
         name = data.get("name")
-        from bachd.web.common import _preset_name
-
-        wanted = presets.resolve(_preset_name(name))
+        wanted = presets.resolve(checked_preset_name(name))
         performer = self.daemon.performer
         current = performer.settings
         live = {s.name: getattr(wanted, s.name) for s in SETTINGS.values() if s.live and getattr(wanted, s.name) != getattr(current, s.name)}

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from bachd import presets
 from bachd.errors import BachdError
-from bachd.web.common import _preset_name, add_common_routes
+from bachd.web.common import checked_preset_name, add_common_routes
 from bachd.web.server import WebServer, read_json, read_upload
 
 ACTIONS = ("harmonize", "continue", "generate")
@@ -161,7 +161,7 @@ class Studio:
         action = data.get("action")
         if action not in ACTIONS:
             raise BachdError(f"action must be one of {', '.join(ACTIONS)}")
-        settings = presets.resolve(_preset_name(data["preset"]) if data.get("preset") else None)
+        settings = presets.resolve(checked_preset_name(data["preset"]) if data.get("preset") else None)
         given = data.get("settings") or {}
         if not isinstance(given, dict) or any(name not in STUDIO_SETTINGS for name in given):
             raise BachdError(f"settings may name only: {', '.join(STUDIO_SETTINGS)}")
