@@ -326,3 +326,16 @@ def test_studio_continues_and_generates_from_a_chorale(studio, tmp_path, action)
         assert {n[0] for n in result["notes"]} == {1, 2, 3, 4}
     status, error, _ = call(port, "POST", "/api/make", headers, json.dumps({**request, "chorale": "9999"}).encode())
     assert status == 400 and "no chorale BWV 9999" in error["error"]
+
+
+def test_served_on_every_interface_it_still_refuses_names(tiny_model_path):
+    page = Studio(Path(tiny_model_path), host="0.0.0.0")
+    page.start()
+    try:
+        port, token = page.server.port, page.server.token
+        assert page.url == f"http://127.0.0.1:{port}/?token={token}"  # what to open here
+        assert call(port, "GET", f"/api/settings?token={token}")[0] == 200
+        assert call(port, "GET", f"/api/settings?token={token}", host=f"192.0.2.7:{port}")[0] == 200  # another computer
+        assert call(port, "GET", f"/api/settings?token={token}", host=f"bachd.attacker.example:{port}")[0] == 403
+    finally:
+        page.close()
