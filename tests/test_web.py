@@ -326,6 +326,7 @@ def test_studio_continues_and_generates_from_a_chorale(studio, tmp_path, action)
         assert {n[0] for n in result["notes"]} == {1, 2, 3, 4}
     status, error, _ = call(port, "POST", "/api/make", headers, json.dumps({**request, "chorale": "9999"}).encode())
     assert status == 400 and "no chorale BWV 9999" in error["error"]
+    assert sorted(p.suffix for p in studio.folder.iterdir()) == [".mid", ".wav"]  # the result only
 
 
 def test_served_on_every_interface_it_still_refuses_names(tiny_model_path):
@@ -339,3 +340,15 @@ def test_served_on_every_interface_it_still_refuses_names(tiny_model_path):
         assert call(port, "GET", f"/api/settings?token={token}", host=f"bachd.attacker.example:{port}")[0] == 403
     finally:
         page.close()
+
+
+def test_studio_keeps_only_the_newest_uploads(studio, tmp_path, monkeypatch):
+    import bachd.web.studio as studio_module
+
+    monkeypatch.setattr(studio_module, "KEEP_RESULTS", 3)
+    port, headers = studio.server.port, token_headers(studio)
+    body = Path(melody_file(tmp_path / "m.mid", [72, 74])).read_bytes()
+    ids = [call(port, "POST", "/api/upload", headers, body)[1]["upload"] for _ in range(5)]
+    assert sorted(p.name for p in studio.folder.iterdir()) == sorted(f"upload-{i}.mid" for i in ids[-3:])
+    status, answer, _ = call(port, "POST", "/api/make", headers, json.dumps({"action": "harmonize", "upload": ids[0]}).encode())
+    assert status == 400 and answer["error"] == "that upload is gone; upload the file again"

@@ -36,7 +36,7 @@ ACTIONS = ("harmonize", "continue", "generate")
 STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull",
                    "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws", "response_bars",
                    "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
-KEEP_RESULTS = 32  # the newest results kept for download; older ones are deleted
+KEEP_RESULTS = 32  # the newest uploads and results kept; older ones are deleted (a page can fill no disk)
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
 ID = re.compile(r"[0-9a-f]{16}")
 
@@ -101,6 +101,7 @@ class Studio:
         self.server = WebServer("studio.html", self._routes, host, port, token)
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachd-studio")
         self._results: list[str] = []
+        self._uploads: list[str] = []
         self._lock = threading.Lock()
         self._chorales: Optional[list[str]] = None
 
@@ -143,6 +144,7 @@ class Studio:
         except BachdError:
             path.unlink(missing_ok=True)
             raise
+        self._keep(upload, self._uploads, ("upload-{}.mid",))
         return web.json_response({"upload": upload, "notes": notes})
 
     @staticmethod
@@ -206,11 +208,15 @@ class Studio:
         else:
             melody = self.folder / f"upload-{name}.mid" if kind == "upload" else self._chorale_melody(name, action, settings)
             live = replace(settings, response_bars=bars) if action == "continue" else settings
-            replay_file(action, melody, midi, live, self.model_path, say=said.append)
+            try:
+                replay_file(action, melody, midi, live, self.model_path, say=said.append)
+            finally:
+                if kind == "chorale":
+                    melody.unlink(missing_ok=True)  # written for this job only
         sound = resolve_sound(settings.soundfont)
         seconds = render_file(midi, wav, sound=sound, programs=settings.programs())
         notes, _ = notes_of(midi)
-        self._keep(result)
+        self._keep(result, self._results, ("{}.mid", "{}.wav"))
         summary = said[-1].replace(str(midi), "the result") if said else "done"
         return {"result": result, "summary": summary, "seconds": round(seconds, 2), "sound": sound_name(sound),
                 "notes": notes, "midi": f"/api/result/{result}.mid", "wav": f"/api/result/{result}.wav"}
@@ -232,13 +238,14 @@ class Studio:
         write_midi(tokens, path, bpm=settings.bpm, beats_per_bar=settings.beats_per_bar)
         return path
 
-    def _keep(self, result: str) -> None:
+    def _keep(self, name: str, kept: list[str], files: tuple[str, ...]) -> None:
+        """Keep ``name`` among the newest :data:`KEEP_RESULTS` of its kind; delete the oldest."""
         with self._lock:
-            self._results.append(result)
-            while len(self._results) > KEEP_RESULTS:
-                old = self._results.pop(0)
-                for suffix in (".mid", ".wav"):
-                    (self.folder / f"{old}{suffix}").unlink(missing_ok=True)
+            kept.append(name)
+            while len(kept) > KEEP_RESULTS:
+                old = kept.pop(0)
+                for pattern in files:
+                    (self.folder / pattern.format(old)).unlink(missing_ok=True)
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         result, kind = request.match_info["id"], request.match_info["kind"]
