@@ -352,3 +352,38 @@ def test_studio_keeps_only_the_newest_uploads(studio, tmp_path, monkeypatch):
     assert sorted(p.name for p in studio.folder.iterdir()) == sorted(f"upload-{i}.mid" for i in ids[-3:])
     status, answer, _ = call(port, "POST", "/api/make", headers, json.dumps({"action": "harmonize", "upload": ids[0]}).encode())
     assert status == 400 and answer["error"] == "that upload is gone; upload the file again"
+
+
+def test_on_the_way_out_every_note_is_released_before_the_panel_closes(tiny_model_path):
+    """A companion (the panel) is closed only once bachd has released what it sounds: a page
+    never delays the note-offs; its ready-line part is in the ready line."""
+
+    class Watcher:
+        def start(self, daemon):
+            self.daemon = daemon
+            return "Watching."
+
+        def close(self):
+            self.sounding = self.daemon.output.voicer.notes_sounding
+            self.note_ons = sum(1 for m in self.daemon.ports.sent if m[0] & 0xF0 == 0x90 and m[2] > 0)
+
+    watcher = Watcher()
+    settings = LiveSettings(mode="harmonize", bpm=120.0, rng_seed=3)
+    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), FakePorts(),
+                    load_engine(tiny_model_path, "numpy"), companions=(watcher,))
+
+    def play():
+        time.sleep(0.3)
+        daemon.ask(lambda now: daemon.performer.note_on(now, 72, 90)).result(timeout=2)
+        deadline = time.monotonic() + 2
+        while daemon.output.voicer.notes_sounding == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        daemon.stop.set()  # as a signal does, with the chord still sounding
+
+    player = threading.Thread(target=play)
+    player.start()
+    lines = []
+    assert daemon.serve(on_ready=lines.append) == 0
+    player.join()
+    assert lines[0].endswith("Watching. Ctrl-C to stop.")
+    assert watcher.note_ons >= 3 and watcher.sounding == 0

@@ -18,12 +18,13 @@ silences every note bachd sounds before the ports close.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol
@@ -258,11 +259,10 @@ class Daemon:
             self._status_loop()
         finally:
             self.stop.set()
-            for companion in self.companions:
-                companion.close()
             worker.join(timeout=2.0)
             for job, future in list(self._asks):  # asked too late: said so, not left waiting
-                future.set_exception(BachdError("bachd is stopping"))
+                with contextlib.suppress(InvalidStateError):  # unless a worker that would not stop took it
+                    future.set_exception(BachdError("bachd is stopping"))
             # Note-offs for everything still sounding; the output may be stuck in a MIDI system
             # that stopped taking messages (a JACK client the server gave up on): then exit anyway.
             self.performer.shutdown(wait_seconds=EXIT_WAIT_SECONDS)
@@ -271,6 +271,8 @@ class Daemon:
             # makes this a no-op otherwise.
             self.output.silence(wait_seconds=EXIT_WAIT_SECONDS)
             time.sleep(0.05)  # let the MIDI system deliver the last note-offs
+            for companion in self.companions:  # once every note is released: a page never delays that
+                companion.close()
             self._finish_recording()
             if audio is not None:
                 audio.join(timeout=2.0)  # it fades out what still sounds, then closes the stream
