@@ -249,6 +249,8 @@ def test_a_taken_port_is_a_one_line_error():
     try:
         with pytest.raises(BachdError, match=f"--ui-port {first.server.port} is in use"):
             ControlSurface(port=first.server.port)
+        with pytest.raises(BachdError, match=f"^--port {first.server.port} is in use"):  # bachd ui's own flag
+            Studio(Path("unused.keras"), port=first.server.port)
     finally:
         first.close()
 

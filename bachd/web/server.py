@@ -51,7 +51,7 @@ class WebServer:
     ``page``: the asset served at ``/``; ``routes(app)`` adds the API."""
 
     def __init__(self, page: str, routes: Callable[[web.Application], None], host: str = "127.0.0.1",
-                 port: int = 0, token: Optional[str] = None):
+                 port: int = 0, token: Optional[str] = None, port_flag: str = "--ui-port"):
         self.host, self.page = host, page
         self.token = token or new_token()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -62,7 +62,7 @@ class WebServer:
         except OSError as error:
             self.sock.close()
             if error.errno == errno.EADDRINUSE:
-                raise BachdError(f"--ui-port {port} is in use; choose another, or leave it out for a free one") from None
+                raise BachdError(f"{port_flag} {port} is in use; choose another, or leave it out for a free one") from None
             raise BachdError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
         self.sock.listen(64)
         self.sock.setblocking(False)

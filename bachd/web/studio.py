@@ -97,8 +97,8 @@ def notes_of(path: Path) -> tuple[list[list], float]:
 class Studio:
     def __init__(self, model_path: Path, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
         self.model_path = model_path
+        self.server = WebServer("studio.html", self._routes, host, port, token, port_flag="--port")  # a taken port: no folder left behind
         self.folder = Path(tempfile.mkdtemp(prefix="bachd-studio-"))
-        self.server = WebServer("studio.html", self._routes, host, port, token)
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachd-studio")
         self._results: list[str] = []
         self._uploads: list[str] = []
