@@ -167,6 +167,16 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
         assert {m.channel for m in notes} == {0, 1, 2, 3}  # the melody and alto, tenor, bass
         assert page.evaluate("document.getElementById('audio').src").endswith(".wav")
         assert page.evaluate("fetch(document.getElementById('audio').src).then(r => r.headers.get('content-type'))") == "audio/wav"
+        # A chorale from the corpus, continued by generation with the offline defaults the page
+        # switched to.
+        first_audio = page.evaluate("document.getElementById('audio').src")
+        page.get_by_label("Chorale (BWV)").select_option("269")
+        page.get_by_label("Generate").check()
+        assert page.get_by_label("Cadence hold", exact=True).input_value() == "3"  # generate's own default
+        page.get_by_label("Bars", exact=True).fill("2")
+        page.get_by_role("button", name="Make it").click()
+        page.wait_for_function(f"document.getElementById('audio').src !== {json.dumps(first_audio)}", timeout=60000)
+        assert "wrote the result" in page.locator("#summary").text_content()
     finally:
         page.close()
         process.terminate()
