@@ -25,6 +25,8 @@ def setting_schema() -> list[dict]:
             control = "choice"
         elif s.kind is str:
             control = "text"
+        elif s.high is not None and s.low is not None and s.high - s.low > 1000:
+            control = "number"  # a seed: typed, not slid
         else:
             control = "slider"
         rows.append({

@@ -32,9 +32,10 @@ from bachd.web.common import checked_preset_name, add_common_routes
 from bachd.web.server import WebServer, read_json, read_upload
 
 ACTIONS = ("harmonize", "continue", "generate")
-# The settings a file job reads (the live ones a file performance uses, and generation's).
+# The settings a file job reads (the live ones a file performance uses, and generation's); the
+# answer's length is the page's "bars".
 STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull",
-                   "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws", "response_bars",
+                   "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws",
                    "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
 KEEP_RESULTS = 32  # the newest uploads and results kept; older ones are deleted (a page can fill no disk)
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
@@ -120,12 +121,17 @@ class Studio:
     def _routes(self, app: web.Application) -> None:
         add_common_routes(app)
         app.router.add_get("/api/chorales", self._chorales_list)
+        app.router.add_get("/api/studio", self._studio_settings)
         app.router.add_post("/api/upload", self._upload)
         app.router.add_post("/api/make", self._make)
         app.router.add_get("/api/result/{id}.{kind}", self._result)
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.jobs, function, *args)
+
+    async def _studio_settings(self, request: web.Request) -> web.Response:
+        """The settings a job reads, in the order the page shows them: the page lists none itself."""
+        return web.json_response({"settings": list(STUDIO_SETTINGS), "actions": list(ACTIONS)})
 
     async def _chorales_list(self, request: web.Request) -> web.Response:
         if self._chorales is None:

@@ -62,6 +62,12 @@ function buildControl(setting, onChange) {
       follow.title = setting.also[0];
       follow.addEventListener("change", () => onChange(setting.name, follow.checked ? setting.also[0] : parse(input.value)));
     }
+  } else if (setting.control === "number") {
+    input = document.createElement("input");
+    input.type = "number";
+    input.min = setting.low; input.max = setting.high; input.step = 1;
+    if (setting.optional) input.placeholder = "not set";
+    input.addEventListener("change", () => onChange(setting.name, input.value === "" ? null : Number(input.value)));
   } else {
     input = document.createElement("input");
     input.type = "text";

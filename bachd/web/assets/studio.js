@@ -1,8 +1,7 @@
 // The studio: a file or a chorale in; harmonize, continue or generate; hear, see, download.
 "use strict";
 
-const STUDIO = ["bpm", "beats_per_bar", "temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull", "minor_pull",
-                "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws", "listen_gap", "start_on", "allow_parallels", "velocity"];
+let STUDIO = [];  // the settings a job reads, from bachd (/api/studio)
 const message = document.getElementById("message");
 const controls = {};
 const values = {};
@@ -22,6 +21,7 @@ function resetValues(preset) {
 
 async function setup() {
   const {settings} = await api("/api/settings");
+  STUDIO = (await api("/api/studio")).settings;
   const box = document.getElementById("settings");
   for (const s of settings) schema[s.name] = s;
   for (const name of STUDIO) {
