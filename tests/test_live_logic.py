@@ -679,3 +679,46 @@ def test_a_new_output_channel_releases_what_sounds_first(tiny_model_path):
     rig.wait(0.3)
     channels = {m[0] & 0x0F for m in rig.messages()[-4:] if m[0] & 0xF0 == 0x90}
     assert channels == {9}
+
+
+def test_a_midi_output_that_stops_taking_messages_is_said_once_and_counted(tiny_model_path, capsys, tmp_path):
+    """A send that does not return for a second or more (a MIDI system that stalled) is
+    reported in one line while it lasts, counted in the stats, and bachd goes on after it."""
+    import json
+    import threading
+    import time
+    from pathlib import Path
+
+    from bachd.live.daemon import Daemon, RunOptions, load_engine
+
+    class StallingPorts(FakePorts):
+        stalled = False
+
+        def send(self, message):
+            if not self.stalled and message[0] & 0xF0 == 0x90:
+                self.stalled = True
+                time.sleep(1.5)  # the first note-on hangs in the MIDI system
+            super().send(message)
+
+    settings = LiveSettings(mode="harmonize", bpm=120.0, rng_seed=3)
+    stats = tmp_path / "stats.json"
+    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path), status=False, stats_path=stats),
+                    StallingPorts(), load_engine(tiny_model_path, "numpy"))
+
+    def play():
+        time.sleep(0.3)
+        daemon.ask(lambda now: daemon.performer.note_on(now, 72, 90))
+        time.sleep(2.2)
+        daemon.ask(lambda now: daemon.performer.note_off(now, 72))
+        time.sleep(0.3)
+        daemon.stop.set()
+
+    player = threading.Thread(target=play)
+    player.start()
+    assert daemon.serve(on_ready=lambda line: None) == 0
+    player.join()
+    said = [line for line in capsys.readouterr().err.splitlines() if "has not taken a message" in line]
+    assert len(said) == 1 and said[0].startswith("bachd: the MIDI output has not taken a message for 1.")
+    figures = json.loads(stats.read_text())
+    assert figures["output_stalls"] == 1 and figures["notes_sounding_at_exit"] == 0
+    assert unmatched_notes([list(m) for m in daemon.ports.sent]) == {}

@@ -45,6 +45,7 @@ from bachd.live.stderrtap import StderrTap
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
 EXIT_WAIT_SECONDS = 2.0  # on the way out, how long to wait for an output that does not answer
 WATCH_SECONDS = 0.2  # how often the main thread looks at the MIDI system and the input counts
+STUCK_SECONDS = 1.0  # a send that has not returned after this long is reported
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Daemon:
         self.stop = threading.Event()
         self.fatal: Optional[BaseException] = None
         self.audio_error: Optional[str] = None
+        self.output_stalls = 0  # sends that took STUCK_SECONDS or more (a stalled MIDI system)
 
     # --- threads -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -303,6 +305,7 @@ class Daemon:
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
         drawn = 0
         warned_count, warned_at = 0, -1.0
+        stuck_said = False
         written_at = self.now()
         lost = self.ports.lost
         while not self.stop.wait(WATCH_SECONDS):
@@ -316,6 +319,14 @@ class Daemon:
                 if now - written_at >= self.clock.step_seconds * self.options.settings.steps_per_bar:
                     self._write_recording()  # at least once a bar
                     written_at = now
+            stuck = self.output.stuck_seconds(self.now())
+            if stuck >= STUCK_SECONDS and not stuck_said:
+                sys.stderr.write(f"bachd: the MIDI output has not taken a message for {stuck:.1f} s "
+                                 "(is the MIDI system stalled?); bachd goes on once it does\n")
+                stuck_said, drawn = True, 0
+                self.output_stalls += 1
+            elif stuck < STUCK_SECONDS:
+                stuck_said = False
             dropped = self.input_dropped()
             if dropped > warned_count and self.now() - warned_at >= 1.0:
                 sys.stderr.write(f"bachd: input flood: {dropped - warned_count:,} incoming messages lost "
@@ -440,6 +451,7 @@ class Daemon:
                           "song_positions": self.performer.stats.relocations},
             "expired_holds": self.performer.player.expired,
             "input_resets": self.performer.stats.input_resets,
+            "output_stalls": self.output_stalls,
             "lateness_ms": {"count": lateness.count, "p50": p50, "p99": p99, "max": lateness.worst_seconds * 1000},
             "lateness_samples_ms": [round(x * 1000, 4) for x in lateness.samples_seconds()],
             "answer_first_lateness_ms": [round(x * 1000, 4) for x in self.output.first_lateness],

@@ -183,6 +183,7 @@ class OutputStage:
         self._wake = threading.Condition(self._lock)
         self.observer: Optional[Callable[[float, Frame], None]] = None  # told of each frame sent (the live view)
         self.on_answer: Optional[Callable[[float], None]] = None  # told when an answer's first step goes out
+        self.sending_since: Optional[float] = None  # when the message in the sink now was handed to it
 
     # --- called by the performer -----------------------------------------------------------
     def schedule(self, due_seconds: float, frames: Iterable[Frame], tag: str, watch: bool = False) -> None:
@@ -280,6 +281,14 @@ class OutputStage:
 
     def _send_all(self, messages: list[Message]) -> None:
         for message in messages:
+            self.sending_since = self._now()
             self._sink(message)
+            self.sending_since = None
             if message[0] & 0xF0 == NOTE_ON:
                 self.notes_out += 1
+
+    def stuck_seconds(self, now_seconds: float) -> float:
+        """How long the message being sent has been in the MIDI system's hands (0: none is):
+        a MIDI system that stopped taking messages shows here, read from any thread."""
+        since = self.sending_since
+        return 0.0 if since is None else max(0.0, now_seconds - since)
