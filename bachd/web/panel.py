@@ -94,6 +94,8 @@ class ControlSurface:
                 raise BachdError(f"'{name}' cannot change while bachd plays")
             checked[name] = check(name, value, "panel")
         performer = self.daemon.performer
+        if "bpm" in checked and performer.settings.clock != "internal":  # refused before anything changes
+            raise BachdError(f"panel: the tempo follows the {performer.settings.clock} clock; change it there")
 
         def change(now_seconds: float):
             return {name: performer.change(name, value, "panel", now_seconds) for name, value in checked.items()}
