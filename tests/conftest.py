@@ -8,6 +8,21 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def jack():
+    """A JACK server on the dummy driver for a module's end-to-end tests: skipped where jackd
+    cannot start, failed with CI=true."""
+    from jackprobe import JackServer, JackUnavailable
+
+    try:
+        with JackServer(period=64) as server:
+            yield server
+    except JackUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
+        pytest.skip(str(error))
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory, monkeypatch):
     # Corpus caches go to a per-session folder; the music21 one is reused across tests.

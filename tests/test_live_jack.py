@@ -17,17 +17,6 @@ from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, is_note_on
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def jack():
-    try:
-        with JackServer(period=64) as server:
-            yield server
-    except JackUnavailable as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a JACK server for the end-to-end tests: {error}")
-        pytest.skip(str(error))
-
-
 @pytest.fixture
 def play(jack):
     started = []

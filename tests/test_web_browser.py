@@ -22,7 +22,7 @@ import mido
 import pytest
 
 from fakes import melody_file
-from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, is_note_on
+from jackprobe import Bachd, MidiProbe, is_note_on
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -47,15 +47,6 @@ def browser():
         launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-@pytest.fixture(scope="module")
-def jack():
-    try:
-        with JackServer(period=64) as server:
-            yield server
-    except JackUnavailable as error:
-        _unavailable(str(error))
 
 
 def panel_url(ready_line: str) -> str:
