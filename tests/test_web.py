@@ -152,6 +152,7 @@ def test_settings_from_the_panel_take_the_cc_path_and_cc_changes_show_in_the_pan
     assert state["settings"]["temperature"] == pytest.approx(1.8)
     assert state["mode"] == "harmonize" and state["clock"]["kind"] == "internal" and state["clock"]["running"]
     assert set(state["figures"]) >= {"notes_in", "notes_out", "answers", "late_p50_ms", "late_p99_ms", "messages_lost"}
+    assert state["cc"]["temperature"] == 21 and state["cc"]["panic"] == 25  # which knob does what
 
 
 def test_panic_releases_everything_and_mode_switches(panel):

@@ -413,6 +413,7 @@ class Daemon:
             "mode": performer.mode,
             "activity": performer.state,
             "settings": {name: getattr(settings, name) for name in SETTINGS},
+            "cc": dict(settings.cc),  # role -> controller number (None: off)
             "clock": {"kind": settings.clock, "running": clock.running, "bpm": round(clock.bpm, 2), "position": position,
                       "beats_per_bar": settings.beats_per_bar, "link_peers": self.clock.peers if self.link is not None else None},
             "figures": {

@@ -83,6 +83,8 @@ function render(state) {
   document.getElementById("link").textContent = clock.link_peers === null ? `${state.ports.backend}` : `Link: ${clock.link_peers} peers`;
   for (const [name, control] of Object.entries(controls)) {
     showValue(control, state.settings[name]);
+    const cc = state.cc[name];
+    control.row.title = control.setting.help + (cc === undefined || cc === null ? "" : ` (also CC ${cc} on your controller)`);
     const fixedTempo = name === "bpm" && clock.kind !== "internal";
     control.input.disabled = fixedTempo;
     control.row.classList.toggle("fixed", fixedTempo);
@@ -94,6 +96,7 @@ function render(state) {
       fixedList.insertAdjacentHTML("beforeend", `<dt>${name.replace(/_/g, " ")}</dt><dd>${value === null ? "—" : escapeHtml(value)}</dd>`);
     }
   }
+  document.getElementById("panic").title = state.cc.panic === null ? "Release every note bachd sounds" : `Release every note bachd sounds (also CC ${state.cc.panic})`;
   document.getElementById("figures").innerHTML = FIGURES.map(([key, label]) =>
     `<dt>${label}</dt><dd data-figure="${key}">${state.figures[key] === null ? "—" : state.figures[key]}</dd>`).join("");
   const roll = state.roll;
