@@ -238,11 +238,9 @@ class OutputStage:
 
     def set_channels(self, channels: tuple[int, ...]) -> None:
         """Send the voices on other channels from now on: what sounds is released first."""
-        with self._lock:
-            self.scheduler.cancel()
-            self._send_all(self.voicer.release_all())
+        with self._lock:  # re-entrant: silence and the switch are one step for the output thread
+            self.silence()
             self.voicer.channels = tuple(channels)
-            self._wake.notify()
 
     # --- called by the output thread (or a test) --------------------------------------------
     def send_due(self, now_seconds: float) -> int:
@@ -280,12 +278,14 @@ class OutputStage:
             self.send_due(now())
 
     def _send_all(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        self.sending_since = self._now()  # once a batch: the output thread reads the clock no more than it must
         for message in messages:
-            self.sending_since = self._now()
             self._sink(message)
-            self.sending_since = None
             if message[0] & 0xF0 == NOTE_ON:
                 self.notes_out += 1
+        self.sending_since = None
 
     def stuck_seconds(self, now_seconds: float) -> float:
         """How long the message being sent has been in the MIDI system's hands (0: none is):
