@@ -92,6 +92,7 @@ def default_model_path() -> Path:
 
 @app.command("train")
 def train_cli(
+    ctx: typer.Context,
     corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="'bach' (music21's chorales), a JSB .json/.npz, a JS Fake Chorales .npz, or a folder of MIDI files. Repeatable.")] = ["bach"],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the .keras model (card and curves go beside it).")] = Path("bachd-model.keras"),
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = 60,
@@ -120,9 +121,17 @@ def train_cli(
     distribute: Annotated[Distribute, typer.Option("--distribute", "--strategy", help="none, mirrored (all local devices) or multiworker (machines in TF_CONFIG; --batch-size is per worker).")] = Distribute.none,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from this bachd model's weights and architecture, with a fresh learning-rate schedule: fine-tune it on --corpus. The result is never worse on validation than the model it starts from.")] = None,
 ) -> None:
     """Train a model on chorale corpora; writes the .keras model, its card and training curves."""
     with _errors():
+        if init_from is not None:
+            # By name: typer carries its own copy of click, whose ParameterSource is not click's.
+            given = [f"--{name.replace('_', '-')}" for name in ARCHITECTURE_OPTIONS
+                     if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+            if given:
+                raise BachdError(f"{', '.join(given)} cannot be combined with --init-from: "
+                                 f"a fine-tune keeps the architecture of {init_from}")
         from bachd.model.windows import WindowConfig
         from bachd.model.keras_model import ModelConfig
         from bachd.model.training import TrainConfig, train
@@ -133,6 +142,7 @@ def train_cli(
             window=WindowConfig(window_steps=window_steps, transpose=transpose, passes=passes),
             distribute=distribute.value, max_minutes=max_minutes, allow_pickle=allow_pickle,
             label_smoothing=label_smoothing, threads=threads,
+            init_from=None if init_from is None else str(init_from),
         )
         model_config = ModelConfig(
             embed_dim=embed_dim, lstm_units=lstm_units, lstm_layers=lstm_layers, dropout=dropout,
@@ -144,6 +154,12 @@ def train_cli(
         typer.echo(f"wrote {out} ({card['parameters']:,} parameters, {card['training_seconds']:.0f} s of training)")
         for split, figures in card["metrics"].items():
             typer.echo(f"{split}: " + _figures_line(figures))
+
+
+ARCHITECTURE_OPTIONS = (
+    "lstm_units", "lstm_layers", "embed_dim", "dropout", "voice_input", "beat_input", "bar_input", "key_input",
+    "attention_steps", "attention_heads", "attention_key_dim",
+)
 
 
 def _figures_line(figures: dict) -> str:

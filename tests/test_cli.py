@@ -94,6 +94,9 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
         (["generate", "--model", "{model}", "-o", "{tmp}/x.wav"], ".mid"),
         (["eval", "{model}", "--corpus", "{tmp}/nothing.json"], "does not exist"),
         (["train", "--corpus", "{tmp}/nothing", "--out", "{tmp}/m.keras"], "does not exist"),
+        (["train", "--init-from", "{tmp}/missing.keras", "--out", "{tmp}/m.keras"], "--init-from: {tmp}/missing.keras does not exist"),
+        (["train", "--init-from", "{model}", "--lstm-units", "64", "--out", "{tmp}/m.keras"],
+         "--lstm-units cannot be combined with --init-from"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_path, other_keras_model):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from bachd.errors import BachdError
@@ -42,6 +43,37 @@ def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_p
     resumed = train(_config(tiny_json_corpus, out, epochs=3, label_smoothing=0.1), keyed, resume=True)
     assert resumed["epochs_run"] == 3 and resumed["training"]["resumed"]
     assert len((run_dir(out) / "log.csv").read_text().strip().splitlines()) == 4  # one more epoch, appended
+
+
+def test_a_fine_tune_starts_from_the_model_it_is_given(tiny_json_corpus, tmp_path):
+    base = tmp_path / "base.keras"
+    train(_config(tiny_json_corpus, base, epochs=2), TINY)
+    out = tmp_path / "tuned.keras"
+    asked = ModelConfig(embed_dim=12, lstm_units=24, lstm_layers=2)  # ignored: a fine-tune keeps the architecture
+    card = train(_config(tiny_json_corpus, out, epochs=1, learning_rate=1e-6, init_from=str(base)), asked)
+    assert card["model"]["lstm_units"] == 16 and card["model"]["lstm_layers"] == 1
+    assert card["training"]["init_from"] == str(base)
+    # A learning rate too small to move anything: the weights are still the starting model's
+    # (a fresh initialisation would be far from them), and the epoch's logged validation NLL
+    # is the starting figure the run measured before training.
+    for start, tuned in zip(load_model(base).get_weights(), load_model(out).get_weights()):
+        assert np.allclose(start, tuned, atol=1e-3)
+    epoch_one = float((run_dir(out) / "log.csv").read_text().strip().splitlines()[1].split(",")[-1])
+    assert card["start_val_nll"] == pytest.approx(epoch_one, abs=1e-3)
+
+
+def test_a_fine_tune_that_only_gets_worse_hands_back_the_model_it_started_from(tiny_json_corpus, tmp_path):
+    base = tmp_path / "base.keras"
+    train(_config(tiny_json_corpus, base, epochs=2), TINY)
+    out = tmp_path / "wrecked.keras"
+    card = train(_config(tiny_json_corpus, out, epochs=2, learning_rate=1.0, weight_decay=0.0, init_from=str(base)), TINY)
+    log = (run_dir(out) / "log.csv").read_text().strip().splitlines()
+    header = log[0].split(",")
+    worse = [float(line.split(",")[header.index("val_nll")]) for line in log[1:]]
+    assert min(worse) > card["start_val_nll"]  # every epoch at this rate made validation worse...
+    assert card["best_epoch"] == 0  # ...so the written model is the starting one, exactly
+    for start, written in zip(load_model(base).get_weights(), load_model(out).get_weights()):
+        assert np.array_equal(start, written)
 
 
 def test_resume_without_a_run_is_an_error(tiny_json_corpus, tmp_path):

@@ -49,6 +49,7 @@ class TrainConfig:
     allow_pickle: bool = False
     label_smoothing: float = 0.0
     threads: int | None = None  # CPU threads for TensorFlow's kernels (None: all cores)
+    init_from: str | None = None  # a bachd model whose weights and architecture the run starts from
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
@@ -59,6 +60,8 @@ class TrainConfig:
             raise BachdError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.threads is not None and self.threads < 1:
             raise BachdError("--threads must be at least 1")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise BachdError(f"--init-from: {self.init_from} does not exist")
         check_output(Path(self.out), "--out", (".keras",))
         return self
 
@@ -311,6 +314,17 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
     hooks.on_train_end()
 
 
+def validation_nll(model: "keras.Model", valid_ds) -> float:
+    """The validation NLL the training loop logs (``val_nll``), for weights not yet trained."""
+    total = weight = 0.0
+    for x, y, w in valid_ds:
+        logits = tf.cast(model(x, training=False), tf.float32)
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        total += float(tf.reduce_sum(nll * w))
+        weight += float(tf.reduce_sum(w))
+    return total / max(weight, 1.0)
+
+
 def save_artifact(model: "keras.Model", path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state in shipped models."""
     from bachd.model.keras_model import config_of
@@ -362,6 +376,10 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         state["elapsed_seconds_before"] = state.get("elapsed_seconds", 0.0)
     if resume:  # the run's own model decides what its position input counts
         model_config = read_config(directory / "last.keras")
+    start_weights = None
+    if config.init_from is not None and not resume:  # fine-tuning: the starting model's architecture
+        model_config = read_config(config.init_from)
+        start_weights = load_model(config.init_from).get_weights()
     train_ds, valid_ds, steps_per_epoch = make_datasets(
         config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config)
     )
@@ -370,7 +388,15 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
             model = load_model(directory / "last.keras", compile=True)
         else:
             model = build_model(model_config)
+            if start_weights is not None:
+                model.set_weights(start_weights)
             compile_model(model, config, config.epochs * steps_per_epoch)
+    if start_weights is not None:
+        # The starting model is the checkpoint to beat: a fine-tune that only makes the
+        # validation figure worse hands back the model it started from.
+        start_nll = validation_nll(model, valid_ds)
+        state.update(start_val_nll=start_nll, best_val_loss=start_nll, best_epoch=0, wait=0)
+        print(f"starting from {config.init_from}: validation NLL {start_nll:.4f}", file=sys.stderr)
     print(
         f"training {model.count_params():,} parameters on {len(train_pieces)} pieces "
         f"({sum(p.steps for p in train_pieces):,} steps), validating on {len(valid_pieces)}; "
@@ -385,6 +411,9 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         callbacks.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0))
     if resume and (directory / "best.keras").exists():
         callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
+    elif start_weights is not None:
+        callbacks[0].best_weights = start_weights
+        save_artifact(model, directory / "best.keras")
     budget_left = config.max_minutes is None or state.get("elapsed_seconds", 0.0) < config.max_minutes * 60
     if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
         if config.distribute == "multiworker":
@@ -449,6 +478,7 @@ def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -
         "metrics_by_corpus": corpus_metrics(model, corpora) if len(corpora) > 1 else {},
         "epochs_run": state.get("epoch", 0),
         "best_epoch": state.get("best_epoch"),
+        "start_val_nll": state.get("start_val_nll"),
         "training_seconds": round(state.get("elapsed_seconds", 0.0), 1),
         "command": command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
