@@ -67,11 +67,10 @@ def _rows(check: str, answer: dict) -> list[dict]:
         ]
     if check == "harmonize":
         return [{"figure": r["figure"], "label": r["label"], "bach": r["bach"], "model": r["bachd"]} for r in answer["rows"]]
+    figures = [key.removeprefix("bachd_") for key in answer if key.startswith("bachd_")]
     return [
-        {"figure": key[len("bachd_"):], "label": key[len("bachd_"):].replace("_", " "),
-         "bach": answer.get("bach_" + key[len("bachd_"):]), "model": value}
-        for key, value in answer.items()
-        if key.startswith("bachd_")
+        {"figure": f, "label": f.replace("_", " "), "bach": answer.get("bach_" + f), "model": answer["bachd_" + f]}
+        for f in figures
     ]
 
 

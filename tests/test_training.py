@@ -45,6 +45,13 @@ def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_p
     assert len((run_dir(out) / "log.csv").read_text().strip().splitlines()) == 4  # one more epoch, appended
 
 
+def _logged(out, column: str) -> list[float]:
+    """One column of a run's CSV log, epoch by epoch."""
+    header, *rows = (run_dir(out) / "log.csv").read_text().strip().splitlines()
+    index = header.split(",").index(column)
+    return [float(row.split(",")[index]) for row in rows]
+
+
 def test_a_fine_tune_starts_from_the_model_it_is_given(tiny_json_corpus, tmp_path):
     base = tmp_path / "base.keras"
     train(_config(tiny_json_corpus, base, epochs=2), TINY)
@@ -58,8 +65,7 @@ def test_a_fine_tune_starts_from_the_model_it_is_given(tiny_json_corpus, tmp_pat
     # is the starting figure the run measured before training.
     for start, tuned in zip(load_model(base).get_weights(), load_model(out).get_weights()):
         assert np.allclose(start, tuned, atol=1e-3)
-    epoch_one = float((run_dir(out) / "log.csv").read_text().strip().splitlines()[1].split(",")[-1])
-    assert card["start_val_nll"] == pytest.approx(epoch_one, abs=1e-3)
+    assert card["start_val_nll"] == pytest.approx(_logged(out, "val_nll")[0], abs=1e-3)
 
 
 def test_a_fine_tune_that_only_gets_worse_hands_back_the_model_it_started_from(tiny_json_corpus, tmp_path):
@@ -67,10 +73,7 @@ def test_a_fine_tune_that_only_gets_worse_hands_back_the_model_it_started_from(t
     train(_config(tiny_json_corpus, base, epochs=2), TINY)
     out = tmp_path / "wrecked.keras"
     card = train(_config(tiny_json_corpus, out, epochs=2, learning_rate=1.0, weight_decay=0.0, init_from=str(base)), TINY)
-    log = (run_dir(out) / "log.csv").read_text().strip().splitlines()
-    header = log[0].split(",")
-    worse = [float(line.split(",")[header.index("val_nll")]) for line in log[1:]]
-    assert min(worse) > card["start_val_nll"]  # every epoch at this rate made validation worse...
+    assert min(_logged(out, "val_nll")) > card["start_val_nll"]  # every epoch at this rate made validation worse...
     assert card["best_epoch"] == 0  # ...so the written model is the starting one, exactly
     for start, written in zip(load_model(base).get_weights(), load_model(out).get_weights()):
         assert np.array_equal(start, written)

@@ -25,7 +25,7 @@ from bachd.music.corpus import Corpus, Piece, load_corpora
 from bachd.model.windows import CropSampler, WindowConfig, piece_key_row, piece_period, sequence_arrays
 from bachd.errors import BachdError
 from bachd.model.metrics import evaluate_pieces
-from bachd.model.keras_model import ModelConfig, build_model, input_names, keras, load_model, save_model, tf
+from bachd.model.keras_model import ModelConfig, build_model, config_of, input_names, keras, load_model, save_model, tf
 from bachd.model.modelfile import card_path, read_config
 from bachd.outputs import check_output
 
@@ -327,8 +327,6 @@ def validation_nll(model: "keras.Model", valid_ds) -> float:
 
 def save_artifact(model: "keras.Model", path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state in shipped models."""
-    from bachd.model.keras_model import config_of
-
     clean = build_model(config_of(model))
     clean.set_weights(model.get_weights())
     tmp = path.with_name(path.stem + ".tmp.keras")
@@ -378,8 +376,8 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         model_config = read_config(directory / "last.keras")
     start_weights = None
     if config.init_from is not None and not resume:  # fine-tuning: the starting model's architecture
-        model_config = read_config(config.init_from)
-        start_weights = load_model(config.init_from).get_weights()
+        start = load_model(config.init_from)
+        model_config, start_weights = config_of(start), start.get_weights()
     train_ds, valid_ds, steps_per_epoch = make_datasets(
         config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config)
     )
@@ -448,8 +446,6 @@ def corpus_metrics(model, corpora: list[Corpus]) -> dict:
 
 
 def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -> dict:
-    from bachd.model.keras_model import config_of
-
     metrics = {}
     for split in ("valid", "test"):
         pieces = _pieces(corpora, split)
