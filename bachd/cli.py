@@ -108,6 +108,7 @@ def train_cli(
     attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
     attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the training loss (0: plain NLL).")] = 0.0,
+    ema: Annotated[Optional[float], typer.Option(min=0.5, max=0.99999, help="Polyak averaging: validate, checkpoint and ship the exponential moving average of the weights, with this momentum per batch (e.g. 0.99 averages over about the last 100 batches).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
     window_steps: Annotated[int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")] = 128,
     passes: Annotated[float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")] = 4.0,
@@ -141,7 +142,7 @@ def train_cli(
             learning_rate=learning_rate, weight_decay=weight_decay, patience=patience, seed=seed,
             window=WindowConfig(window_steps=window_steps, transpose=transpose, passes=passes),
             distribute=distribute.value, max_minutes=max_minutes, allow_pickle=allow_pickle,
-            label_smoothing=label_smoothing, threads=threads,
+            label_smoothing=label_smoothing, threads=threads, ema=ema,
             init_from=None if init_from is None else str(init_from),
         )
         model_config = ModelConfig(

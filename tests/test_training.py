@@ -79,6 +79,34 @@ def test_a_fine_tune_that_only_gets_worse_hands_back_the_model_it_started_from(t
         assert np.array_equal(start, written)
 
 
+def test_ema_validates_checkpoints_and_ships_the_average_and_resumes_exactly(tiny_json_corpus, tmp_path):
+    from bachd.music.corpus import load_corpora
+    from bachd.model.training import _pieces, _swap_average, make_datasets, make_strategy, validation_nll
+
+    still = ModelConfig(embed_dim=8, lstm_units=16, lstm_layers=1, dropout=0.0)  # no dropout: runs repeat exactly
+    whole = tmp_path / "whole.keras"
+    train(_config(tiny_json_corpus, whole, epochs=3, ema=0.8, learning_rate=3e-2), still)
+    # The same run stopped after its first epoch (a time budget), then resumed.
+    parts = tmp_path / "parts.keras"
+    train(_config(tiny_json_corpus, parts, epochs=3, ema=0.8, learning_rate=3e-2, max_minutes=1e-4), still)
+    last = load_model(run_dir(parts) / "last.keras", compile=True)
+    averaged = last.get_weights()
+    best = load_model(run_dir(parts) / "best.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(averaged, best.get_weights()))  # the checkpoint is the average
+    # ...which is what validation measured, and not what the optimizer was training.
+    config = _config(tiny_json_corpus, parts)
+    pieces = load_corpora(config.corpora)
+    _, valid_ds, _ = make_datasets(config, _pieces(pieces, "train"), _pieces(pieces, "valid"), make_strategy("none"), 0, 16)
+    assert validation_nll(best, valid_ds) == pytest.approx(_logged(parts, "val_nll")[0], abs=1e-4)
+    _swap_average(last)
+    assert max(np.abs(a - b).max() for a, b in zip(averaged, last.get_weights())) > 0.01
+    assert abs(validation_nll(last, valid_ds) - _logged(parts, "val_nll")[0]) > 1e-3
+    train(_config(tiny_json_corpus, parts, epochs=3, ema=0.8, learning_rate=3e-2), still, resume=True)
+    assert _logged(parts, "val_nll") == pytest.approx(_logged(whole, "val_nll"), abs=1e-5)
+    for a, b in zip(load_model(whole).get_weights(), load_model(parts).get_weights()):
+        assert np.allclose(a, b, atol=1e-5)
+
+
 def test_resume_without_a_run_is_an_error(tiny_json_corpus, tmp_path):
     with pytest.raises(BachdError, match="nothing to resume"):
         train(_config(tiny_json_corpus, tmp_path / "m.keras"), TINY, resume=True)
@@ -161,7 +189,7 @@ def test_two_worker_processes_train_one_model_like_a_single_worker(tiny_json_cor
 
     common = ["-m", "bachd", "train", "--corpus", str(tiny_json_corpus), "--epochs", "3", "--embed-dim", "8",
               "--lstm-units", "16", "--lstm-layers", "1", "--dropout", "0", "--window-steps", "16", "--passes", "2",
-              "--threads", "1", "--seed", "7"]
+              "--threads", "1", "--seed", "7", "--ema", "0.9"]  # with the averaged weights validated on each worker
     out = tmp_path / "multi.keras"
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     processes = []

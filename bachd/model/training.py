@@ -50,6 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     threads: int | None = None  # CPU threads for TensorFlow's kernels (None: all cores)
     init_from: str | None = None  # a bachd model whose weights and architecture the run starts from
+    ema: float | None = None  # Polyak averaging: momentum of the weights' moving average (None: off)
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
@@ -60,6 +61,8 @@ class TrainConfig:
             raise BachdError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.threads is not None and self.threads < 1:
             raise BachdError("--threads must be at least 1")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise BachdError(f"--ema must be in (0, 1), got {self.ema}")
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise BachdError(f"--init-from: {self.init_from} does not exist")
         check_output(Path(self.out), "--out", (".keras",))
@@ -159,7 +162,10 @@ def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -
         warmup_target=config.learning_rate,
         warmup_steps=warmup,
     )
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+    optimizer = keras.optimizers.AdamW(
+        schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm,
+        use_ema=config.ema is not None, ema_momentum=config.ema or 0.99,
+    )
     model.compile(
         optimizer=optimizer,
         loss=SmoothedSparseCrossentropy(config.label_smoothing),
@@ -289,7 +295,7 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
     def agree_to_stop(stop: bool) -> bool:
         return bool(stop_anywhere(tf.constant(1.0 if stop else 0.0)) > 0)
 
-    hooks = keras.callbacks.CallbackList(callbacks, model=model)
+    hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=config.epochs, steps=steps_per_epoch)
     hooks.on_train_begin()
     iterator = iter(strategy.experimental_distribute_dataset(train_ds))
     verbose = sys.stderr.isatty()
@@ -300,8 +306,10 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
         for _ in range(steps_per_epoch):
             total += train_step(iterator).numpy()
         valid = np.zeros(4)
+        hooks.on_test_begin()  # as in fit(): with --ema, validation sees the averaged weights
         for x, y, w in valid_ds:
             valid += valid_step(x, y, w).numpy()
+        hooks.on_test_end()
         logs = {**figures(total), **{f"val_{k}": v for k, v in figures(valid).items()}}
         if verbose or worker_index() == 0:
             print(f"epoch {epoch + 1}/{config.epochs} - {time.monotonic() - started:.0f}s - "
@@ -312,6 +320,13 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
         if agree_to_stop(bool(model.stop_training)):
             break
     hooks.on_train_end()
+
+
+def _swap_average(model: "keras.Model") -> None:
+    """Exchange the model's weights with the optimizer's moving average of them."""
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    swap._swap_variables()
 
 
 def validation_nll(model: "keras.Model", valid_ds) -> float:
@@ -384,6 +399,10 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     with strategy.scope():
         if resume:
             model = load_model(directory / "last.keras", compile=True)
+            if config.ema is not None and state["epoch"] > 0:
+                # last.keras was written with the averaged weights swapped into the model
+                # (so they are what each epoch checkpoints); swap the trained ones back.
+                _swap_average(model)
         else:
             model = build_model(model_config)
             if start_weights is not None:
@@ -402,15 +421,18 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         file=sys.stderr,
     )
     callbacks = [
+        # First: with --ema, validation and the checkpoints see the weights' moving average.
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema is not None else []),
         RunState(config, state, time.monotonic()),
         keras.callbacks.CSVLogger(str(directory / "log.csv"), append=resume),
     ]
+    state_callback = callbacks[-2]
     if config.distribute != "multiworker":
         callbacks.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0))
     if resume and (directory / "best.keras").exists():
-        callbacks[0].best_weights = load_model(directory / "best.keras").get_weights()
+        state_callback.best_weights = load_model(directory / "best.keras").get_weights()
     elif start_weights is not None:
-        callbacks[0].best_weights = start_weights
+        state_callback.best_weights = start_weights
         save_artifact(model, directory / "best.keras")
     budget_left = config.max_minutes is None or state.get("elapsed_seconds", 0.0) < config.max_minutes * 60
     if state["epoch"] < config.epochs and state.get("wait", 0) < config.patience and budget_left:
@@ -426,8 +448,8 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
                 callbacks=callbacks,
                 verbose=1 if sys.stderr.isatty() else 2,
             )
-    elif callbacks[0].best_weights is not None:
-        model.set_weights(callbacks[0].best_weights)
+    elif state_callback.best_weights is not None:
+        model.set_weights(state_callback.best_weights)
     save_artifact(model, out)
     card = write_card(model, config, corpora, state, command)
     from bachd.sound.plots import plot_history
