@@ -399,9 +399,12 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     with strategy.scope():
         if resume:
             model = load_model(directory / "last.keras", compile=True)
-            if config.ema is not None and state["epoch"] > 0:
-                # last.keras was written with the averaged weights swapped into the model
-                # (so they are what each epoch checkpoints); swap the trained ones back.
+            # The run's own optimizer decides whether it averages, as its model decides the
+            # architecture: last.keras holds the average in the model (what each epoch
+            # checkpoints) and the trained weights in the optimizer; swap them back.
+            averaging = bool(getattr(model.optimizer, "use_ema", False))
+            config = replace(config, ema=model.optimizer.ema_momentum if averaging else None)
+            if averaging:
                 _swap_average(model)
         else:
             model = build_model(model_config)
@@ -420,13 +423,13 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         f"{steps_per_epoch} batches per epoch, {strategy.num_replicas_in_sync} device(s)",
         file=sys.stderr,
     )
+    state_callback = RunState(config, state, time.monotonic())
     callbacks = [
         # First: with --ema, validation and the checkpoints see the weights' moving average.
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema is not None else []),
-        RunState(config, state, time.monotonic()),
+        state_callback,
         keras.callbacks.CSVLogger(str(directory / "log.csv"), append=resume),
     ]
-    state_callback = callbacks[-2]
     if config.distribute != "multiworker":
         callbacks.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0))
     if resume and (directory / "best.keras").exists():
