@@ -97,6 +97,10 @@ def test_generate_variations_and_seed_inclusion(tiny_model_path, tmp_path):
         (["train", "--init-from", "{tmp}/missing.keras", "--out", "{tmp}/m.keras"], "--init-from: {tmp}/missing.keras does not exist"),
         (["train", "--init-from", "{model}", "--lstm-units", "64", "--out", "{tmp}/m.keras"],
          "--lstm-units cannot be combined with --init-from"),
+        (["train", "--teacher", "{tmp}/missing.keras", "--out", "{tmp}/m.keras"], "--teacher: {tmp}/missing.keras does not exist"),
+        (["train", "--teacher", "{model}", "--teacher-weight", "1", "--teacher-weight", "2", "--out", "{tmp}/m.keras"],
+         "2 --teacher-weight for 1 --teacher"),
+        (["train", "--teacher-weight", "1", "--out", "{tmp}/m.keras"], "--teacher-weight needs --teacher"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, message, tiny_model_path, tmp_path, other_keras_model):

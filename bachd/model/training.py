@@ -51,6 +51,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for TensorFlow's kernels (None: all cores)
     init_from: str | None = None  # a bachd model whose weights and architecture the run starts from
     ema: float | None = None  # Polyak averaging: momentum of the weights' moving average (None: off)
+    teachers: list[str] = field(default_factory=list)  # bachd models whose mixed distribution the run also learns
+    teacher_weights: list[float] = field(default_factory=list)  # their mixture weights (empty: equal)
+    distill: float = 0.5  # with teachers: the loss's share on the teachers' distribution
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
@@ -65,6 +68,14 @@ class TrainConfig:
             raise BachdError(f"--ema must be in (0, 1), got {self.ema}")
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise BachdError(f"--init-from: {self.init_from} does not exist")
+        for teacher in self.teachers:
+            if not Path(teacher).is_file():
+                raise BachdError(f"--teacher: {teacher} does not exist")
+        if not 0.0 < self.distill <= 1.0:
+            raise BachdError(f"--distill must be in (0, 1], got {self.distill}")
+        from bachd.model.distill import mixture_weights
+
+        mixture_weights(self.teachers, self.teacher_weights)
         check_output(Path(self.out), "--out", (".keras",))
         return self
 
@@ -117,22 +128,31 @@ def _validation_arrays(pieces: list[Piece], window_steps: int, positions: int) -
 
 
 def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], strategy, first_epoch: int,
-                  positions: int, inputs: tuple[str, ...] = ("tokens", "voices", "beats")):
-    """Training and validation datasets of (``inputs``, targets, weights) batches."""
+                  positions: int, inputs: tuple[str, ...] = ("tokens", "voices", "beats"), soft: dict | None = None):
+    """Training and validation datasets of (``inputs``, targets, weights) batches. With
+    ``soft`` (a teacher's tables, :mod:`bachd.model.distill`), the targets are packed: the
+    teacher's distribution with the note's index after it (:func:`hard_targets`); validation
+    packs the note itself as the distribution, so its loss is its NLL."""
     length = config.window.window_steps * encoding.NUM_VOICES
     spec = {
         name: tf.TensorSpec((length,), tf.float32 if name == "weights" else tf.int32)
         for name in ("tokens", "voices", "beats", "keys", "targets", "weights")
     }
+    if soft is not None:
+        spec["soft"] = tf.TensorSpec((length, encoding.VOCAB_SIZE), tf.float16)
 
     def _split_xy(batch: dict):
-        return ({k: batch[k] for k in inputs}, batch["targets"], batch["weights"])
+        targets = batch["targets"]
+        if soft is not None:
+            given = batch["soft"] if "soft" in batch else tf.one_hot(targets, encoding.VOCAB_SIZE, dtype=tf.float16)
+            targets = tf.concat([tf.cast(given, tf.float32), tf.cast(targets, tf.float32)[..., None]], axis=-1)
+        return ({k: batch[k] for k in inputs}, targets, batch["weights"])
 
     epoch_counter = [first_epoch]
 
     def generate():
         # A fresh, seeded sampler per epoch: the data order does not depend on resuming.
-        sampler = CropSampler(train, config.window, config.seed * 100_003 + epoch_counter[0], positions)
+        sampler = CropSampler(train, config.window, config.seed * 100_003 + epoch_counter[0], positions, soft)
         epoch_counter[0] += 1
         yield from sampler.epoch()
 
@@ -153,6 +173,30 @@ def make_datasets(config: TrainConfig, train: list[Piece], valid: list[Piece], s
     return train_ds.with_options(options), valid_ds.with_options(options), steps_per_epoch
 
 
+def hard_targets(y):
+    """The notes' token indices from targets that may be packed with a teacher's distribution
+    (:func:`make_datasets`)."""
+    if len(y.shape) == 3:
+        y = y[..., -1]
+    return keras.ops.cast(y, "int32")
+
+
+@keras.saving.register_keras_serializable(package="bachd")
+class HardAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Accuracy on the notes, whether or not the targets carry a teacher's distribution."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(hard_targets(y_true), y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="bachd")
+class HardNLL(keras.metrics.SparseCategoricalCrossentropy):
+    """NLL of the notes, whether or not the targets carry a teacher's distribution."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(hard_targets(y_true), y_pred, sample_weight)
+
+
 def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -> None:
     warmup = min(200, max(1, total_steps // 20))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -168,11 +212,8 @@ def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -
     )
     model.compile(
         optimizer=optimizer,
-        loss=SmoothedSparseCrossentropy(config.label_smoothing),
-        weighted_metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="nll"),
-        ],
+        loss=SmoothedSparseCrossentropy(config.label_smoothing, config.distill if config.teachers else 0.0),
+        weighted_metrics=[HardAccuracy(name="accuracy"), HardNLL(from_logits=True, name="nll")],
         jit_compile=False,
     )
 
@@ -180,22 +221,29 @@ def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -
 @keras.saving.register_keras_serializable(package="bachd")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy on integer targets with optional label smoothing: the target keeps
-    1 - eps of the mass and eps is spread over the whole vocabulary. eps = 0 is plain NLL."""
+    1 - eps of the mass and eps is spread over the whole vocabulary. eps = 0 is plain NLL.
 
-    def __init__(self, smoothing: float = 0.0, name: str = "smoothed_crossentropy", **kwargs):
+    With ``distill`` and targets packed with a teacher's distribution (:func:`make_datasets`),
+    that share of the loss is the cross-entropy against the teacher's distribution instead."""
+
+    def __init__(self, smoothing: float = 0.0, distill: float = 0.0, name: str = "smoothed_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.smoothing = float(smoothing)
+        self.distill = float(distill)
 
     def call(self, y_true, y_pred):
         log_probs = keras.ops.log_softmax(keras.ops.cast(y_pred, "float32"), axis=-1)
-        y_true = keras.ops.cast(y_true, "int32")
-        nll = -keras.ops.squeeze(keras.ops.take_along_axis(log_probs, keras.ops.expand_dims(y_true, -1), axis=-1), -1)
-        if not self.smoothing:
+        hard = hard_targets(y_true)
+        nll = -keras.ops.squeeze(keras.ops.take_along_axis(log_probs, keras.ops.expand_dims(hard, -1), axis=-1), -1)
+        if self.smoothing:
+            nll = (1.0 - self.smoothing) * nll - self.smoothing * keras.ops.mean(log_probs, axis=-1)
+        if not self.distill or len(y_true.shape) != 3:
             return nll
-        return (1.0 - self.smoothing) * nll - self.smoothing * keras.ops.mean(log_probs, axis=-1)
+        taught = -keras.ops.sum(keras.ops.cast(y_true[..., :-1], "float32") * log_probs, axis=-1)
+        return (1.0 - self.distill) * nll + self.distill * taught
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "smoothing": self.smoothing}
+        return {**super().get_config(), "smoothing": self.smoothing, "distill": self.distill}
 
 
 def set_threads(threads: int | None) -> None:
@@ -255,14 +303,15 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
     run (keras-team/keras#20585): each replica computes the loss of its share of the global
     batch, the optimizer all-reduces the gradients, and every worker evaluates the same
     synchronised weights on the whole validation set. Logs and callbacks as ``fit()``'s."""
-    loss_fn = SmoothedSparseCrossentropy(config.label_smoothing)
+    loss_fn = SmoothedSparseCrossentropy(config.label_smoothing, config.distill if config.teachers else 0.0)
     replicas = strategy.num_replicas_in_sync
     optimizer = model.optimizer
 
     def sums(y, logits, w):
         """Weighted sums of loss, NLL and correct predictions, and the weight itself."""
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
+        notes = hard_targets(y)
+        nll = keras.losses.sparse_categorical_crossentropy(notes, logits, from_logits=True)
+        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), notes.dtype), notes), tf.float32)
         return tf.stack([tf.reduce_sum(t * w) for t in (loss_fn.call(y, logits), nll, right)] + [tf.reduce_sum(w)])
 
     def replica_step(x, y, w):
@@ -334,7 +383,7 @@ def validation_nll(model: "keras.Model", valid_ds) -> float:
     total = weight = 0.0
     for x, y, w in valid_ds:
         logits = tf.cast(model(x, training=False), tf.float32)
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        nll = keras.losses.sparse_categorical_crossentropy(hard_targets(y), logits, from_logits=True)
         total += float(tf.reduce_sum(nll * w))
         weight += float(tf.reduce_sum(w))
     return total / max(weight, 1.0)
@@ -393,8 +442,13 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     if config.init_from is not None and not resume:  # fine-tuning: the starting model's architecture
         start = load_model(config.init_from)
         model_config, start_weights = config_of(start), start.get_weights()
+    soft = None
+    if config.teachers:
+        from bachd.model.distill import soft_tables
+
+        soft = soft_tables(config.teachers, config.teacher_weights, train_pieces, config.window.transpose)
     train_ds, valid_ds, steps_per_epoch = make_datasets(
-        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config)
+        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config), soft
     )
     with strategy.scope():
         if resume:

@@ -67,7 +67,10 @@ def piece_period(piece: Piece, positions: int) -> int:
 class CropSampler:
     """Draws random transposed crops from a list of pieces; deterministic for a seed."""
 
-    def __init__(self, pieces: list[Piece], config: WindowConfig, seed: int, positions: int = encoding.STEPS_PER_BAR):
+    def __init__(self, pieces: list[Piece], config: WindowConfig, seed: int, positions: int = encoding.STEPS_PER_BAR,
+                 soft: dict | None = None):
+        """``soft``: a teacher's distribution per (piece index, semitones moved) over the whole
+        piece (:func:`bachd.model.distill.soft_tables`); each crop then carries its part."""
         if not pieces:
             raise ValueError("no training pieces")
         self.pieces = pieces
@@ -78,6 +81,7 @@ class CropSampler:
         self.weights = steps / steps.sum()  # a long piece is cropped more often
         self.crops_per_epoch = max(1, int(round(config.passes * steps.sum() / config.window_steps)))
         self.key_rows = [piece_key_row(p) for p in pieces]
+        self.soft = soft
 
     def crop(self) -> dict[str, np.ndarray]:
         config = self.config
@@ -95,7 +99,12 @@ class CropSampler:
         key = encoding.transposed_key_row(self.key_rows[index], moved_by)
         if self.rng.random() < config.key_dropout:
             key = encoding.UNKNOWN_KEY  # so the model also plays before it knows the key
-        return sequence_arrays(tokens, first_step, piece.phase, config.window_steps, piece_period(piece, self.positions), key)
+        arrays = sequence_arrays(tokens, first_step, piece.phase, config.window_steps, piece_period(piece, self.positions), key)
+        if self.soft is not None:
+            start, length = first_step * encoding.NUM_VOICES, config.window_steps * encoding.NUM_VOICES
+            part = self.soft[index, moved_by][start : start + length]
+            arrays["soft"] = np.pad(part, ((0, length - len(part)), (0, 0)))
+        return arrays
 
     def epoch(self):
         for _ in range(self.crops_per_epoch):
