@@ -123,7 +123,7 @@ def train_cli(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")] = None,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from this bachd model's weights and architecture, with a fresh learning-rate schedule: fine-tune it on --corpus. The result is never worse on validation than the model it starts from.")] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Distillation: also learn this bachd model's predictions on every training piece (repeatable: their mixture). Give the same teachers again with --resume.")] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Distillation: also learn this bachd model's predictions on every training piece (repeatable: their mixture). A resumed run keeps its own teachers.")] = None,
     teacher_weight: Annotated[Optional[list[float]], typer.Option("--teacher-weight", min=0.0, help="Each --teacher's weight in the mixture, in the same order (default: equal).")] = None,
     distill: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --teacher: the share of the loss on the teachers' predictions; the rest is on the notes.")] = 0.5,
 ) -> None:

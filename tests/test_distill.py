@@ -137,3 +137,15 @@ def test_a_student_learns_what_its_teacher_predicts(tiny_json_corpus, tmp_path):
 def test_a_missing_teacher_is_a_clear_error(tiny_json_corpus, tmp_path):
     with pytest.raises(BachdError, match="--teacher: .*does not exist"):
         train(_config(tiny_json_corpus, tmp_path / "m.keras", teachers=[str(tmp_path / "nope.keras")]), TINY)
+
+
+def test_a_resumed_run_keeps_its_own_teachers(tiny_json_corpus, teachers, tmp_path, capsys):
+    out = tmp_path / "student.keras"
+    kept = dict(teachers=[str(teachers[0]), str(teachers[1])], teacher_weights=[2.0, 1.0], distill=0.7)
+    train(_config(tiny_json_corpus, out, epochs=2, max_minutes=1e-4, **kept), TINY)  # stops after one epoch
+    capsys.readouterr()
+    card = train(_config(tiny_json_corpus, out, epochs=2), TINY, resume=True)  # the resume names no teacher
+    told = capsys.readouterr().err
+    assert "teacher first.keras (weight 0.667)" in told and "teacher second.keras (weight 0.333)" in told
+    assert card["epochs_run"] == 2 and card["training"]["resumed"]
+    assert {k: card["training"][k] for k in kept} == kept

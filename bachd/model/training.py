@@ -436,6 +436,12 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
     if resume:
         state = json.loads((directory / "state.json").read_text())
         state["elapsed_seconds_before"] = state.get("elapsed_seconds", 0.0)
+        if state.get("teachers"):
+            # The run's own teachers, as its optimizer decides --ema: whatever the resume says.
+            config = replace(config, teachers=state["teachers"], teacher_weights=state["teacher_weights"],
+                             distill=state["distill"])
+    elif config.teachers:
+        state.update(teachers=config.teachers, teacher_weights=config.teacher_weights, distill=config.distill)
     if resume:  # the run's own model decides what its position input counts
         model_config = read_config(directory / "last.keras")
     start_weights = None
