@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bachd.errors import BachdError
-from bachd.model.keras_model import config_of, input_names, load_model, tf
+from bachd.model.keras_model import config_of, load_model, tf
+from bachd.model.metrics import whole_piece_logits
 from bachd.model.windows import piece_period, sequence_arrays
 from bachd.music import encoding
 from bachd.music.corpus import Piece
@@ -63,27 +64,18 @@ def soft_tables(teachers: list[str], weights: list[float], pieces: list[Piece], 
         if model.output_shape[-1] != encoding.VOCAB_SIZE:
             raise BachdError(f"teacher {path} has another vocabulary than bachd's")
         config = config_of(model)
-        names = input_names(config)
-        batch: list[tuple[tuple[int, int], dict]] = []
 
-        def flush() -> None:
-            length = max(len(a["tokens"]) for _, a in batch)
-            stacked = {k: np.stack([np.pad(a[k], (0, length - len(a[k]))) for _, a in batch]) for k in names}
-            probs = tf.nn.softmax(tf.cast(model(stacked, training=False), tf.float32), axis=-1).numpy()
-            for row, (key, arrays) in enumerate(batch):
-                part = weight * probs[row, : len(arrays["tokens"])]
+        def arrays(index: int, shift: int) -> dict:
+            piece = pieces[index]
+            tokens = encoding.transpose_tokens(piece.tokens, shift)
+            return sequence_arrays(tokens, 0, piece.phase, piece.steps, piece_period(piece, config.positions))
+
+        items = ((key, arrays(*key)) for key in sequences)
+        for batch, _, logits in whole_piece_logits(model, items, batch_tokens):
+            probs = tf.nn.softmax(logits, axis=-1).numpy()
+            for row, (key, inputs) in enumerate(batch):
+                part = weight * probs[row, : len(inputs["tokens"])]
                 tables[key] = part if key not in tables else tables[key] + part
-            batch.clear()
-
-        for key in sequences:
-            piece = pieces[key[0]]
-            tokens = encoding.transpose_tokens(piece.tokens, key[1])
-            arrays = sequence_arrays(tokens, 0, piece.phase, piece.steps, piece_period(piece, config.positions))
-            if batch and (len(batch) + 1) * len(arrays["tokens"]) > batch_tokens:
-                flush()
-            batch.append((key, arrays))
-        if batch:
-            flush()
         print(f"teacher {Path(path).name} (weight {weight:.3g}): {len(sequences)} pieces and transpositions "
               f"in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return {key: table.astype(np.float16) for key, table in tables.items()}

@@ -8,6 +8,7 @@ tie-less corpora cannot make.
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -31,17 +32,9 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
     attack_table[[encoding.attack(p) for p in range(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)]] = True
     order = sorted(pieces, key=lambda p: p.steps)
     positions = config_of(model).positions
-    inputs = input_names(config_of(model))
-    batch: list[dict] = []
-
-    def flush() -> None:
-        length = max(len(a["tokens"]) for a in batch)
-        stacked = {
-            key: np.stack([np.pad(a[key], (0, length - len(a[key]))) for a in batch])
-            for key in ("tokens", "voices", "beats", "keys", "targets", "weights")
-        }
-        logits = model({k: stacked[k] for k in inputs}, training=False)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    items = ((None, piece_arrays(p, positions, piece_key_row(p) if with_key else encoding.UNKNOWN_KEY)) for p in order)
+    for _, stacked, logits in whole_piece_logits(model, items, batch_tokens):
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
         targets = tf.constant(stacked["targets"], tf.int32)
         token_nll = -tf.gather(log_probs, targets, batch_dims=2).numpy()
         class_probs = tf.einsum("btv,vc->btc", tf.exp(log_probs), class_matrix)
@@ -54,16 +47,31 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
             w = weights * (stacked["voices"] == voice)
             totals[voice] += [w.sum(), (w * token_nll).sum(), (w * pitch_nll).sum(), (w * correct).sum(),
                               (w * attacks).sum(), (w * attacks * pitch_nll).sum()]
-        batch.clear()
-
-    for piece in order:
-        arrays = piece_arrays(piece, positions, piece_key_row(piece) if with_key else encoding.UNKNOWN_KEY)
-        if batch and (len(batch) + 1) * len(arrays["tokens"]) > batch_tokens:
-            flush()
-        batch.append(arrays)
-    if batch:
-        flush()
     return summarize(totals)
+
+
+def whole_piece_logits(model: "keras.Model", items: Iterable[tuple[Any, dict]], batch_tokens: int
+                       ) -> Iterator[tuple[list[tuple[Any, dict]], dict, "tf.Tensor"]]:
+    """Whole sequences through ``model`` in batches of at most ``batch_tokens`` tokens, each
+    padded to its longest sequence: yields (the batch's ``(tag, arrays)`` items, their arrays
+    stacked and zero-padded, float32 logits (batch, steps * voices, vocab)). Items are batched
+    in the order given: sort them by length to waste little on padding."""
+    names = input_names(config_of(model))
+    batch: list[tuple[Any, dict]] = []
+
+    def run() -> tuple[list[tuple[Any, dict]], dict, "tf.Tensor"]:
+        length = max(len(a["tokens"]) for _, a in batch)
+        stacked = {k: np.stack([np.pad(a[k], (0, length - len(a[k]))) for _, a in batch]) for k in batch[0][1]}
+        logits = tf.cast(model({k: stacked[k] for k in names}, training=False), tf.float32)
+        return list(batch), stacked, logits
+
+    for item in items:
+        if batch and (len(batch) + 1) * len(item[1]["tokens"]) > batch_tokens:
+            yield run()
+            batch.clear()
+        batch.append(item)
+    if batch:
+        yield run()
 
 
 def summarize(totals: np.ndarray) -> dict:
