@@ -114,7 +114,7 @@ _DECLARED = (
     # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
     # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
     # over four seeds (README, "The live harmonizer against Bach").
-    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a complete chord, then a V-I or IV-I in root position, then one on the key's tonic; of two alike, the one in the key. On the beat before a strong beat, as many under a melody note on the key's 2nd or 7th, keeping the key's dominant in root position, then any root-position chord (1: the model's own draw).", int, 1, 16, live=True),
+    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a complete chord, then a V-I or IV-I in root position, then one on the key's tonic; of two alike, the one in the key. On the beat before a strong beat, as many under a melody note on the key's 2nd or 7th, keeping the key's dominant in root position, then any root-position chord; a dominant kept there stands until the strong beat while the melody holds (1: the model's own draw).", int, 1, 16, live=True),
     Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8), live=True),
     Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0, live=True),
     Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar"), live=True),

@@ -108,3 +108,16 @@ class FakeWhiteKeyEngine(FakeRestingEngine):
             if pitch % 12 in (0, 4, 7, 9):
                 logits[:, enc.attack(pitch)] = 0.0
         return logits
+
+
+class FakeOnTheBeatEngine(FakeRestingEngine):
+    """An engine whose model strikes C, E, G and B-flat alike on a beat, the notes of C's
+    dominant seventh, and between beats any note alike."""
+
+    def step(self, previous, voice, beat):
+        self.state = [self.state[0] + 1]
+        logits = np.full((self.batch_size, enc.VOCAB_SIZE), -50.0)
+        for pitch in range(enc.PITCH_LOW, enc.PITCH_HIGH + 1):
+            if beat % enc.STEPS_PER_BEAT or pitch % 12 in (0, 4, 7, 10):
+                logits[:, enc.attack(pitch)] = 0.0
+        return logits

@@ -19,6 +19,7 @@ from bachd.music import encoding
 from bachd.live.player import PlayedNote
 from bachd.live.scheduler import Frame
 from bachd.live.stage import Stage
+from bachd.live.stream import Preparing
 
 V = encoding.NUM_VOICES
 
@@ -60,6 +61,7 @@ class HarmonizeMode:
         self._silent_from: Optional[int] = None
         self._muted = False  # after a panic, wait for the next melody note
         self._ahead = None  # (stream version, generator) computing chords ahead
+        self._standing: Optional[tuple[int, int, np.ndarray]] = None  # (from, to step, masks): a prepared dominant
 
     # --- events -------------------------------------------------------------------------------
     def note_on(self, t_seconds: float, step: int, velocity: int) -> None:
@@ -147,6 +149,8 @@ class HarmonizeMode:
                 known = {v: encoding.REST for v in range(V)}  # the player stopped: so does the harmony
             else:
                 restrict = HOLDS_OR_REST  # the melody rests: harmony may hold, not move
+        elif restrict is None and self._standing is not None and self._standing[0] < step < self._standing[1]:
+            restrict = self._standing[2]  # the dominant prepared on this beat stands until the strong beat
         if 0 not in known:
             known[0] = encoding.REST  # the soprano is the player's: bachd never sings it
         snapshot = p.stream.snapshot()
@@ -160,8 +164,12 @@ class HarmonizeMode:
         else:
             tokens = p.stream.feed(step, known, restrict=restrict, pad="rest", max_pad=0)
         self._harmony = (step, snapshot)
-        if self._muted:
-            return
+        if not self._muted:
+            self._play(step, known, tokens, now, play_now)
+        self._prepared(step, known, tokens)  # after the chord is out: off the melody note's path
+
+    def _play(self, step: int, known: dict[int, int], tokens: np.ndarray, now: float, play_now: bool) -> None:
+        p = self.p
         velocity = p.player.last_velocity if p.settings.velocity == "follow" else int(p.settings.velocity)
         frames = []
         for voice in range(V):
@@ -174,6 +182,19 @@ class HarmonizeMode:
             p.out.play_now(frames)
         else:
             p.out.schedule(due, frames, f"h{step}")
+
+    def _prepared(self, step: int, known: dict[int, int], tokens: np.ndarray) -> None:
+        """After the chord under a melody note struck on the beat before a strong beat: if it
+        is the root-position dominant :class:`Preparing` keeps, it stands to the strong beat."""
+        stream = self.p.stream
+        if not stream.upbeat(step % stream.bar_steps):
+            return
+        self._standing = None
+        preparing = Preparing(stream.keys.key)
+        if encoding.is_attack(known.get(0, encoding.REST)) and preparing.prepares(known[0]) and stream.sampler.config.chord_draws > 1:
+            masks = preparing.standing(tokens)
+            if masks is not None:
+                self._standing = (step, step + encoding.STEPS_PER_BEAT, masks)
 
     # --- spare time: chords ahead ---------------------------------------------------------------
     def background(self, now_seconds: float) -> bool:

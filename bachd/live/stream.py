@@ -163,7 +163,7 @@ class Stream:
             if voice in known:
                 tokens[voice] = known[voice]
             else:
-                rule = restrict
+                rule = restrict if restrict is None or restrict.ndim == 1 else restrict[voice]
                 if voice == 0 and self.silent_steps >= MAX_SILENT_STEPS:
                     rule = NO_REST if restrict is None else restrict & NO_REST
                 elif voice:
@@ -220,7 +220,8 @@ class Stream:
     # melody note and the one that closes best is kept (:class:`Closing`), so a melody that
     # ends its phrase there finds a cadence under it about as often as Bach wrote one. On
     # the beat before, a melody note on the key's 2nd or 7th gets as many, and the chord
-    # that prepares a close is kept (:class:`Preparing`).
+    # that prepares a close is kept (:class:`Preparing`); a root-position dominant kept there
+    # stands until the strong beat while the melody holds (:meth:`Preparing.standing`).
 
     def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
         """A generator that computes, one batched engine step per ``next()``, the chord
@@ -365,6 +366,23 @@ class Preparing:
             return False
         return (encoding.token_pitch(soprano_token) - self.key[0]) % 12 in self.degrees
 
+    def standing(self, tokens: np.ndarray) -> Optional[np.ndarray]:
+        """When ``tokens``, drawn under a melody note this prepares, are the key's dominant
+        in root position: the (voices, vocab) masks that keep it standing until the strong
+        beat while the melody holds (the bass holds its root; the alto and tenor hold, or
+        move within the dominant seventh chord); else None. Passing notes in those 16ths
+        took the chord before the close off its root in as many phrase ends as the draws
+        won."""
+        pitches = encoding.token_pitches(tokens)
+        if self.dominant is None or analysis.rooted(pitches, _DOMINANTS) != self.dominant:
+            return None
+        tones = [(self.dominant + i) % 12 for i in (0, 4, 7, 10)]
+        masks = np.ones((V, encoding.VOCAB_SIZE), bool)
+        masks[1 : V - 1] = np.isin(_PITCH_CLASSES, tones)
+        masks[V - 1] = False
+        masks[V - 1, encoding.hold(int(pitches[V - 1]))] = True
+        return masks
+
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
         pitches = encoding.token_pitches(tokens)
         in_key = _in_scale(pitches, self.scale)
@@ -374,6 +392,8 @@ class Preparing:
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
+_PITCH_CLASSES = np.array([encoding.token_pitch(t) % 12 if encoding.is_pitch_token(t) else -1
+                           for t in range(encoding.VOCAB_SIZE)])  # token -> pitch class; -1: rest and the rest
 
 
 def _in_scale(pitches: np.ndarray, scale: Optional[np.ndarray]) -> bool:
