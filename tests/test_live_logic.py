@@ -495,18 +495,23 @@ def test_a_dominant_prepared_before_a_strong_beat_stands_until_it_while_the_melo
     from fakes import FakeOnTheBeatEngine
 
     # F A C B-flat | A G F F in quarter notes, three times: G, the 2nd of F, is struck on
-    # beat 2 (steps 20, 52, 84), the beat before a strong one.
-    melody = [65, 69, 72, 70, 69, 67, 65, 65] * 3
-    tokens = np.full((len(melody) * 4, 4), enc.REST)
-    for i, pitch in enumerate(melody):
-        tokens[4 * i, 0] = enc.attack(pitch)
-        tokens[4 * i + 1 : 4 * i + 4, 0] = enc.hold(pitch)
+    # beat 2 (steps 20, 52, 84), the beat before a strong one. Then once with G and A in
+    # eighths there: a new melody note ends what stood.
+    quarters = [(65, 4), (69, 4), (72, 4), (70, 4), (69, 4), (67, 4), (65, 4), (65, 4)]
+    notes = quarters * 3 + quarters[:5] + [(67, 2), (69, 2)] + quarters[6:]
+    tokens = np.full((sum(n for _, n in notes), 4), enc.REST)
+    step = 0
+    for pitch, length in notes:
+        tokens[step, 0] = enc.attack(pitch)
+        tokens[step + 1 : step + length, 0] = enc.hold(pitch)
+        step += length
     tones = {0, 4, 7, 10}  # C E G B-flat
     stood = moved = 0
     for seed in range(8):
         ours = harmonize(FakeOnTheBeatEngine(), LiveSettings(rng_seed=seed, chord_draws=8, temperature=1.0, top_p=1.0), tokens)
         pitches, attacks = enc.decode_pitches(ours)
-        for step in range(0, len(ours) - 4, 4):
+        assert (pitches[:, 1:] != enc.SILENT).all(), seed  # no voice ever drops out under the melody
+        for step in range(0, 96, 4):
             after = range(step + 1, step + 4)  # the 16ths while the melody holds
             if step % 32 == 20 and analysis.rooted(pitches[step], _DOMINANTS) == 0:
                 stood += 1

@@ -144,6 +144,8 @@ class HarmonizeMode:
         restrict = None
         if encoding.is_attack(known.get(0, encoding.REST)):
             restrict = ATTACKS  # every melody note gets a chord struck under it
+            if self._standing is not None and step > self._standing[0]:
+                self._standing = None  # a new melody note: its own chord, and nothing stands
         if not known:
             if step - self._silent_from >= encoding.STEPS_PER_BEAT:
                 known = {v: encoding.REST for v in range(V)}  # the player stopped: so does the harmony

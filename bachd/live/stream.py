@@ -165,7 +165,7 @@ class Stream:
             else:
                 rule = restrict if restrict is None or restrict.ndim == 1 else restrict[voice]
                 if voice == 0 and self.silent_steps >= MAX_SILENT_STEPS:
-                    rule = NO_REST if restrict is None else restrict & NO_REST
+                    rule = NO_REST if rule is None else rule & NO_REST
                 elif voice:
                     under = _UNDER[voice][tokens[0]]
                     rule = under if rule is None else rule & under
