@@ -378,7 +378,7 @@ class Preparing:
             return None
         tones = [(self.dominant + i) % 12 for i in (0, 4, 7, 10)]
         masks = np.ones((V, encoding.VOCAB_SIZE), bool)
-        masks[1 : V - 1] = np.isin(_PITCH_CLASSES, tones)
+        masks[1 : V - 1] = (_TOKEN_PITCHES != encoding.SILENT) & np.isin(_TOKEN_PITCHES % 12, tones)
         masks[V - 1] = False
         masks[V - 1, encoding.hold(int(pitches[V - 1]))] = True
         return masks
@@ -392,8 +392,7 @@ class Preparing:
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh
-_PITCH_CLASSES = np.array([encoding.token_pitch(t) % 12 if encoding.is_pitch_token(t) else -1
-                           for t in range(encoding.VOCAB_SIZE)])  # token -> pitch class; -1: rest and the rest
+_TOKEN_PITCHES = encoding.token_pitches(np.arange(encoding.VOCAB_SIZE))  # token -> pitch; SILENT: no pitch
 
 
 def _in_scale(pitches: np.ndarray, scale: Optional[np.ndarray]) -> bool:
