@@ -207,15 +207,36 @@ class MidiProbe:
                      if len(r.message) == 3 and r.message[0] & 0xE0 == 0x80 and (r.message[0] & 0x0F, r.message[1]) in notes]
         return "\n".join(lines) + f"\n({len(self.received)} messages in all)"
 
+    SETTLE_SECONDS = 0.05
+
     def close(self) -> None:
+        """Unregister the probe's two clients, one at a time, each once the graph has settled.
+
+        libjack (jack2) walks a client's port list in that client's notification thread
+        whenever the graph changes (its latency recomputation), while ``jack_port_unregister``
+        edits the same list unlocked (jackaudio/jack2#216): a port unregistered while another
+        client is leaving (a bachd just killed) can crash this process. So wait until the
+        server's port list has stopped changing, and let the last notification run out, before
+        each unregister; the first close is itself a graph change the second waits out."""
         self._running = False
         self._reader.join(timeout=1.0)
         for port in (self.out, self.inp):
             try:
+                self._settle(port)
                 port.close_port()
                 port.delete()
             except Exception:
                 pass
+
+    def _settle(self, port, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        before = port.get_ports()
+        while time.monotonic() < deadline:
+            time.sleep(self.SETTLE_SECONDS)
+            now = port.get_ports()
+            if now == before:
+                return
+            before = now
 
 
 def is_note_on(message: list[int]) -> bool:
