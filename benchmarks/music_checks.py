@@ -13,6 +13,9 @@ answer as a JSON file under ``--out``:
 - ``--harmonize``: the live harmonizer on the validation chorales' melodies;
 - ``--answers``: continue mode answering the validation chorales' opening bars.
 
+A model may carry options of its own after ``@`` (``models/default320.keras@--key-pull=1``):
+they go on each of its ``bachd eval`` commands, and name its results apart.
+
 ``table`` prints one Markdown table per check: each figure, Bach's, each model's figure at
 each seed and its mean, and for ``--music`` whether every seed kept the figure's margin.
 """
@@ -33,8 +36,19 @@ CHECKS = {
 }
 
 
+def split_spec(spec: str) -> tuple[str, list[str]]:
+    """``PATH@--opt=value@...`` → (PATH, [--opt=value, ...])."""
+    path, *options = spec.split("@")
+    return path, options
+
+
+def label(spec: str) -> str:
+    path, options = split_spec(spec)
+    return "@".join([Path(path).stem, *(o.lstrip("-") for o in options)])
+
+
 def result_path(out: Path, model: str, check: str, seed: int) -> Path:
-    return out / f"{Path(model).stem}.{check}.seed{seed}.json"
+    return out / f"{label(model)}.{check}.seed{seed}.json"
 
 
 def run(models: list[str], seeds: list[int], out: Path, pieces: int, checks: list[str]) -> None:
@@ -47,7 +61,8 @@ def run(models: list[str], seeds: list[int], out: Path, pieces: int, checks: lis
                 if path.exists():
                     continue
                 args = [a.format(pieces=pieces) for a in CHECKS[check]]
-                command = [*bachd, "eval", model, *args, "--rng-seed", str(seed), "--json"]
+                path_, options = split_spec(model)
+                command = [*bachd, "eval", path_, *args, *options, "--rng-seed", str(seed), "--json"]
                 print(" ".join(command[2:]), file=sys.stderr, flush=True)
                 done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "CI": "1"})
                 if done.returncode != 0:
@@ -94,7 +109,7 @@ def table(models: list[str], seeds: list[int], out: Path, checks: list[str]) -> 
         first = _rows(check, next(iter(answers.values())))
         header = ["figure", "Bach"]
         for model in models:
-            header += [f"{Path(model).stem} seeds {' / '.join(map(str, seeds))}", "mean"]
+            header += [f"{label(model)} seeds {' / '.join(map(str, seeds))}", "mean"]
         if check == "music":
             header += ["margin", "kept at every seed"]
         lines += [f"### {check}", "", "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
@@ -124,7 +139,8 @@ def table(models: list[str], seeds: list[int], out: Path, checks: list[str]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("run", "table"))
-    parser.add_argument("--models", nargs="+", default=["models/default.keras"])
+    parser.add_argument("--models", nargs="+", default=["models/default.keras"],
+                        help="model files, each optionally with its own eval options: PATH@--key-pull=1")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     parser.add_argument("--out", type=Path, default=Path("runs/checks"))
     parser.add_argument("--pieces", type=int, default=128, help="pieces generated per --music run")
