@@ -17,6 +17,16 @@ from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 V = encoding.NUM_VOICES
 
 
+def chord_group(units: int, most: int = 8, reference_units: int = 320) -> int:
+    """The largest power of two up to ``most`` whose batched step on an LSTM of ``units``
+    costs no more than ``most`` candidates on one of ``reference_units`` (the work grows with
+    the square of the width)."""
+    group = most
+    while group > 1 and group * units * units > most * reference_units * reference_units:
+        group //= 2
+    return group
+
+
 class Stream:
     """The model's running context: feeds whole steps (S, A, T, B) through the engine,
     taking the tokens it is given and sampling the rest, with snapshots for rolling back.
@@ -46,7 +56,12 @@ class Stream:
     each step's 16th within a 4/4 bar.
     """
 
-    chord_group = 8  # candidates per batched engine step when computing chords ahead (8 cost about what 4 do)
+    # Candidates per batched engine step when computing chords ahead. A melody note that
+    # comes in during a step waits for it, so a step is kept to what eight candidates cost
+    # a 2x320 model (about half a millisecond on two cores; eight cost about what four do):
+    # four on a 2x448 model, whose eight took a millisecond and, through JACK, put one
+    # harmony in ten a period late.
+    max_chord_group, group_units = 8, 320
     bar_steps = encoding.STEPS_PER_BAR
 
     def __init__(self, engine, sampler: Sampler):
@@ -55,6 +70,8 @@ class Stream:
         # what the foreground plays does not depend on how much spare time there was.
         self._ahead_sampler = sampler.spawn(1)
         # Chords ahead need a second engine on the same weights, batched over candidates.
+        self.chord_group = chord_group(getattr(getattr(engine, "config", None), "lstm_units", self.group_units),
+                                       self.max_chord_group, self.group_units)
         self._chord_engine = engine.spawn(self.chord_group) if hasattr(engine, "spawn") else None
         self._versions = itertools.count()
         self.reset()
@@ -270,6 +287,7 @@ class Stream:
                     logits, voice, previous, rule, before=before, above=tokens[:, :voice],
                     pitch_bias=self._root_bias(voice, beat, tokens[:, :voice]),
                 )[0]
+                yield  # a batched step and a batched draw each cost up to a millisecond: apart
             state = engine.get_state()
             for row, soprano in enumerate(chunk):
                 score = ranking.rank(tokens[row]) if ranking is not None else (0, False)
