@@ -196,18 +196,35 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
     assert stats.chords_ahead == (9 if ahead else 0)  # with spare time, no note waits for the model
 
 
-def test_chords_ahead_are_batched_fewer_at_a_time_on_a_wider_model():
-    """A melody note waits for the batched step under way: a 2x448 model batches four
-    candidates, whose step costs about what eight cost a 2x320 one; wider, fewer still."""
-    from bachd.live.stream import chord_group
-
-    assert [chord_group(units) for units in (64, 320, 448, 512, 1024)] == [8, 8, 4, 2, 1]
+def test_a_wider_model_steps_its_chords_ahead_in_smaller_bites_with_the_same_draws():
+    """A melody note waits for the batched step under way: a 2x448 model steps its eight
+    candidates four at a time, whose step costs about what eight cost a 2x320 one; wider,
+    fewer still. The eight are still drawn together, so the chords are the same."""
     from bachd.model.engine import make_engine
+    from bachd.live.harmonizer import ATTACKS
+    from bachd.live.stream import rows_per_step
     from bachd.paths import MODELS_DIR
 
-    stream = Stream(make_engine(MODELS_DIR / "default.keras", backend="numpy"), Sampler(SamplingConfig(), rng_seed=0))
-    assert stream.engine.config.lstm_units == 448 and stream.chord_group == 4
-    assert stream._chord_engine.batch_size == 4
+    assert [rows_per_step(units) for units in (64, 320, 448, 512, 1024)] == [8, 8, 4, 2, 1]
+    engine = make_engine(MODELS_DIR / "default.keras", backend="numpy")
+    assert engine.config.lstm_units == 448
+
+    def chords(rows):
+        stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=3))
+        if rows != stream.step_rows:  # the same stream, stepped in other bites
+            stream.step_rows = rows
+            stream._chord_engines = [engine.spawn(rows) for _ in range(stream.chord_group // rows)]
+        for step, pitch in enumerate([72, 72, 74, 76]):
+            stream.feed(step, {0: enc.attack(pitch)})
+        melody = [enc.attack(p) for p in (76, 77, 74, 79, 72, 75, 78, 73, 80, 71)]
+        bites = sum(1 for _ in stream.chords_ahead(melody, ATTACKS))
+        return stream, bites, {m: stream.chord_for(4, m)[0].tolist() for m in melody}
+
+    stream, bites, four = chords(4)
+    assert (stream.chord_group, stream.step_rows, len(stream._chord_engines)) == (8, 4, 2)
+    assert bites == 2 * 3 * (2 + 1)  # two batches, three voices: two steps of four and a draw
+    _, bites, eight = chords(8)
+    assert bites == 2 * 3 * 2 and eight == four
 
 
 def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_context(tiny_model_path):
@@ -223,7 +240,7 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
     job = stream.chords_ahead(melody, ATTACKS)
     steps = sum(1 for _ in job)
     # two batches of eight, three voices each, each voice's batched step and batched draw apart
-    assert stream.chord_group == 8 and steps == 2 * 3 * 2
+    assert (stream.chord_group, stream.step_rows) == (8, 8) and steps == 2 * 3 * 2
     assert stream.chords_ahead(melody, ATTACKS) is None  # nothing left to do
     assert stream.chord_for(5, enc.attack(77)) is None  # only for the next step
     chord = stream.chord_for(4, enc.attack(77))

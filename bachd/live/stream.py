@@ -17,10 +17,10 @@ from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, Sampler, root_bias
 V = encoding.NUM_VOICES
 
 
-def chord_group(units: int, most: int = 8, reference_units: int = 320) -> int:
+def rows_per_step(units: int, most: int = 8, reference_units: int = 320) -> int:
     """The largest power of two up to ``most`` whose batched step on an LSTM of ``units``
-    costs no more than ``most`` candidates on one of ``reference_units`` (the work grows with
-    the square of the width)."""
+    costs no more than ``most`` rows on one of ``reference_units`` (the work grows with the
+    square of the width)."""
     group = most
     while group > 1 and group * units * units > most * reference_units * reference_units:
         group //= 2
@@ -56,12 +56,13 @@ class Stream:
     each step's 16th within a 4/4 bar.
     """
 
-    # Candidates per batched engine step when computing chords ahead. A melody note that
-    # comes in during a step waits for it, so a step is kept to what eight candidates cost
-    # a 2x320 model (about half a millisecond on two cores; eight cost about what four do):
-    # four on a 2x448 model, whose eight took a millisecond and, through JACK, put one
-    # harmony in ten a period late.
-    max_chord_group, group_units = 8, 320
+    # Candidates drawn together when computing chords ahead (8 cost about what 4 do).
+    chord_group = 8
+    # A melody note that comes in during a batched engine step waits for it, so a step is
+    # kept to what eight rows cost a 2x320 model (about half a millisecond on two cores):
+    # a 2x448 model steps its eight candidates four at a time (eight took a millisecond and,
+    # through JACK, put one harmony in ten a period late). The draws are the same.
+    step_reference_units = 320
     bar_steps = encoding.STEPS_PER_BAR
 
     def __init__(self, engine, sampler: Sampler):
@@ -70,9 +71,10 @@ class Stream:
         # what the foreground plays does not depend on how much spare time there was.
         self._ahead_sampler = sampler.spawn(1)
         # Chords ahead need a second engine on the same weights, batched over candidates.
-        self.chord_group = chord_group(getattr(getattr(engine, "config", None), "lstm_units", self.group_units),
-                                       self.max_chord_group, self.group_units)
-        self._chord_engine = engine.spawn(self.chord_group) if hasattr(engine, "spawn") else None
+        units = getattr(getattr(engine, "config", None), "lstm_units", self.step_reference_units)
+        self.step_rows = rows_per_step(units, self.chord_group, self.step_reference_units)
+        self._chord_engines = ([engine.spawn(self.step_rows) for _ in range(self.chord_group // self.step_rows)]
+                               if hasattr(engine, "spawn") else None)
         self._versions = itertools.count()
         self.reset()
 
@@ -224,8 +226,8 @@ class Stream:
         self.bias = None if biases is None else biases[0]
         row = encoding.key_row(key)
         self.engine.set_key(row)
-        if self._chord_engine is not None:
-            self._chord_engine.set_key(row)
+        for engine in self._chord_engines or ():
+            engine.set_key(row)
 
     # --- chords ahead -----------------------------------------------------------------------
     # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
@@ -244,7 +246,7 @@ class Stream:
         """A generator that computes, one batched engine step per ``next()``, the chord
         sampled under each of ``soprano_tokens`` at the next step (None when there is nothing
         to do). The caller interleaves it with its real work."""
-        if self._chord_engine is None or self.grid_step is None:
+        if self._chord_engines is None or self.grid_step is None:
             return None
         beat = (self.grid_step + 1) % self.bar_steps
         table = self._chords.get((self.version, beat))
@@ -257,7 +259,7 @@ class Stream:
         table = self._chords.setdefault(key, {})
         while len(self._chords) > 4:  # the current context and a few it may be rolled back to
             del self._chords[next(iter(self._chords))]
-        engine, group = self._chord_engine, self.chord_group
+        engines, group, rows = self._chord_engines, self.chord_group, self.step_rows
         draws, ranking, extra = self.sampler.config.chord_draws, None, []
         if draws > 1 and self.strong_beat(beat):
             ranking, extra = Closing(last, self.keys.key), todo
@@ -272,13 +274,17 @@ class Stream:
             chunk = todo[first : first + group]
             tokens = np.empty((group, V), np.int64)
             tokens[:, 0] = chunk + chunk[-1:] * (group - len(chunk))
-            engine.set_state(start)
+            for engine in engines:
+                engine.set_state(start)
             before = np.broadcast_to(last, (group, V))
             for voice in range(1, V):
-                logits = engine.step(tokens[:, voice - 1], voice, beat)
+                parts = []
+                for part, engine in enumerate(engines):  # a bite each
+                    parts.append(engine.step(tokens[part * rows : (part + 1) * rows, voice - 1], voice, beat))
+                    yield
+                logits = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 if self.bias is not None:
                     logits = logits + self.bias[voice]
-                yield
                 previous = np.full(group, last[voice], np.int64)
                 rule = _UNDER[voice][tokens[:, 0]]
                 if restrict is not None:
@@ -287,13 +293,14 @@ class Stream:
                     logits, voice, previous, rule, before=before, above=tokens[:, :voice],
                     pitch_bias=self._root_bias(voice, beat, tokens[:, :voice]),
                 )[0]
-                yield  # a batched step and a batched draw each cost up to a millisecond: apart
-            state = engine.get_state()
+                yield  # the draw, a bite of its own
+            states = [engine.get_state() for engine in engines]
             for row, soprano in enumerate(chunk):
                 score = ranking.rank(tokens[row]) if ranking is not None else (0, False)
                 if soprano not in best or score > best[soprano]:  # ties: the earlier draw
                     best[soprano] = score
-                    table[soprano] = (tokens[row].copy(), [a[row : row + 1].copy() for a in state])
+                    part, index = divmod(row, rows)
+                    table[soprano] = (tokens[row].copy(), [a[index : index + 1].copy() for a in states[part]])
 
     def strong_beat(self, beat: int) -> bool:
         """Whether 16th ``beat`` of this stream's bar is a strong beat (:func:`bachd.music.encoding.strong_beat`)."""
