@@ -235,7 +235,7 @@ def test_the_live_stream_tells_the_model_the_key_heard_so_far():
     for step in range(64):
         stream.feed(step, {v: int(piece[step, v]) for v in range(4)})
     assert stream.keys.key == (10, False)
-    assert engine.key == stream._chord_engine.key == encoding.key_row((10, False))
+    assert engine.key == stream._chord_engines[0].key == encoding.key_row((10, False))
     stream.reset()
     assert engine.key == encoding.UNKNOWN_KEY
 

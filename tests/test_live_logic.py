@@ -634,7 +634,7 @@ def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
     job = stream.chords_ahead([enc.attack(72)], None)
     while next(job, "done") != "done":
         pass
-    assert {beat for _, beat in stream._chord_engine.positions} == {14}
+    assert {beat for _, beat in stream._chord_engines[0].positions} == {14}
     # In 3/4 the performer tells the stream a bar is 12 steps.
     settings = LiveSettings(beats_per_bar=3)
     stage = OutputStage(lambda m: None, Voicer(settings.out_channels()), now=lambda: 0.0)
