@@ -255,9 +255,9 @@ def test_chords_ahead_draw_from_their_own_generator(tiny_model_path):
         stream.feed(step, {0: enc.attack(pitch)})
     before = stream.sampler.rng.bit_generator.state
     job = stream.chords_ahead([enc.attack(p) for p in (76, 77, 74, 79, 72)], ATTACKS)
-    assert sum(1 for _ in job) == 3  # one batch, three voices
+    assert sum(1 for _ in job) == 3 * 2  # one batch, three voices, a step and a draw each
     job = stream.chords_ahead([enc.attack(p) for p in range(60, 81)], ATTACKS)  # step 4: a weak beat
-    assert sum(1 for _ in job) == 6  # what was left: two batches
+    assert sum(1 for _ in job) == 6 * 2  # what was left: two batches
     assert stream.sampler.rng.bit_generator.state == before  # the foreground's draws are untouched
 
 
