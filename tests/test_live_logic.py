@@ -212,8 +212,7 @@ def test_a_wider_model_steps_its_chords_ahead_in_smaller_bites_with_the_same_dra
     def chords(rows):
         stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=3))
         if rows != stream.step_rows:  # the same stream, stepped in other bites
-            stream.step_rows = rows
-            stream._chord_engines = [engine.spawn(rows) for _ in range(stream.chord_group // rows)]
+            stream.set_step_rows(rows)
         for step, pitch in enumerate([72, 72, 74, 76]):
             stream.feed(step, {0: enc.attack(pitch)})
         melody = [enc.attack(p) for p in (76, 77, 74, 79, 72, 75, 78, 73, 80, 71)]

@@ -72,9 +72,7 @@ class Stream:
         self._ahead_sampler = sampler.spawn(1)
         # Chords ahead need a second engine on the same weights, batched over candidates.
         units = getattr(getattr(engine, "config", None), "lstm_units", self.step_reference_units)
-        self.step_rows = rows_per_step(units, self.chord_group, self.step_reference_units)
-        self._chord_engines = ([engine.spawn(self.step_rows) for _ in range(self.chord_group // self.step_rows)]
-                               if hasattr(engine, "spawn") else None)
+        self.set_step_rows(rows_per_step(units, self.chord_group, self.step_reference_units))
         self._versions = itertools.count()
         self.reset()
 
@@ -230,6 +228,13 @@ class Stream:
             engine.set_key(row)
 
     # --- chords ahead -----------------------------------------------------------------------
+    def set_step_rows(self, rows: int) -> None:
+        """Step the chords ahead ``rows`` candidates at a time (a divisor of ``chord_group``);
+        they are drawn ``chord_group`` at a time whatever the bites."""
+        self.step_rows = rows
+        self._chord_engines = ([self.engine.spawn(rows) for _ in range(self.chord_group // rows)]
+                               if hasattr(self.engine, "spawn") else None)
+
     # In harmonize mode a melody note would cost three engine steps (alto, tenor, bass) on
     # the critical path. Between notes there is time to spare, so the chord the model would
     # sample under each likely next melody note is computed ahead, batched over candidates.
@@ -243,9 +248,9 @@ class Stream:
     # stands until the strong beat while the melody holds (:meth:`Preparing.standing`).
 
     def chords_ahead(self, soprano_tokens: list[int], restrict: Optional[np.ndarray]):
-        """A generator that computes, one batched engine step per ``next()``, the chord
-        sampled under each of ``soprano_tokens`` at the next step (None when there is nothing
-        to do). The caller interleaves it with its real work."""
+        """A generator that computes the chord sampled under each of ``soprano_tokens`` at the
+        next step, one batched engine step or one batched draw per ``next()`` (None when there
+        is nothing to do). The caller interleaves it with its real work."""
         if self._chord_engines is None or self.grid_step is None:
             return None
         beat = (self.grid_step + 1) % self.bar_steps
