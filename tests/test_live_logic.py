@@ -578,7 +578,7 @@ def test_a_live_answer_never_rests_all_voices_for_more_than_two_beats():
     assert enc.is_attack(int(stream.feed(MAX_SILENT_STEPS + 1, {})[0]))
 
 
-def test_a_continue_answer_from_a_resting_model_still_sounds():
+def test_a_continue_answer_opens_on_four_voices_even_from_a_resting_model():
     settings = LiveSettings(bpm=120.0, rng_seed=3, mode="continue", response_bars=1, listen_gap=0.5, start_on="beat")
     now = [0.0]
     sent = []
@@ -601,9 +601,13 @@ def test_a_continue_answer_from_a_resting_model_still_sounds():
     performer.end_of_call()
     run_until(5.0)
     assert performer.stats.answers == 1
-    ons = [t for t, m in sent if m[0] & 0xF0 == 0x90]
+    ons = [(t, m) for t, m in sent if m[0] & 0xF0 == 0x90]
     assert ons, "a resting model left the answer silent"
-    assert all(m[0] & 0x0F == 0 for t, m in sent if m[0] & 0xF0 == 0x90)  # the soprano comes in, nothing else
+    # The answer opens on a full chord, though the model would rest every voice but the
+    # soprano, which comes back in.
+    opening = ons[0][0]
+    assert sorted(m[0] & 0x0F for t, m in ons if t == opening) == [0, 1, 2, 3], ons
+    assert all(m[0] & 0x0F == 0 for t, m in ons if t > opening)  # then the model rests as it likes: only the soprano returns
     assert unmatched_notes([list(m) for _, m in sent]) == {}
 
 

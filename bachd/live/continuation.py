@@ -5,6 +5,12 @@ CC), answer with ``response_bars`` bars on the next beat or bar, then listen aga
 A step is fed to the model once its window has closed (half a step after it), so the
 model's state always follows the player and an answer starts within one grid step. Playing
 over an answer stops it (unless ``allow_overlap``), keeping only what sounded.
+
+An answer opens on a full chord: at its first step no voice may rest. While the player
+calls, bachd's own alto, tenor and bass are drawn but not played, and after a silence the
+model often lets them rest under the melody (a voice entering late: Bach writes it on 0.1 %
+of the steps his soprano sounds). Carried into the answer, that opened one answer in twenty
+at 130 bpm on the soprano alone.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from bachd.music import encoding
+from bachd.model.sampling import NO_REST
 from bachd.live.player import PlayedNote
 from bachd.live.scheduler import Frame
 from bachd.live.stage import Stage
@@ -174,7 +181,8 @@ class ContinueMode:
     def _compute_answer_step(self, now: float) -> None:
         p, a = self.p, self.answer
         a.snapshots[a.next] = p.stream.snapshot()
-        tokens = p.stream.feed(a.next, {}, pad="hold", max_pad=encoding.STEPS_PER_BEAT - 1)
+        opening = NO_REST if a.next == a.start else None  # an answer opens on four voices
+        tokens = p.stream.feed(a.next, {}, restrict=opening, pad="hold", max_pad=encoding.STEPS_PER_BEAT - 1)
         frames = [Frame(v, int(tokens[v]), a.velocity) for v in range(V)]
         p.out.schedule(p.clock.step_time(a.next), frames, "answer", watch=a.next == a.start)
         a.next += 1
