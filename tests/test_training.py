@@ -30,6 +30,7 @@ def test_train_writes_model_card_and_curves_then_resumes(tiny_json_corpus, tmp_p
     card = train(_config(tiny_json_corpus, out, epochs=2, label_smoothing=0.1), keyed, command="bachd train ...")
     assert out.exists() and (tmp_path / "tiny.curves.png").stat().st_size > 1000
     on_disk = json.loads(card_path(out).read_text())
+    assert on_disk == json.loads(json.dumps(card))  # the card returned is the card written
     assert on_disk["model"]["lstm_units"] == 16 and on_disk["model"]["use_key"] and on_disk["epochs_run"] == 2
     assert set(on_disk["metrics"]) == {"valid", "test"} and on_disk["metrics"]["test"]["tokens"] == 64 * 4
     assert on_disk["representation"]["vocab_size"] == 149 and on_disk["command"] == "bachd train ..."

@@ -96,6 +96,15 @@ def _release_heap() -> None:
         pass
 
 
+def _through_monitor(send: Callable, feed: Callable, now: Callable[[], float]) -> Callable:
+    """A sink that sends each message to the output port, then to the monitor."""
+    def sink(message) -> None:
+        send(message)
+        feed(now(), message)
+
+    return sink
+
+
 class Daemon:
     def __init__(
         self, options: RunOptions, ports, engine, now: Callable[[], float] = time.monotonic,
@@ -114,11 +123,7 @@ class Daemon:
 
             self.link = LinkSession(settings.bpm, settings.beats_per_bar)
         self.monitor = monitor
-        sink = ports.send
-        if monitor is not None:
-            def sink(message, send=ports.send, feed=monitor.feed):
-                send(message)
-                feed(now(), message)
+        sink = ports.send if monitor is None else _through_monitor(ports.send, monitor.feed, now)
         self.output = OutputStage(sink, Voicer(settings.out_channels()), now=now)
         self.view = LiveView(self.clock, settings.beats_per_bar)
         self.output.observer = lambda t, frame: self.view.sent(t, frame.voice, frame.token)
