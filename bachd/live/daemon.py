@@ -501,10 +501,9 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
     """What ``bachd run`` does: open the ports first (a missing MIDI system fails fast),
     then load and warm up the model, then play until stopped.
 
-    ``close_ports=False`` leaves closing to the process exit. The command line does that:
-    a JACK client's close can deadlock against its own process thread inside libjack and
-    rtmidi, while a process that exits is always let go by the MIDI system. Every note-off
-    has been delivered by then."""
+    ``close_ports=False`` leaves closing to the process exit. The command line closes them
+    (:meth:`bachd.live.ports.MidiPorts.close`, on JACK each once the graph has settled), after
+    every note-off has been delivered."""
     from bachd.live.ports import open_ports
 
     read_config(options.model_path)  # a missing or foreign model fails before any port opens

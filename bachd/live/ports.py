@@ -31,6 +31,7 @@ _VIRTUAL = {"alsa", "jack", "coremidi"}
 INPUT_QUEUE_LIMIT = 65536
 QUIET_SECONDS = STORM_QUIET_SECONDS  # a quiet spell in the input this long ends a flood's backlog
 KEEPALIVE_SECONDS = 0.05
+SETTLE_SECONDS = 0.05  # JACK, on closing: the port list unchanged this long counts as settled
 KEEPALIVE_MESSAGE = [0xF0, 0x7D, 0x62, 0x64, 0xF7]  # 7D: the non-commercial manufacturer ID
 
 
@@ -275,15 +276,34 @@ class MidiPorts:
         self.midi_out.send_message(message)
 
     def close(self) -> None:
-        if self.watch is not None:
-            self.watch.close()
         for port in (self.midi_in, self.midi_out, self.keepalive_out):
             if port is None:
                 continue
+            self._settle()
             with contextlib.suppress(Exception):
                 port.close_port()
             with contextlib.suppress(Exception):
                 port.delete()
+        if self.watch is not None:
+            self.watch.close()
+
+    def _settle(self, timeout: float = 2.0) -> None:
+        """JACK: wait until the server's port list stops changing before a port is
+        unregistered. libjack (jack2) walks a client's port list in its notification thread
+        on every graph change while ``jack_port_unregister`` edits that list unlocked
+        (jackaudio/jack2#216), so closing right after another client left (a keyboard
+        unplugged) could crash bachd on its way out."""
+        watch = self.watch
+        if watch is None or watch.gone:
+            return
+        deadline = time.monotonic() + timeout
+        before = watch.midi_ports(0)
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_SECONDS)
+            now = watch.midi_ports(0)
+            if now == before or watch.gone:
+                return
+            before = now
 
 
 def port_map(ports: MidiPorts) -> dict:
