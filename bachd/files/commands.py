@@ -99,12 +99,16 @@ def generate_file(
 def render_file(midi: Path, wav: Path, sample_rate: int = 48000, sound: Optional[Path] = None,
                 programs: Optional[tuple[int, ...]] = None) -> float:
     """Render a MIDI file to a WAV file with ``sound`` (a SoundFont, or None: the organ; see
-    :func:`bachd.sound.soundfont.resolve_sound`); returns its length in seconds."""
+    :func:`bachd.sound.soundfont.resolve_sound`), a second at a time; returns its length in
+    seconds. Within a job's deadline (:mod:`bachd.deadline`), it stops when that passes."""
     check_output(wav, "--out", (".wav",))
+    from bachd.deadline import check_deadline
     from bachd.sound.soundfont import DEFAULT_PROGRAMS, make_synth
-    from bachd.sound.synth import render_midi, write_wav
+    from bachd.sound.synth import render_midi_to_wav
 
     synth = make_synth(sound, sample_rate, programs or DEFAULT_PROGRAMS)
-    audio = render_midi(midi, sample_rate, synth)
-    write_wav(wav, audio, sample_rate)
-    return len(audio) / sample_rate
+    try:
+        return render_midi_to_wav(midi, wav, sample_rate, synth, each_block=check_deadline)
+    except BaseException:
+        Path(wav).unlink(missing_ok=True)  # never half a file
+        raise

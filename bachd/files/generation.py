@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bachd.deadline import check_deadline
 from bachd.music import encoding
 from bachd.errors import BachdError
 from bachd.music.keys import Key, draw_keys, key_of_tokens, opening_masks, voice_biases
@@ -78,6 +79,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     elif seed_tokens.shape[0]:
         engine.set_key(encoding.key_row(key_of_tokens(seed_tokens)))
     for step in range(total):
+        check_deadline()
         beat = (step + phase) % bar_steps
         for voice in range(encoding.NUM_VOICES):
             logits = engine.step(previous, voice, beat)

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 import mido
 
 from bachd.errors import BachdError
-from bachd.music.midifile import DRUM_CHANNEL, TICKS_PER_BEAT, open_midi
+from bachd.music.midifile import TICKS_PER_BEAT
+from bachd.music.midiread import DRUM_CHANNEL, MidiData, read_file
 from bachd.outputs import check_output
 from bachd.presets import LiveSettings
 from bachd.live.session import Session
@@ -33,39 +34,22 @@ class PlayedFile:
     seconds: float  # when the last note ends
 
 
-def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = None, top_line: bool = True) -> PlayedFile:
+def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = None, top_line: bool = True,
+              data: Optional[MidiData] = None) -> PlayedFile:
     """The notes of a MIDI file as timed events, on channel 1: all of them, or those of one
     channel (1-16) or track (0-based); with ``top_line``, only the highest note at any time
-    (a new note-on ends the notes under it). Drums (channel 10) are left out unless asked for."""
-    mid = open_midi(path)
-    if track is not None and not 0 <= track < len(mid.tracks):
-        raise BachdError(f"{path} has tracks 0-{len(mid.tracks) - 1}, not {track}")
-    tempos: list[tuple[int, int]] = []  # (tick, microseconds per beat), from every track
-    notes: list[list] = []  # [start tick, end tick, pitch, velocity]
-    for index, messages in enumerate(mid.tracks):
-        tick = 0
-        sounding: dict[tuple[int, int], list] = {}
-        for message in messages:
-            tick += message.time
-            if message.type == "set_tempo":
-                tempos.append((tick, message.tempo))
-            if message.type not in ("note_on", "note_off") or (track is not None and index != track):
-                continue
-            if (channel is None and message.channel == DRUM_CHANNEL) or (channel is not None and message.channel != channel - 1):
-                continue
-            key = (message.channel, message.note)
-            if key in sounding:
-                sounding.pop(key)[1] = tick
-            if message.type == "note_on" and message.velocity > 0:
-                sounding[key] = [tick, None, message.note, message.velocity]
-                notes.append(sounding[key])
-        for note in sounding.values():
-            note[1] = tick
-    if not notes:
+    (a new note-on ends the notes under it). Drums (channel 10) are left out unless asked for.
+    ``data``: the file already read (by :func:`bachd.music.midiread.read_bytes`)."""
+    data = data or read_file(path)
+    if track is not None and not 0 <= track < data.tracks:
+        raise BachdError(f"{path} has tracks 0-{data.tracks - 1}, not {track}")
+    chosen = [n for n in data.notes
+              if (track is None or n.track == track)
+              and (n.channel != DRUM_CHANNEL if channel is None else n.channel == channel - 1)]
+    if not chosen:
         where = (f" on channel {channel}" if channel else "") + (f" in track {track}" if track is not None else "")
         raise BachdError(f"{path}: no notes to play{where}")
-    seconds = _tempo_map(sorted(tempos), mid.ticks_per_beat)
-    notes = [[seconds(start), seconds(end), pitch, velocity] for start, end, pitch, velocity in notes]
+    notes = [[data.seconds(n.start), data.seconds(n.end), n.pitch, n.velocity] for n in chosen]
     if top_line:
         notes = _top_line(notes)
     events = []
@@ -73,22 +57,7 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
         events.append((start, (0x90, pitch, velocity)))
         events.append((end, (0x80, pitch, 0)))
     events.sort(key=lambda e: (e[0], e[1][0] == 0x90))  # at one instant, note-offs first
-    bpm = mido.tempo2bpm(tempos[0][1]) if tempos else 120.0
-    return PlayedFile(events, bpm, max(end for _, end, _, _ in notes))
-
-
-def _tempo_map(tempos: list[tuple[int, int]], ticks_per_beat: int) -> Callable[[int], float]:
-    """Ticks → seconds under the file's tempo changes."""
-    marks = [(0, 0.0, 500_000)]  # (tick, seconds, tempo from there)
-    for tick, tempo in tempos:
-        last_tick, last_seconds, last_tempo = marks[-1]
-        marks.append((tick, last_seconds + (tick - last_tick) * last_tempo / 1e6 / ticks_per_beat, tempo))
-
-    def seconds(tick: int) -> float:
-        mark = max((m for m in marks if m[0] <= tick), key=lambda m: m[0])
-        return mark[1] + (tick - mark[0]) * mark[2] / 1e6 / ticks_per_beat
-
-    return seconds
+    return PlayedFile(events, data.first_bpm or 120.0, max(end for _, end, _, _ in notes))
 
 
 def _top_line(notes: list[list]) -> list[list]:

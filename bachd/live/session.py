@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from bachd.deadline import check_deadline
 from bachd.live.clock import Clock, InternalClock, LinkClock, MidiClock
 from bachd.live.performer import Performer
 from bachd.presets import LiveSettings
@@ -57,8 +58,12 @@ class Session:
 
     def run_until(self, t_seconds: float, each_tick: Optional[Callable[[float], None]] = None) -> None:
         performer = self.performer
+        ticks = 0
         while self.now < t_seconds:
             self.now = min(t_seconds, self.now + self.tick_seconds)
+            ticks += 1
+            if ticks % 100 == 0:
+                check_deadline()  # a studio job stops at its limit (a no-op on the command line)
             if each_tick is not None:
                 each_tick(self.now)
             wake = performer.next_wakeup(self.now)

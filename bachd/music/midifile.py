@@ -14,9 +14,9 @@ import numpy as np
 
 from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note, tokens_to_notes
 from bachd.errors import BachdError
+from bachd.music.midiread import DRUM_CHANNEL, read_file
 
 TICKS_PER_BEAT = 480
-DRUM_CHANNEL = 9  # channel 10, 0-based
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
 VOICE_PROGRAMS = (52, 52, 52, 52)  # General MIDI choir aahs: a chorale is sung
 TRACK_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
@@ -72,47 +72,21 @@ def write_midi(
     return notes
 
 
-def open_midi(path: str | Path) -> mido.MidiFile:
-    """A parsed MIDI file, or a one-line error saying why not."""
-    try:
-        return mido.MidiFile(str(path))
-    except FileNotFoundError:
-        raise BachdError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise BachdError(f"{path}: not a readable MIDI file ({exc or type(exc).__name__})") from None
-
-
 def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Read a MIDI file as (pitches, attacks, voices_found) on the 16th grid.
+    """Read a MIDI file as (pitches, attacks, voices_found) on the 16th grid, within
+    :data:`bachd.music.midiread.LIMITS`.
 
     Voices come from tracks with notes, else channels; a single polyphonic stream is split
     top-down per step. With fewer than four voices the highest is the soprano and the
     lowest the bass; the voices not present are SILENT.
     """
-    mid = open_midi(path)
-    ticks_per_step = mid.ticks_per_beat / STEPS_PER_BEAT
+    data = read_file(path)
+    ticks_per_step = data.ticks_per_beat / STEPS_PER_BEAT
     streams: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    drum_notes = 0
-    for track_index, track in enumerate(mid.tracks):
-        now = 0
-        open_notes: dict[tuple[int, int], int] = {}
-        for message in track:
-            now += message.time
-            if message.type not in ("note_on", "note_off"):
-                continue
-            if message.channel == DRUM_CHANNEL:  # General MIDI percussion: no pitches to read
-                drum_notes += 1
-                continue
-            key = (message.channel, message.note)
-            if message.type == "note_on" and message.velocity > 0:
-                if key in open_notes:  # re-struck without a note-off: close the old one
-                    _add_note(streams, track_index, key, open_notes.pop(key), now)
-                open_notes[key] = now
-            elif key in open_notes:
-                _add_note(streams, track_index, key, open_notes.pop(key), now)
-        for key, start in open_notes.items():
-            _add_note(streams, track_index, key, start, now)
-    if not streams and drum_notes:
+    for note in data.notes:
+        if note.channel != DRUM_CHANNEL:  # General MIDI percussion: no pitches to read
+            streams.setdefault((note.track, note.channel), []).append((note.pitch, note.start, note.end))
+    if not streams and data.drum_notes:
         raise BachdError(f"{path}: its only notes are drums (channel 10); give a file with a melody or parts on other channels")
     if not streams:
         raise BachdError(f"{path}: no notes in this MIDI file")
@@ -138,11 +112,6 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     return pitches, attacks, len(groups_q)
 
 
-def _add_note(streams, track_index: int, key: tuple[int, int], start: int, end: int) -> None:
-    channel, pitch = key
-    streams.setdefault((track_index, channel), []).append((pitch, start, end))
-
-
 def _quantize(notes: list[tuple[int, int, int]], ticks_per_step: float) -> list[tuple[int, int, int]]:
     out = []
     for pitch, start, end in notes:
@@ -153,21 +122,27 @@ def _quantize(notes: list[tuple[int, int, int]], ticks_per_step: float) -> list[
 
 
 def _split_polyphonic(notes: list[tuple[int, int, int]], total_steps: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """One stream of notes (maybe chords) → voices, top-down at every step."""
-    sounding: list[list[tuple[int, int]]] = [[] for _ in range(total_steps)]
+    """One stream of notes (maybe chords) → voices, top-down at every step.
+
+    Each step sees the pitches sounding there (a pitch struck twice counts once, attacked
+    if either strike is here), from a (steps, 128) table built in one pass: memory grows
+    with the piece's length, never with how long or how stacked its notes are."""
+    sounding = np.zeros((total_steps + 1, 128), dtype=np.int32)
+    struck = np.zeros((total_steps, 128), dtype=bool)
     for pitch, start, end in notes:
-        for step in range(start, end):
-            sounding[step].append((pitch, start))
-    most = max(len(s) for s in sounding)
-    count = min(most, NUM_VOICES)
+        sounding[start, pitch] += 1
+        sounding[end, pitch] -= 1
+        struck[start, pitch] = True
+    here_all = np.cumsum(sounding[:total_steps], axis=0) > 0
+    count = min(int(here_all.sum(axis=1).max()), NUM_VOICES)
     slots = VOICE_SLOTS[count]
     pitches = np.full((total_steps, NUM_VOICES), SILENT, dtype=np.int64)
     attacks = np.zeros((total_steps, NUM_VOICES), dtype=bool)
-    for step, here in enumerate(sounding):
-        here = sorted(set(here), key=lambda n: -n[0])
+    for step in range(total_steps):
+        here = np.flatnonzero(here_all[step])[::-1]  # highest first
         if len(here) > count:  # keep the top voices and the bass
-            here = here[: count - 1] + here[-1:]
-        for (pitch, start), slot in zip(here, slots if len(here) == count else slots[: len(here)]):
+            here = np.concatenate([here[: count - 1], here[-1:]])
+        for pitch, slot in zip(here, slots if len(here) == count else slots[: len(here)]):
             pitches[step, slot] = pitch
-            attacks[step, slot] = start == step
+            attacks[step, slot] = struck[step, pitch]
     return pitches, attacks, count

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -100,21 +100,32 @@ class NoteRenderer:
         registration))``, ``("off", (key,))`` or ``("all_off", ())``; offsets need not be
         sorted but must lie in ``[0, total_frames]``.
         """
-        chunks = []
+        chunks = list(self.render_blocks(events, total_frames, max(1, total_frames)))
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+    def render_blocks(self, events: Iterable[tuple[int, str, tuple]], total_frames: int,
+                      block: int) -> Iterator[np.ndarray]:
+        """:meth:`render_events` in pieces of at most ``block`` frames, so a long file is
+        rendered in the memory of one piece."""
         position = 0
         for offset, kind, args in sorted(events, key=lambda e: e[0]):
             offset = min(max(int(offset), position), total_frames)
-            if offset > position:
-                chunks.append(self.render(offset - position))
-                position = offset
+            while offset > position:
+                frames = min(block, offset - position)
+                yield self.render(frames)
+                position += frames
             if kind == "on":
                 self.note_on(*args)
             elif kind == "off":
                 self.note_off(*args)
             else:
                 self.all_notes_off()
-        chunks.append(self.render(total_frames - position))
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        while position < total_frames:
+            frames = min(block, total_frames - position)
+            yield self.render(frames)
+            position += frames
+        if total_frames == 0:
+            yield self.render(0)
 
 
 class Synth(NoteRenderer):
@@ -216,33 +227,58 @@ def midi_events(path: str | Path) -> tuple[list[tuple[float, str, tuple]], float
     ``(seconds, kind, args)`` for :meth:`Synth.render_events`, and the file's length.
     Channel c plays with registration c % 4, so bachd's own files (one voice per channel)
     sound as S, A, T, B."""
-    from bachd.music.midifile import open_midi
+    from bachd.music.midiread import read_file
 
-    midi = open_midi(path)
-    events: list[tuple[float, str, tuple]] = []
-    seconds = 0.0
-    for message in midi:  # merged tracks, delta times in seconds
-        seconds += message.time
-        if message.type == "note_on" and message.velocity > 0:
-            key = (message.channel, message.note)
-            events.append((seconds, "on", (key, message.note, message.velocity, message.channel % 4)))
-        elif message.type == "note_off" or (message.type == "note_on" and message.velocity == 0):
-            events.append((seconds, "off", ((message.channel, message.note),)))
-        elif message.type == "control_change" and message.control in (120, 123):
-            events.append((seconds, "all_off", ()))
-    return events, seconds
+    data = read_file(path)
+    timed: list[tuple[int, int, str, tuple]] = []  # (tick, order, kind, args): at one tick, offs first
+    for note in data.notes:
+        key = (note.channel, note.pitch)
+        timed.append((note.start, 2, "on", (key, note.pitch, note.velocity, note.channel % 4)))
+        timed.append((note.end, 0, "off", (key,)))
+    timed.extend((tick, 1, "all_off", ()) for tick, _channel in data.all_off)
+    timed.sort(key=lambda e: (e[0], e[1]))
+    return [(data.seconds(tick), kind, args) for tick, _, kind, args in timed], data.length_seconds
+
+
+def _placed(path: str | Path, sample_rate: int, synth: NoteRenderer) -> tuple[list[tuple[int, str, tuple]], int]:
+    events, length = midi_events(path)
+    tail = synth.release_seconds + 0.05
+    total = int(math.ceil((length + tail) * sample_rate))
+    placed = [(round(t * sample_rate), kind, args) for t, kind, args in events]
+    placed.append((round(length * sample_rate), "all_off", ()))  # a note the file never ends still ends
+    return placed, total
 
 
 def render_midi(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE, synth: NoteRenderer | None = None) -> np.ndarray:
     """A MIDI file rendered with ``synth`` (default: the organ): (frames, 2) float32, with a
     release tail."""
-    events, length = midi_events(path)
     synth = synth or Synth(sample_rate)
-    tail = synth.release_seconds + 0.05
-    total = int(math.ceil((length + tail) * sample_rate))
-    placed = [(round(t * sample_rate), kind, args) for t, kind, args in events]
-    placed.append((round(length * sample_rate), "all_off", ()))  # a note the file never ends still ends
+    placed, total = _placed(path, sample_rate, synth)
     return synth.render_events(placed, total)
+
+
+def render_midi_to_wav(path: str | Path, wav: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE,
+                       synth: NoteRenderer | None = None, each_block: Callable[[], None] | None = None) -> float:
+    """A MIDI file rendered into a WAV file a second at a time (the memory of one second,
+    however long the file); ``each_block`` is called between seconds (a job's deadline
+    check). Returns the seconds written."""
+    import wave
+
+    synth = synth or Synth(sample_rate)
+    placed, total = _placed(path, sample_rate, synth)
+    with wave.open(str(wav), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(int(sample_rate))
+        for block in synth.render_blocks(placed, total, int(sample_rate)):
+            if each_block is not None:
+                each_block()
+            handle.writeframes(_pcm(block).tobytes())
+    return total / sample_rate
+
+
+def _pcm(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -251,7 +287,7 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
 
     audio = np.asarray(audio, np.float32)
     channels = 1 if audio.ndim == 1 else audio.shape[1]
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = _pcm(audio)
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(channels)
         handle.setsampwidth(2)

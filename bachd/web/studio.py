@@ -60,39 +60,17 @@ def chorales() -> list[str]:
 def notes_of(path: Path) -> tuple[list[list], float]:
     """A MIDI file's notes as ``[part, pitch, start, end]`` in seconds (part 0: the melody or
     call; 1-4: soprano to bass, by track name or else channel 1-4), and its length."""
-    from bachd.files.replay import _tempo_map
-    from bachd.music.midifile import open_midi
+    from bachd.music.midiread import read_file
 
-    mid = open_midi(path)
-    tempos = []
-    for messages in mid.tracks:
-        tick = 0
-        for message in messages:
-            tick += message.time
-            if message.type == "set_tempo":
-                tempos.append((tick, message.tempo))
-    seconds = _tempo_map(sorted(tempos), mid.ticks_per_beat)
+    data = read_file(path)
     parts = {"melody": 0, "call": 0, "soprano": 1, "alto": 2, "tenor": 3, "bass": 4}
-    notes, end = [], 0.0
-    for messages in mid.tracks:
-        tick, part, sounding = 0, None, {}
-        for message in messages:
-            tick += message.time
-            if message.type == "track_name":
-                part = parts.get(message.name.strip().lower())
-            if message.type not in ("note_on", "note_off"):
-                continue
-            key = (message.channel, message.note)
-            if key in sounding:
-                sounding.pop(key)[3] = round(seconds(tick), 4)
-            if message.type == "note_on" and message.velocity > 0:
-                which = part if part is not None else (message.channel + 1 if message.channel < 4 else 0)
-                sounding[key] = [which, message.note, round(seconds(tick), 4), None]
-                notes.append(sounding[key])
-        for note in sounding.values():
-            note[3] = round(seconds(tick), 4)
-        end = max(end, seconds(tick))
-    return notes, end
+    named = [parts.get(name.strip().lower()) if name else None for name in data.track_names]
+    notes = []
+    for note in sorted(data.notes, key=lambda n: (n.track, n.start)):
+        part = named[note.track]
+        which = part if part is not None else (note.channel + 1 if note.channel < 4 else 0)
+        notes.append([which, note.pitch, round(data.seconds(note.start), 4), round(data.seconds(note.end), 4)])
+    return notes, data.length_seconds
 
 
 class Studio:
