@@ -201,9 +201,24 @@ def describe(settings: LiveSettings) -> str:
     return "\n".join(lines)
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and every control character escaped, so any
+    text (a description typed with a line break) reads back as itself."""
+    escaped = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    out = []
+    for char in text:
+        if char in escaped:
+            out.append(escaped[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     return repr(value)

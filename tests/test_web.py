@@ -18,7 +18,7 @@ import pytest
 
 from bachd.live.daemon import Daemon, RunOptions, load_engine
 from bachd.presets import LiveSettings
-from bachd.web.guard import COOKIE, Guard
+from bachd.web.guard import Guard, cookie_name
 from bachd.web.panel import PUSH_HZ, ControlSurface
 from bachd.web.studio import Studio
 from fakes import FakePorts, melody_file
@@ -71,24 +71,48 @@ def token_headers(surface, origin: bool = True) -> dict:
 # --- the guard, rule by rule ------------------------------------------------------------------
 def test_the_guard_rules_on_their_own():
     guard = Guard("s3cret", "127.0.0.1", 8123)
+    jar = {cookie_name(8123): "s3cret"}
     ok_host = {"Host": "127.0.0.1:8123"}
-    assert guard.refusal("GET", ok_host, {"token": "s3cret"}, {}) is None
-    assert guard.refusal("GET", {"Host": "localhost:8123"}, {"token": "s3cret"}, {}) is None
-    assert "token" in guard.refusal("GET", ok_host, {}, {})
-    assert "token" in guard.refusal("GET", ok_host, {"token": "s3cret!"}, {})
-    assert "Host" in guard.refusal("GET", {"Host": "attacker.example:8123"}, {"token": "s3cret"}, {})
-    assert "Host" in guard.refusal("GET", {"Host": "127.0.0.1:9999"}, {"token": "s3cret"}, {})
-    # A change from a page of another site, or a WebSocket opened by one: refused.
-    assert "Origin" in guard.refusal("POST", {**ok_host, "Origin": "https://attacker.example"}, {}, {COOKIE: "s3cret"})
-    assert "Origin" in guard.refusal("GET", {**ok_host, "Origin": "null"}, {}, {COOKIE: "s3cret"}, websocket=True)
-    assert guard.refusal("POST", {**ok_host, "Origin": "http://127.0.0.1:8123"}, {}, {COOKIE: "s3cret"}) is None
-    # No Origin (not a browser): the token must be given, not only carried by a cookie.
-    assert "cookie" in guard.refusal("POST", ok_host, {}, {COOKIE: "s3cret"})
-    assert guard.refusal("POST", {**ok_host, "X-Bachd-Token": "s3cret"}, {}, {}) is None
-    # Served on every interface: an address is accepted as Host, a name never (DNS rebinding).
+    assert guard.refusal("GET", "/", ok_host, {"token": "s3cret"}, {}) is None
+    assert guard.refusal("GET", "/", {"Host": "localhost:8123"}, {"token": "s3cret"}, {}) is None
+    assert "token" in guard.refusal("GET", "/", ok_host, {}, {})
+    assert "token" in guard.refusal("GET", "/", ok_host, {"token": "s3cret!"}, {})
+    assert "Host" in guard.refusal("GET", "/", {"Host": "attacker.example:8123"}, {"token": "s3cret"}, {})
+    assert "Host" in guard.refusal("GET", "/", {"Host": "127.0.0.1:9999"}, {"token": "s3cret"}, {})
+    # The cookie of the server on another port is not this one's.
+    assert "token" in guard.refusal("GET", "/", ok_host, {}, {cookie_name(8124): "s3cret"})
+    assert guard.refusal("GET", "/", ok_host, {}, jar) is None
+    # A page of another site never gets an answer, whatever it asks; a WebSocket by its path
+    # or by any Upgrade header, however spelled.
+    assert "Origin" in guard.refusal("POST", "/api/panic", {**ok_host, "Origin": "https://attacker.example"}, {}, jar)
+    assert "Origin" in guard.refusal("GET", "/api/state", {**ok_host, "Origin": "http://127.0.0.1:9999"}, {}, jar)
+    assert "Origin" in guard.refusal("GET", "/ws", {**ok_host, "Origin": "null"}, {}, jar)
+    assert "Origin" in guard.refusal("GET", "/ws", {**ok_host, "Upgrade": "websocket\u00a0", "Origin": "http://evil"}, {}, jar)
+    assert "Origin" in guard.refusal("GET", "/", {**ok_host, "Origin": "http://localhost:8123"}, {}, jar)  # not the Host
+    assert guard.refusal("POST", "/api/panic", {**ok_host, "Origin": "http://127.0.0.1:8123"}, {}, jar) is None
+    # No Origin (not a browser): to change something or open a socket, the token must be
+    # given, not only carried by a cookie.
+    assert "cookie" in guard.refusal("POST", "/api/panic", ok_host, {}, jar)
+    assert "cookie" in guard.refusal("GET", "/ws", ok_host, {}, jar)
+    assert "cookie" in guard.refusal("GET", "/api/state", {**ok_host, "Upgrade": "WebSocket "}, {}, jar)
+    assert guard.refusal("POST", "/api/panic", {**ok_host, "X-Bachd-Token": "s3cret"}, {}, {}) is None
+    # Any bytes in a header: refused or passed, never an exception.
+    surrogates = "s3cret\udcff".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    assert "token" in guard.refusal("GET", "/", ok_host, {}, {cookie_name(8123): surrogates})
+    assert "token" in guard.refusal("GET", "/", {**ok_host, "X-Bachd-Token": "\udce9\udcff"}, {}, {})
+    assert "\\udc" in guard.refusal("GET", "/", {"Host": "\udcff:8123"}, {}, {})  # shown as ASCII
+    # Served on every interface: an address or a loopback name is accepted as Host, another
+    # name never (DNS rebinding); the Origin must be the Host the page came from.
     wide = Guard("s3cret", "0.0.0.0", 8123)
-    assert wide.refusal("GET", {"Host": "192.168.1.20:8123"}, {"token": "s3cret"}, {}) is None
-    assert "Host" in wide.refusal("GET", {"Host": "rebind.attacker.example:8123"}, {"token": "s3cret"}, {})
+    assert wide.refusal("GET", "/", {"Host": "192.168.1.20:8123"}, {"token": "s3cret"}, {}) is None
+    assert wide.refusal("GET", "/", {"Host": "localhost:8123"}, {"token": "s3cret"}, {}) is None
+    assert wide.refusal("GET", "/", {"Host": "[::1]:8123"}, {"token": "s3cret"}, {}) is None
+    assert "Host" in wide.refusal("GET", "/", {"Host": "rebind.attacker.example:8123"}, {"token": "s3cret"}, {})
+    assert "Host" in wide.refusal("GET", "/", {"Host": "192.168.1.20:9999"}, {"token": "s3cret"}, {})
+    lan = {"Host": "192.168.1.20:8123", "X-Bachd-Token": "s3cret"}
+    assert wide.refusal("POST", "/api/panic", {**lan, "Origin": "http://192.168.1.20:8123"}, {}, {}) is None
+    assert "Origin" in wide.refusal("POST", "/api/panic", {**lan, "Origin": "http://10.0.0.5:8123"}, {}, {})
+    assert "Origin" in wide.refusal("POST", "/api/panic", {**lan, "Origin": "http://192.168.1.20:8124"}, {}, {})
 
 
 def test_the_panel_refuses_every_request_that_breaks_a_rule(panel):
@@ -103,7 +127,7 @@ def test_the_panel_refuses_every_request_that_breaks_a_rule(panel):
         "wrong token": call(port, "GET", f"/api/state?token={token[:-1]}x"),
         "foreign Host": call(port, "GET", f"/api/state?token={token}", host=f"attacker.example:{port}"),
         "foreign Origin": call(port, "POST", "/api/settings", {**good, "Origin": "http://attacker.example"}, body),
-        "cookie only, no Origin": call(port, "POST", "/api/settings", {"Cookie": f"{COOKIE}={token}"}, body),
+        "cookie only, no Origin": call(port, "POST", "/api/settings", {"Cookie": f"{cookie_name(port)}={token}"}, body),
         "page without token": call(port, "GET", "/"),
     }
     for why, (status, answer, _) in refused.items():
@@ -119,12 +143,13 @@ def test_the_first_page_load_moves_the_token_to_a_cookie(panel):
     status, _, response = call(port, "GET", f"/?token={token}")
     assert status == 303 and response.getheader("Location") == "/"
     cookie = response.getheader("Set-Cookie")
-    assert f"{COOKIE}={token}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    status, page, _ = call(port, "GET", "/", {"Cookie": f"{COOKIE}={token}"})
+    jar = {"Cookie": f"{cookie_name(port)}={token}"}
+    assert cookie.startswith(f"bachd_token_{port}={token}") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, page, _ = call(port, "GET", "/", jar)
     assert status == 200 and b"control surface" in page
-    status, script, _ = call(port, "GET", "/assets/panel.js", {"Cookie": f"{COOKIE}={token}"})
+    status, script, _ = call(port, "GET", "/assets/panel.js", jar)
     assert status == 200 and b"WebSocket" in script
-    assert call(port, "GET", "/assets/..%2Fpanel.py", {"Cookie": f"{COOKIE}={token}"})[0] == 404
+    assert call(port, "GET", "/assets/..%2Fpanel.py", jar)[0] == 404
 
 
 # --- the panel changes what a CC changes, by the same path --------------------------------------

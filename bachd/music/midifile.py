@@ -14,7 +14,7 @@ import numpy as np
 
 from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note, tokens_to_notes
 from bachd.errors import BachdError
-from bachd.music.midiread import DRUM_CHANNEL, read_file
+from bachd.music.midiread import DRUM_CHANNEL, MidiData, read_file
 
 TICKS_PER_BEAT = 480
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
@@ -80,7 +80,12 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     top-down per step. With fewer than four voices the highest is the soprano and the
     lowest the bass; the voices not present are SILENT.
     """
-    data = read_file(path)
+    return grid_of(read_file(path))
+
+
+def grid_of(data: MidiData) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`read_midi` of a file already read."""
+    path = data.name
     ticks_per_step = data.ticks_per_beat / STEPS_PER_BEAT
     streams: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for note in data.notes:

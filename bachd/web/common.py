@@ -64,7 +64,7 @@ def checked_preset_name(name) -> str:
 
 
 def save_preset(name, settings, description: str = "") -> Path:
-    """Write ``settings`` as the user preset ``name`` (where ``bachd presets list`` finds it),
+    """Write ``settings`` as the user preset ``name`` (where ``bachd presets`` finds it),
     then read it back through the same validation as any preset."""
     from dataclasses import replace
 
@@ -77,9 +77,15 @@ def save_preset(name, settings, description: str = "") -> Path:
     text = "# Saved from bachd's control surface.\n" + "\n".join(
         line for line in presets.describe(settings).splitlines() if not line.startswith("# ") and not line.startswith("record "))
     temporary = path.with_suffix(".toml.tmp")
-    temporary.write_text(text + "\n", encoding="utf-8")
-    presets.read(temporary)  # validated like any preset before it takes the name
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text + "\n", encoding="utf-8")
+        presets.read(temporary)  # validated like any preset before it takes the name
+        os.replace(temporary, path)
+    except (BachdError, UnicodeError, ValueError) as error:
+        reason = str(error).replace(str(temporary), "").strip(" :") if isinstance(error, BachdError) else "text bachd cannot save"
+        raise BachdError(f"preset '{name}' was not saved: {reason}") from None
+    finally:
+        temporary.unlink(missing_ok=True)  # never left behind, saved or not
     return path
 
 

@@ -12,21 +12,48 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
+import os
 import re
 import socket
 import sys
 import threading
+import time
 from importlib import resources
+from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
 
 from bachd.errors import BachdError
-from bachd.web.guard import COOKIE, Guard, new_token
+from bachd.music.midiread import LIMITS
+from bachd.web.guard import Guard, new_token
 
-UPLOAD_LIMIT = 2 * 1024 * 1024  # bytes: a chorale's MIDI file is a few kB
+UPLOAD_LIMIT = LIMITS.size  # bytes: the MIDI reader's own limit (a chorale's file is a few kB)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ASSET_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
+# Every answer: no page of another site may frame it (clickjacking), run or load anything but
+# bachd's own assets in it, sniff a type into it, embed it, or learn its address (the token).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Connections. A loopback page needs a handful (a browser opens six at most per server); a
+# neighbour may open thousands and send nothing. One that has not brought the token within
+# UNTRUSTED_SECONDS is closed, at most UNTRUSTED_LIMIT wait at a time (the rest wait in the
+# kernel's queue, costing bachd nothing), and accepting is paced, so a flood of connections
+# costs the MIDI path no more than a few accepts a second.
+MAX_CONNECTIONS = 128
+UNTRUSTED_LIMIT = 32
+UNTRUSTED_SECONDS = 5.0
+ACCEPTS_PER_SECOND = 100.0
+KEEPALIVE_SECONDS = 30.0
 
 
 def json_error(message: str, status: int = 400) -> web.Response:
@@ -42,6 +69,88 @@ def _assets() -> dict[str, tuple[bytes, str]]:
         if suffix in ASSET_TYPES:
             found[item.name] = (item.read_bytes(), ASSET_TYPES[suffix])
     return found
+
+
+class Complaints:
+    """What the server says on stderr about requests it refuses or cannot read: one line per
+    kind a minute at most (with how many more there were), never a traceback, so a neighbour's
+    flood cannot fill the terminal or the journal."""
+
+    def __init__(self, write: Callable[[str], object] = sys.stderr.write, every: float = 60.0, clock=time.monotonic):
+        self.write, self.every, self.clock = write, every, clock
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def __call__(self, kind: str, detail: str = "") -> None:
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.every:
+            self._quiet[kind] = self._quiet.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        more = self._quiet.pop(kind, 0)
+        tail = f" ({more} more in the last minute)" if more else ""
+        line = f"bachd: web: {kind}{': ' + detail if detail else ''}{tail}"
+        try:
+            self.write(ascii(line)[1:-1] + "\n")
+        except (OSError, ValueError):
+            pass  # no terminal left to tell
+
+
+class _LogToComplaints(logging.Handler):
+    """aiohttp's and asyncio's own log records (a request it could not parse, an accept that
+    failed) as complaints: their message's first line, no traceback."""
+
+    def __init__(self, complaints: Complaints):
+        super().__init__(logging.WARNING)
+        self.complaints = complaints
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        kind = type(error).__name__ if error is not None else record.getMessage().splitlines()[0][:60]
+        self.complaints(f"{record.name}: {kind}", " ".join(str(error or "").split())[:160])
+
+
+class Gate:
+    """The server's connections, each untrusted until one of its requests passes the guard."""
+
+    def __init__(self, complaints: Complaints):
+        self.complaints = complaints
+        self.untrusted: dict[object, float] = {}  # handler -> when accepted; oldest first
+        self.trusted: set = set()
+        self.room = asyncio.Event()
+        self.closed_idle = 0  # untrusted connections closed for taking too long
+
+    def trust(self, handler) -> None:
+        if self.untrusted.pop(handler, None) is not None:
+            self.trusted.add(handler)
+            self.room.set()
+
+    def forget(self, handler) -> None:
+        self.untrusted.pop(handler, None)
+        self.trusted.discard(handler)
+        self.room.set()
+
+    def full(self) -> bool:
+        self._drop_gone()
+        return len(self.untrusted) >= UNTRUSTED_LIMIT or len(self.untrusted) + len(self.trusted) >= MAX_CONNECTIONS
+
+    def reap(self, now: float) -> None:
+        """Close the untrusted connections past their time."""
+        self._drop_gone()
+        late = [handler for handler, since in self.untrusted.items() if now - since > UNTRUSTED_SECONDS]
+        for handler in late:
+            self.untrusted.pop(handler, None)
+            handler.force_close()
+            self.closed_idle += 1
+        if late:
+            self.complaints("closed connections that brought no token in time", f"{len(late)} now, {self.closed_idle} in all")
+            self.room.set()
+
+    def _drop_gone(self) -> None:
+        for handler in [h for h in self.untrusted if h.transport is None]:
+            del self.untrusted[handler]
+        self.trusted = {h for h in self.trusted if h.transport is not None}
 
 
 class WebServer:
@@ -68,8 +177,11 @@ class WebServer:
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
         self.guard = Guard(self.token, host, self.port)
+        self.complaints = Complaints()
+        self.gate = Gate(self.complaints)
         self.assets = _assets()
         self.app = web.Application(middlewares=[self._guarded], client_max_size=UPLOAD_LIMIT + 64 * 1024)
+        self.app.on_response_prepare.append(self._secure)
         self.app.router.add_get("/", self._page)
         self.app.router.add_get("/assets/{name}", self._asset)
         routes(self.app)
@@ -87,14 +199,20 @@ class WebServer:
     # --- the rules -----------------------------------------------------------------------------
     @web.middleware
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        refusal = self.guard.refusal(request.method, request.headers, request.query, request.cookies, websocket)
+        try:
+            refusal = self.guard.refusal(request.method, request.path, request.headers, request.query, request.cookies)
+        except Exception as error:  # noqa: BLE001 - bytes no rule foresaw: refused, not a 500
+            refusal = f"refused: a request bachd cannot read ({type(error).__name__})"
         if refusal is not None:
-            return json_error(refusal, 403)
+            self.complaints("refused requests", refusal.split(":", 1)[1].strip().split(" '")[0])
+            response = json_error(refusal, 403)
+            response.force_close()  # a refused connection is not kept for another try
+            return response
+        self.gate.trust(request.protocol)
         if request.path == "/" and "token" in request.query:
-            # The token moves from the address bar to a cookie only this page's requests carry.
+            # The token moves from the address bar to this server's own cookie.
             response = web.HTTPSeeOther("/")
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
+            response.set_cookie(self.guard.cookie, self.token, httponly=True, samesite="Strict", path="/")
             raise response
         try:
             return await handler(request)
@@ -109,8 +227,13 @@ class WebServer:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as error:  # noqa: BLE001 - the page gets one line; bachd plays on
-            sys.stderr.write(f"bachd: control surface: {type(error).__name__}: {error}\n")
+            self.complaints(f"internal error in {request.path[:40]}", f"{type(error).__name__}: {error}")
             return json_error(f"internal error: {type(error).__name__}", 500)
+
+    @staticmethod
+    async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
 
     async def _page(self, request: web.Request) -> web.Response:
         body, kind = self.assets[self.page]
@@ -136,10 +259,16 @@ class WebServer:
     def _serve(self, ready: threading.Event, failure: list) -> None:
         loop = self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        loop.set_exception_handler(lambda _, context: self.complaints(
+            "event loop", " ".join(str(context.get("exception") or context.get("message", "")).split())[:160]))
+        _quiet_logs(self.complaints)
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
+                               keepalive_timeout=KEEPALIVE_SECONDS)
+        tasks: list[asyncio.Task] = []
         try:
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, self.sock).start())
+            assert runner.server is not None
+            tasks = [loop.create_task(self._accept(runner.server)), loop.create_task(self._reap())]
             self._stopped = asyncio.Event()
         except BaseException as error:  # noqa: BLE001
             failure.append(error)
@@ -148,11 +277,47 @@ class WebServer:
         ready.set()
         try:
             loop.run_until_complete(self._stopped.wait())
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(asyncio.wait_for(runner.cleanup(), 2.0))
         except BaseException:  # noqa: BLE001 - closing: nothing left to tell
             pass
         finally:
+            self.sock.close()
             loop.close()
+
+    async def _accept(self, server) -> None:
+        """Accept connections while there is room, at a paced rate (see :data:`UNTRUSTED_LIMIT`)."""
+        loop = asyncio.get_running_loop()
+        gap = 1.0 / ACCEPTS_PER_SECOND
+        while True:
+            while self.gate.full():
+                self.gate.room.clear()
+                try:
+                    await asyncio.wait_for(self.gate.room.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+            try:
+                connection, _ = await loop.sock_accept(self.sock)
+            except OSError as error:  # out of descriptors, say: wait, and say so once a minute
+                self.complaints("cannot accept a connection", error.strerror or str(error))
+                await asyncio.sleep(0.5)
+                continue
+            connection.setblocking(False)
+            try:
+                _, handler = await loop.connect_accepted_socket(server, connection)
+            except OSError:
+                connection.close()
+                continue
+            self.gate.untrusted[handler] = loop.time()
+            await asyncio.sleep(gap)
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            self.gate.reap(loop.time())
 
     def call(self, function: Callable[[], object]) -> None:
         """Run ``function`` on the server's loop (from any thread)."""
@@ -169,6 +334,36 @@ class WebServer:
         self._thread = None
 
 
+def open_in_browser(url: str, opener: Optional[Callable[[str], object]] = None) -> Path:
+    """Open ``url`` in the web browser without putting its token on the browser's command
+    line (every process can read another's in /proc): the browser is given a page that only
+    this user can read, which sends it on to ``url``. Returns the page's folder, for the
+    caller to remove when it stops."""
+    import html
+    import tempfile
+    import webbrowser
+
+    folder = Path(tempfile.mkdtemp(prefix="bachd-open-"))  # 0700
+    page = folder / "open.html"
+    descriptor = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    shown = html.escape(url, quote=True)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={shown}">'
+                     f'<title>bachd</title><p>Opening <a href="{shown}">bachd</a>...</p>\n')
+    (opener or webbrowser.open)(page.as_uri())
+    return folder
+
+
+def _quiet_logs(complaints: Complaints) -> None:
+    """aiohttp's server loggers speak through :class:`Complaints` only (once per process:
+    the latest server's complaints)."""
+    handler = _LogToComplaints(complaints)
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.websocket"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+
+
 async def read_json(request: web.Request) -> dict:
     try:
         data = await request.json()
@@ -179,11 +374,16 @@ async def read_json(request: web.Request) -> dict:
     return data
 
 
-async def read_upload(request: web.Request) -> bytes:
-    """The request body, at most :data:`UPLOAD_LIMIT` bytes (beyond: refused as it comes)."""
-    if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(max_size=UPLOAD_LIMIT, actual_size=request.content_length)
-    body = await request.content.read(UPLOAD_LIMIT + 1)
-    if len(body) > UPLOAD_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(max_size=UPLOAD_LIMIT, actual_size=len(body))
-    return body
+async def read_upload(request: web.Request, limit: int = UPLOAD_LIMIT) -> bytes:
+    """The whole request body, however it is chunked, and at most ``limit`` bytes (beyond:
+    refused as it comes, without reading on)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))

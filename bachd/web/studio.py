@@ -14,6 +14,7 @@ a folder of the run's own, under random names.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 import shutil
@@ -27,9 +28,10 @@ from typing import Optional
 from aiohttp import web
 
 from bachd import presets
+from bachd.deadline import Deadline, job_deadline
 from bachd.errors import BachdError
 from bachd.web.common import checked_preset_name, add_common_routes
-from bachd.web.server import WebServer, read_json, read_upload
+from bachd.web.server import WebServer, open_in_browser, read_json, read_upload
 
 ACTIONS = ("harmonize", "continue", "generate")
 # The settings a file job reads (the live ones a file performance uses, and generation's); the
@@ -38,6 +40,8 @@ STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_tempe
                    "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws",
                    "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
 KEEP_RESULTS = 32  # the newest uploads and results kept; older ones are deleted (a page can fill no disk)
+JOB_SECONDS = 120.0  # a job past this is stopped (a chorale takes a few seconds; see bachd.deadline)
+FOLDER_PREFIX = "bachd-studio-"
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
 ID = re.compile(r"[0-9a-f]{16}")
 
@@ -77,8 +81,11 @@ class Studio:
     def __init__(self, model_path: Path, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
         self.model_path = model_path
         self.server = WebServer("studio.html", self._routes, host, port, token, port_flag="--port")  # a taken port: no folder left behind
-        self.folder = Path(tempfile.mkdtemp(prefix="bachd-studio-"))
+        remove_leftovers()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachd-studio")
+        self.job_seconds = JOB_SECONDS
+        self._deadlines: set[Deadline] = set()
         self._results: list[str] = []
         self._uploads: list[str] = []
         self._lock = threading.Lock()
@@ -93,7 +100,10 @@ class Studio:
 
     def close(self) -> None:
         self.server.close()
-        self.jobs.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for deadline in self._deadlines:
+                deadline.cancel()  # the job under way stops at its next check
+        self.jobs.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _routes(self, app: web.Application) -> None:
@@ -105,7 +115,20 @@ class Studio:
         app.router.add_get("/api/result/{id}.{kind}", self._result)
 
     async def _run(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.jobs, function, *args)
+        """``function(*args)`` on the job thread, within :attr:`job_seconds`."""
+        deadline = Deadline(self.job_seconds, "the job")
+        with self._lock:
+            self._deadlines.add(deadline)
+
+        def job():
+            with job_deadline(deadline):
+                return function(*args)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.jobs, job)
+        finally:
+            with self._lock:
+                self._deadlines.discard(deadline)
 
     async def _studio_settings(self, request: web.Request) -> web.Response:
         """The settings a job reads, in the order the page shows them: the page lists none itself."""
@@ -117,28 +140,23 @@ class Studio:
         return web.json_response({"chorales": self._chorales})
 
     async def _upload(self, request: web.Request) -> web.Response:
-        """A MIDI file as the request body: kept under a random name once the command line's
-        own reader has read it (a broken or empty file is refused with its one-line reason)."""
+        """A MIDI file as the request body, read to its end within the upload limit, then by
+        the bounded reader in memory; only a file that passes is kept, under a random name
+        (a broken, empty or oversized one is refused with its one-line reason)."""
         body = await read_upload(request)
+        notes = await self._run(self._check_upload, body)
         upload = secrets.token_hex(8)
-        path = self.folder / f"upload-{upload}.mid"
-        path.write_bytes(body)
-        try:
-            notes = await self._run(self._check_upload, path)
-        except BachdError:
-            path.unlink(missing_ok=True)
-            raise
+        (self.folder / f"upload-{upload}.mid").write_bytes(body)
         self._keep(upload, self._uploads, ("upload-{}.mid",))
         return web.json_response({"upload": upload, "notes": notes})
 
     @staticmethod
-    def _check_upload(path: Path) -> int:
+    def _check_upload(body: bytes) -> int:
         from bachd.files.replay import read_line
+        from bachd.music.midiread import read_bytes
 
-        try:
-            played = read_line(path, top_line=False)
-        except BachdError as error:
-            raise BachdError(str(error).replace(str(path), "the uploaded file")) from None
+        name = "the uploaded file"
+        played = read_line(Path(name), top_line=False, data=read_bytes(body, name))
         return sum(1 for _, message in played.events if message[0] & 0xF0 == 0x90 and message[2] > 0)
 
     async def _make(self, request: web.Request) -> web.Response:
@@ -175,13 +193,22 @@ class Studio:
 
     def _job(self, action: str, source: tuple[str, str], settings, bars: int) -> dict:
         """Runs on the job thread: the file command, then the WAV, then the roll."""
+        result = secrets.token_hex(8)
+        midi, wav = self.folder / f"{result}.mid", self.folder / f"{result}.wav"
+        try:
+            return self._make_result(result, midi, wav, action, source, settings, bars)
+        except BaseException:
+            midi.unlink(missing_ok=True)  # a job that failed or was stopped keeps nothing
+            wav.unlink(missing_ok=True)
+            raise
+
+    def _make_result(self, result: str, midi: Path, wav: Path, action: str, source: tuple[str, str], settings,
+                     bars: int) -> dict:
         from bachd.files.commands import generate_file, render_file
         from bachd.files.replay import replay_file
         from bachd.music.meter import Meter
         from bachd.sound.soundfont import resolve_sound, sound_name
 
-        result = secrets.token_hex(8)
-        midi, wav = self.folder / f"{result}.mid", self.folder / f"{result}.wav"
         said: list[str] = []
         kind, name = source
         if action == "generate":
@@ -240,8 +267,35 @@ class Studio:
             return web.json_response({"error": "that result is gone; make it again"}, status=404)
         mime = "audio/midi" if kind == "mid" else "audio/wav"
         disposition = "attachment" if request.query.get("download") else "inline"
-        return web.Response(body=path.read_bytes(), content_type=mime,
-                            headers={"Content-Disposition": f'{disposition}; filename="bachd-{result}.{kind}"'})
+        # Streamed from disk (and in ranges, as an audio element asks), never read whole.
+        return web.FileResponse(path, headers={"Content-Type": mime,
+                                               "Content-Disposition": f'{disposition}; filename="bachd-{result}.{kind}"'})
+
+
+def remove_leftovers(folder: Optional[Path] = None) -> list[Path]:
+    """The folders of studios that were killed before they could clean up (their process is
+    gone), removed; returns them. A folder's name carries its studio's process id."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        match = re.fullmatch(re.escape(FOLDER_PREFIX) + r"(\d+)-\w+", path.name)
+        if not match or not path.is_dir() or path.stat().st_uid != os.getuid():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def serve(model_path: Path, host: str, port: int, on_ready=print, open_browser: bool = False) -> int:
@@ -250,19 +304,20 @@ def serve(model_path: Path, host: str, port: int, on_ready=print, open_browser: 
 
     studio = Studio(model_path, host, port)
     stop = threading.Event()
+    opened: Optional[Path] = None
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         studio.start()
         warning = "" if host in ("127.0.0.1", "localhost", "::1") else f" (warning: served on {host}, not only this computer)"
         on_ready(f"bachd studio: {studio.url}{warning} Ctrl-C to stop.")
         if open_browser:
-            import webbrowser
-
-            webbrowser.open(studio.url)
+            opened = open_in_browser(studio.url)
         while not stop.wait(0.2):
             pass
     finally:
         studio.close()
+        if opened is not None:
+            shutil.rmtree(opened, ignore_errors=True)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0

@@ -119,7 +119,14 @@ function drawRoll(canvas, notes, first, last, options = {}) {
 }
 
 function legend(element) {
-  element.innerHTML = PARTS.map((part, i) => `<span><i style="background:${COLOURS[i]}"></i>${part}</span>`).join("");
+  // Built node by node: the page's policy allows no inline style attributes.
+  element.replaceChildren(...PARTS.map((part, i) => {
+    const span = document.createElement("span");
+    const swatch = document.createElement("i");
+    swatch.style.background = COLOURS[i];
+    span.append(swatch, part);
+    return span;
+  }));
 }
 
 function escapeHtml(text) {
