@@ -23,6 +23,7 @@ import pytest
 
 from fakes import melody_file
 from jackprobe import Bachd, MidiProbe, is_note_on
+from test_web import panel, studio  # noqa: F401 - in-process servers, for the attacker tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -47,6 +48,14 @@ def browser():
         launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield launched
         launched.close()
+
+
+def expect(locator):
+    """Playwright's waiting assertions: they poll without evaluating strings, which the
+    pages' policy (no eval) forbids."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 def panel_url(ready_line: str) -> str:
@@ -86,7 +95,7 @@ def test_the_panel_steers_bachd_while_it_plays(jack, browser, tmp_path):
         wait_until(lambda: state(url)["settings"]["temperature"] == 0.3, what="temperature 0.3 in /api/state")
         # A knob on a controller shows in the panel.
         probe.send(0xB0, 21, 127)
-        page.wait_for_function("document.getElementById('setting-temperature').value === '1.8'")
+        expect(page.locator("#setting-temperature")).to_have_value("1.8")
         # Mode: the choice, then harmony under a melody note, heard through JACK.
         page.get_by_label("Mode", exact=True).select_option("harmonize")
         wait_until(lambda: state(url)["mode"] == "harmonize", what="harmonize mode")
@@ -95,8 +104,8 @@ def test_the_panel_steers_bachd_while_it_plays(jack, browser, tmp_path):
         hits = probe.wait_for(is_note_on, count=3, since=since, timeout=2.0)
         assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3]
         # The note played, on the piano roll.
-        page.wait_for_function("document.getElementById('sounding').textContent.includes('C5 you')")
-        page.wait_for_function("document.querySelector('[data-figure=notes_in]').textContent === '1'")
+        expect(page.locator("#sounding")).to_contain_text("C5 you")
+        expect(page.locator("[data-figure=notes_in]")).to_have_text("1")
         time.sleep(0.6)
         if os.environ.get("BACHD_SCREENSHOTS"):
             page.screenshot(path=str(Path(os.environ["BACHD_SCREENSHOTS"]) / "control-surface.png"))
@@ -108,7 +117,7 @@ def test_the_panel_steers_bachd_while_it_plays(jack, browser, tmp_path):
         probe.send(0x80, 72, 0)
         # The ports: bachd's own, and the player's port it hears from, connected through JACK.
         page.get_by_role("button", name="Refresh ports").click()
-        page.wait_for_function("document.getElementById('ports').textContent.includes('probe-player')")
+        expect(page.locator("#ports")).to_contain_text("probe-player")
         # Disconnect the player's port in the JACK graph from the panel: bachd hears nothing of
         # it; connect it again: it does.
         page.get_by_role("button", name=re.compile("^Disconnect input probe-player")).click()
@@ -143,10 +152,10 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
         broken = tmp_path / "broken.mid"
         broken.write_bytes(b"MThd\0\0\0\6\0\1\0\2\1\xe0MTrk\xff\xff")
         page.get_by_label("MIDI file").set_input_files(str(broken))
-        page.wait_for_function("document.getElementById('message').textContent.includes('not a readable MIDI file')")
+        expect(page.locator("#message")).to_contain_text("not a readable MIDI file")
         melody = melody_file(tmp_path / "melody.mid", [67, 69, 71, 72, 74, 72, 71, 69, 67], bpm=100)
         page.get_by_label("MIDI file").set_input_files(str(melody))
-        page.wait_for_function("document.getElementById('source').textContent.includes('9 notes')")
+        expect(page.locator("#source")).to_contain_text("9 notes")
         page.get_by_label("Harmonize").check()
         page.get_by_role("button", name="Make it").click()
         page.get_by_role("link", name="Download MIDI").wait_for(timeout=60000)
@@ -160,15 +169,93 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
         assert page.evaluate("fetch(document.getElementById('audio').src).then(r => r.headers.get('content-type'))") == "audio/wav"
         # A chorale from the corpus, continued by generation with the offline defaults the page
         # switched to.
-        first_audio = page.evaluate("document.getElementById('audio').src")
+        first_audio = page.locator("#audio").get_attribute("src")
         page.get_by_label("Chorale (BWV)").select_option("269")
         page.get_by_label("Generate").check()
         assert page.get_by_label("Cadence hold", exact=True).input_value() == "3"  # generate's own default
         page.get_by_label("Bars", exact=True).fill("2")
         page.get_by_role("button", name="Make it").click()
-        page.wait_for_function(f"document.getElementById('audio').src !== {json.dumps(first_audio)}", timeout=60000)
+        expect(page.locator("#audio")).not_to_have_attribute("src", first_audio, timeout=60000)
         assert "wrote the result" in page.locator("#summary").text_content()
     finally:
         page.close()
         process.terminate()
         process.communicate(timeout=10)
+
+
+# --- a page of another site as the attacker ----------------------------------------------------
+@pytest.fixture
+def attacker():
+    """A site on another loopback port (same-site to the browser, as every 127.0.0.1 page is):
+    serves whatever page the test puts in ``pages``."""
+    import http.server
+    import threading
+
+    pages: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", pages
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_page_on_another_loopback_port_can_neither_frame_nor_drive_the_panel(browser, panel, studio, attacker):
+    from test_web import call
+
+    _, surface, _ = panel
+    site, pages = attacker
+    own = f"http://127.0.0.1:{surface.server.port}/"
+    context = browser.new_context()
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    try:
+        # The musician has the panel and then the studio open: two cookies, neither
+        # overwriting the other, and the pages run under their policy with nothing refused.
+        page.goto(surface.url)
+        page.get_by_role("button", name="Panic").wait_for()
+        page.goto(studio.url)
+        page.get_by_role("button", name="Make it").wait_for()
+        page.goto(own)
+        page.get_by_role("button", name="Panic").wait_for()
+        assert page.evaluate("fetch('/api/state').then(r => r.status)") == 200
+        assert not [line for line in console if "Content Security Policy" in line], console
+        # The attacker's page frames the panel (to trick a click into it), posts Panic with the
+        # browser's cookies, and opens the panel's WebSocket.
+        pages["/"] = f"""<!doctype html><body><iframe id="f" src="{own}" width="800" height="600"></iframe>
+<script>
+window.outcome = {{}};
+fetch("{own}api/panic", {{method: "POST", credentials: "include", mode: "no-cors"}})
+  .then(() => window.outcome.post = "sent", () => window.outcome.post = "failed");
+const socket = new WebSocket("ws://127.0.0.1:{surface.server.port}/ws");
+socket.onopen = () => window.outcome.socket = "open";
+socket.onerror = () => window.outcome.socket = window.outcome.socket || "refused";
+</script></body>"""
+        console.clear()
+        attack = context.new_page()
+        attack.on("console", lambda message: console.append(message.text))
+        attack.goto(site + "/")
+        attack.wait_for_function("window.outcome.post && window.outcome.socket")
+        assert attack.evaluate("window.outcome.socket") == "refused"
+        framed = [frame for frame in attack.frames if frame is not attack.main_frame]
+        assert len(framed) == 1
+        wait_until(lambda: any("frame-ancestors" in line for line in console), what="Chromium refusing the frame")
+        assert not framed[0].url.startswith(own)  # an error page, not the panel
+        status, answer, _ = call(surface.server.port, "GET", f"/api/state?token={surface.server.token}")
+        assert answer["figures"]["panics"] == 0  # the forged Panic was refused
+        attack.close()
+    finally:
+        context.close()

@@ -44,14 +44,14 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
     if track is not None and not 0 <= track < data.tracks:
         raise BachdError(f"{path} has tracks 0-{data.tracks - 1}, not {track}")
     chosen = [n for n in data.notes
-              if (track is None or n.track == track)
+              if (track is None or n.track == track) and n.end > n.start  # a note of no length sounds nothing
               and (n.channel != DRUM_CHANNEL if channel is None else n.channel == channel - 1)]
-    if not chosen:
-        where = (f" on channel {channel}" if channel else "") + (f" in track {track}" if track is not None else "")
-        raise BachdError(f"{path}: no notes to play{where}")
     notes = [[data.seconds(n.start), data.seconds(n.end), n.pitch, n.velocity] for n in chosen]
     if top_line:
         notes = _top_line(notes)
+    if not notes:
+        where = (f" on channel {channel}" if channel else "") + (f" in track {track}" if track is not None else "")
+        raise BachdError(f"{path}: no notes to play{where}")
     events = []
     for start, end, pitch, velocity in notes:
         events.append((start, (0x90, pitch, velocity)))

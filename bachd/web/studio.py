@@ -99,10 +99,10 @@ class Studio:
         self.server.start()
 
     def close(self) -> None:
-        self.server.close()
         with self._lock:
             for deadline in self._deadlines:
                 deadline.cancel()  # the job under way stops at its next check
+        self.server.close()
         self.jobs.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
