@@ -13,6 +13,11 @@ separate JACK MIDI client that also listens on ``bachd-out``:
    Then the same again with ``--ui`` and the control surface open in a real browser
    (Chromium, headless, driven by Playwright) streaming its piano roll, so the panel's cost
    on the MIDI path is measured in the same run (``--no-panel`` leaves this part out).
+   Then, with ``--hostile N`` (default 1000), the same with ``--ui`` twice: quiet, and while
+   another process holds N idle connections to the control surface without the token,
+   opening a new one whenever bachd closes one; a token holder asks for /api/state on a new
+   connection every 25 notes. Reports the p95 difference, the token holder's answer times,
+   bachd's open descriptors and what it wrote on stderr.
 3. Continue: ``--calls`` short calls; the lateness of each answer's first note against its
    grid time (measured by bachd where it sends), scheduled-output lateness, and a check
    that every note-on it sent was matched by a note-off.
@@ -106,13 +111,80 @@ def open_panel(ready_line: str):
     return page, close
 
 
-def harmonize(server: JackServer, notes: int, model: str | None, panel: bool = False) -> dict:
+ATTACKER = r"""
+import resource, selectors, socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_NOFILE, (count + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+chooser = selectors.DefaultSelector()
+opened = 0
+
+def dial():
+    global opened
+    connection = socket.socket()
+    connection.setblocking(False)
+    connection.connect_ex(("127.0.0.1", port))
+    chooser.register(connection, selectors.EVENT_READ)
+    opened += 1
+
+for _ in range(count):
+    dial()
+print("holding", count, flush=True)
+while True:  # whatever bachd closes is opened again at once: always N idle connections
+    for key, _ in chooser.select(timeout=1.0):
+        try:
+            data = key.fileobj.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            chooser.unregister(key.fileobj)
+            key.fileobj.close()
+            dial()
+    sys.stderr.write(f"\ropened {opened}")
+"""
+
+
+def hostile_crowd(ready_line: str, count: int):
+    """A separate process holding ``count`` idle connections to the control surface."""
+    import re
+    import subprocess
+
+    port = int(re.search(r"Control surface: http://127\.0\.0\.1:(\d+)/", ready_line).group(1))
+    crowd = subprocess.Popen([sys.executable, "-c", ATTACKER, str(port), str(count)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert crowd.stdout.readline().startswith("holding"), crowd.stderr.read()
+    return crowd
+
+
+def token_holder_ms(ready_line: str) -> float:
+    """A new connection with the token asking for /api/state: milliseconds to the answer."""
+    import re
+    import urllib.request
+
+    url = re.search(r"Control surface: (\S+)", ready_line).group(1).replace("/?token=", "/api/state?token=")
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            response.read()
+    except OSError:
+        return float("inf")
+    return (time.monotonic() - started) * 1000
+
+
+def open_descriptors(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def harmonize(server: JackServer, notes: int, model: str | None, panel: bool = False, ui: bool = False,
+              hostile: int = 0) -> dict:
     stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
     args = ["--mode", "harmonize", "--clock", "internal", "--bpm", "100", "--rng-seed", "1", "--stats-json", str(stats_path)]
-    bachd = Bachd(server, *args, *(["--model", model] if model else []), *(["--ui"] if panel else []))
-    page = close_panel = None
+    bachd = Bachd(server, *args, *(["--model", model] if model else []), *(["--ui"] if panel or ui or hostile else []))
+    page = close_panel = crowd = None
     if panel:
         page, close_panel = open_panel(bachd.ready_line)
+    if hostile:
+        crowd = hostile_crowd(bachd.ready_line, hostile)
+    holder_ms, descriptors = [], []
     probe = MidiProbe()
     time.sleep(0.5)
     xruns_before = xruns(server)
@@ -132,12 +204,23 @@ def harmonize(server: JackServer, notes: int, model: str | None, panel: bool = F
         time.sleep(rng.uniform(0.01, 0.06))
         if i % 100 == 0:
             rss.append(bachd.rss_mb())
+        if (ui or hostile) and i % 25 == 12:
+            holder_ms.append(token_holder_ms(bachd.ready_line))
+            descriptors.append(open_descriptors(bachd.process.pid))
     time.sleep(0.5)
     roll_updates = close_panel() if close_panel is not None else None
+    if crowd is not None:
+        crowd.kill()
+        crowd.communicate()
     code, _, err = bachd.stop(signal.SIGTERM)
     probe.close()
     stats = json.loads(stats_path.read_text())
-    return {
+    web = {}
+    if ui or hostile:
+        web = {"hostile_connections": hostile, "token_holder_ms": pct(holder_ms), "bachd_descriptors_max": max(descriptors),
+               "stderr_lines": len(err.splitlines()), "stderr_tracebacks": err.count("Traceback"),
+               "stderr_first_lines": err.splitlines()[:4]}
+    return {**web,
         "panel_roll_updates": roll_updates,
         "ready_seconds": round(bachd.ready_seconds, 2),
         "rss_mb": round(max(rss), 1),
@@ -248,6 +331,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="Start/Stop rounds on MIDI clock")
     parser.add_argument("--period", type=int, default=64)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--hostile", type=int, default=1000,
+                        help="Also harmonize with --ui, quiet and under this many idle connections without the token (0: not)")
     parser.add_argument("--panel", action=argparse.BooleanOptionalAction, default=True,
                         help="Also harmonize with the control surface open in Chromium (needs chromium and playwright)")
     args = parser.parse_args()
@@ -257,6 +342,9 @@ def main() -> None:
         results["harmonize"] = harmonize(server, args.notes, args.model)
         if args.panel:
             results["harmonize_with_panel"] = harmonize(server, args.notes, args.model, panel=True)
+        if args.hostile:
+            results["harmonize_ui_quiet"] = harmonize(server, args.notes, args.model, ui=True)
+            results["harmonize_ui_hostile"] = harmonize(server, args.notes, args.model, hostile=args.hostile)
         results["continue"] = continue_mode(server, args.calls, args.model)
         results["transport"] = transport(server, args.rounds, args.model)
     h, c = results["harmonize"], results["continue"]
@@ -270,6 +358,13 @@ def main() -> None:
         print(f"  with the panel open in Chromium:  {w['note_to_harmony_ms']} ms ({w['notes_without_three_voices']} incomplete; "
               f"p95 {w['note_to_harmony_ms'].get('p95', float('nan')) - h['note_to_harmony_ms'].get('p95', float('nan')):+.3f} ms "
               f"against the row above; {w['panel_roll_updates']} roll updates drawn, {w['jack_xruns']} JACK xruns)")
+    if "harmonize_ui_hostile" in results:
+        q, x = results["harmonize_ui_quiet"], results["harmonize_ui_hostile"]
+        for name, row in (("--ui, quiet", q), (f"--ui, {x['hostile_connections']} idle hostile connections", x)):
+            print(f"  {name + ':':<34}{row['note_to_harmony_ms']} ms ({row['notes_without_three_voices']} incomplete); "
+                  f"token holder's /api/state {row['token_holder_ms']} ms; at most {row['bachd_descriptors_max']} descriptors; "
+                  f"{row['stderr_lines']} stderr lines, {row['stderr_tracebacks']} tracebacks")
+        print(f"  hostile against quiet:            p95 {x['note_to_harmony_ms']['p95'] - q['note_to_harmony_ms']['p95']:+.3f} ms")
     print(f"continue first-note lateness:       {c['first_note_lateness_ms']} ms ({c['answers']} answers)")
     print(f"continue scheduled lateness:        {c['scheduled_lateness_ms']} ms")
     print(f"hanging notes after SIGTERM:        harmonize {h['hanging_after_sigterm']}, continue {c['hanging_notes']}")

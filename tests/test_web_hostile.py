@@ -275,3 +275,47 @@ def test_a_preset_description_of_any_text_saves_or_is_refused_leaving_nothing(pa
     status, answer, _ = call(port, "POST", "/api/preset/save", headers, b'{"name": "lone", "description": "\\ud800"}')
     assert status == 400 and answer["error"].startswith("preset 'lone' was not saved") and str(tmp_path) not in answer["error"]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_one_sigterm_stops_bachd_ui_in_the_middle_of_a_job(tiny_model_path, tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "bachd", "ui", "--model", str(tiny_model_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = process.stdout.readline()
+        url = re.search(r"bachd studio: http://127\.0\.0\.1:(\d+)/\?token=(\S+)", ready)
+        assert url, ready
+        port, token = int(url.group(1)), url.group(2)
+        headers = {"X-Bachd-Token": token, "Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+        melody = Path(melody_file(tmp_path / "l.mid", [60, 62, 64, 65] * 100, bpm=100)).read_bytes()
+        status, answer, _ = call(port, "POST", "/api/upload", headers, melody)
+        assert status == 200
+        request = {"action": "harmonize", "upload": answer["upload"]}
+        def make_it():
+            try:
+                call(port, "POST", "/api/make", headers, json.dumps(request).encode())
+            except OSError:
+                pass  # the server went away in the middle of the job: what this test asks for
+
+        job = threading.Thread(target=make_it, daemon=True)
+        cpu = cpu_seconds(process.pid)
+        job.start()
+        while cpu_seconds(process.pid) < cpu + 1.0:  # the job is under way: it is all that computes
+            assert job.is_alive() and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
