@@ -5,6 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The control surface and studio in this process (fixtures panel and studio), for every module.
+pytest_plugins = ("webclient",)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -1,5 +1,7 @@
 """Test doubles shared by the tests."""
 
+import struct
+
 import mido
 import numpy as np
 
@@ -121,3 +123,32 @@ class FakeOnTheBeatEngine(FakeRestingEngine):
             if beat % enc.STEPS_PER_BEAT or pitch % 12 in (0, 4, 7, 10):
                 logits[:, enc.attack(pitch)] = 0.0
         return logits
+
+
+# --- MIDI files built byte by byte: what mido would refuse to write ---------------------------
+def raw_file(division: int, *tracks: bytes) -> bytes:
+    """A MIDI file from its raw parts: header (format 1) and track bodies."""
+    data = b"MThd" + struct.pack(">LHHH", 6, 1, len(tracks), division)
+    for body in tracks:
+        data += b"MTrk" + struct.pack(">L", len(body)) + body
+    return data
+
+
+def vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+END = b"\x00\xff\x2f\x00"
+
+
+def one_note(division: int, length_ticks: int, tempo: int | None = None) -> bytes:
+    body = b""
+    if tempo is not None:
+        body += b"\x00\xff\x51\x03" + tempo.to_bytes(3, "big")
+    body += b"\x00\x90\x3c\x40" + vlq(length_ticks) + b"\x80\x3c\x00" + END
+    return raw_file(division, body)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import random
-import struct
 
 import mido
 import pytest
@@ -16,35 +15,7 @@ from bachd.errors import BachdError
 from bachd.files.replay import read_line
 from bachd.music.midifile import grid_of, read_midi
 from bachd.music.midiread import LIMITS, read_bytes, read_file
-from fakes import melody_file
-
-
-def raw_file(division: int, *tracks: bytes) -> bytes:
-    """A MIDI file from its raw parts: header (format 1) and track bodies."""
-    data = b"MThd" + struct.pack(">LHHH", 6, 1, len(tracks), division)
-    for body in tracks:
-        data += b"MTrk" + struct.pack(">L", len(body)) + body
-    return data
-
-
-def vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
-END = b"\x00\xff\x2f\x00"
-
-
-def one_note(division: int, length_ticks: int, tempo: int | None = None) -> bytes:
-    body = b""
-    if tempo is not None:
-        body += b"\x00\xff\x51\x03" + tempo.to_bytes(3, "big")
-    body += b"\x00\x90\x3c\x40" + vlq(length_ticks) + b"\x80\x3c\x00" + END
-    return raw_file(division, body)
+from fakes import END, melody_file, one_note, raw_file, vlq
 
 
 def saved(mid: mido.MidiFile) -> bytes:

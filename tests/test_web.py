@@ -7,7 +7,6 @@ ports; the browser tests (test_web_browser.py) drive the same pages through JACK
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import threading
 import time
@@ -22,50 +21,7 @@ from bachd.web.guard import Guard, cookie_name
 from bachd.web.panel import PUSH_HZ, ControlSurface
 from bachd.web.studio import Studio
 from fakes import FakePorts, melody_file
-
-
-def call(port: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None, host: str | None = None):
-    """One request with exactly these headers (``host``: the Host header; default the server's)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-    connection.putheader("Host", host or f"127.0.0.1:{port}")
-    for key, value in (headers or {}).items():
-        connection.putheader(key, value)
-    if body is not None:
-        connection.putheader("Content-Length", str(len(body)))
-    connection.endheaders(body)
-    response = connection.getresponse()
-    data = response.read()
-    connection.close()
-    try:
-        parsed = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        parsed = data
-    return response.status, parsed, response
-
-
-@pytest.fixture
-def panel(tiny_model_path):
-    """A playing daemon (harmonize, internal clock) with its control surface."""
-    settings = LiveSettings(mode="harmonize", bpm=120.0, rng_seed=3)
-    daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), FakePorts(), load_engine(tiny_model_path, "numpy"))
-    threads = [threading.Thread(target=daemon._work, daemon=True), threading.Thread(target=daemon._send, daemon=True)]
-    for thread in threads:
-        thread.start()
-    surface = ControlSurface()
-    ready = surface.start(daemon)
-    yield daemon, surface, ready
-    surface.close()
-    daemon.stop.set()
-    for thread in threads:
-        thread.join(timeout=2)
-
-
-def token_headers(surface, origin: bool = True) -> dict:
-    headers = {"X-Bachd-Token": surface.server.token, "Content-Type": "application/json"}
-    if origin:
-        headers["Origin"] = f"http://127.0.0.1:{surface.server.port}"
-    return headers
+from webclient import call, token_headers
 
 
 # --- the guard, rule by rule ------------------------------------------------------------------
@@ -282,14 +238,6 @@ def test_a_taken_port_is_a_one_line_error():
 
 
 # --- the studio --------------------------------------------------------------------------------
-@pytest.fixture
-def studio(tiny_model_path):
-    page = Studio(Path(tiny_model_path))
-    page.start()
-    yield page
-    page.close()
-
-
 def test_studio_uploads_are_capped_and_parsed_like_the_command_line(studio, tmp_path):
     port, headers = studio.server.port, token_headers(studio)
     status, answer, _ = call(port, "POST", "/api/upload", headers, b"\0" * (2 * 1024 * 1024 + 1))

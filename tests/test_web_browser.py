@@ -23,7 +23,6 @@ import pytest
 
 from fakes import melody_file
 from jackprobe import Bachd, MidiProbe, is_note_on
-from test_web import panel, studio  # noqa: F401 - in-process servers, for the attacker tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -213,7 +212,7 @@ def attacker():
 
 
 def test_a_page_on_another_loopback_port_can_neither_frame_nor_drive_the_panel(browser, panel, studio, attacker):
-    from test_web import call
+    from webclient import call
 
     _, surface, _ = panel
     site, pages = attacker

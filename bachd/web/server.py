@@ -45,16 +45,20 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 # Connections. A loopback page needs a handful (a browser opens six at most per server); a
-# neighbour may open thousands and send nothing. A connection is untrusted until one of its
-# requests passes the guard: at most UNTRUSTED_LIMIT are held (a new one closes the oldest,
-# which on loopback has had ample time to send its request), none past UNTRUSTED_SECONDS, and
-# while connections are being closed to make room, accepting is paced, so a flood costs the
-# MIDI path a bounded share of the interpreter, and a token holder's new connection still
-# comes to the front of the queue in a few seconds at most.
+# neighbour may open thousands, send nothing, and open another for each one closed. So a new
+# connection costs a socket and nothing more until it sends its first bytes (no aiohttp
+# handler, no task): at most SILENT_LIMIT such wait, a new one closing the oldest (on
+# loopback a browser speaks within a millisecond of connecting). Once it speaks, it is
+# untrusted until one of its requests passes the guard: at most UNTRUSTED_LIMIT of those. None
+# of either kind outlives UNTRUSTED_SECONDS. While connections are closed to make room,
+# accepting is paced, so a flood takes a bounded share of the interpreter from the MIDI path,
+# and a token holder's new connection reaches the front of the queue within about
+# (the flood's size / ACCEPTS_PER_SECOND) seconds. A page already open keeps its connections.
 MAX_CONNECTIONS = 128
+SILENT_LIMIT = 64
 UNTRUSTED_LIMIT = 32
 UNTRUSTED_SECONDS = 5.0
-ACCEPTS_PER_SECOND = 400.0  # under pressure
+ACCEPTS_PER_SECOND = 2000.0  # under pressure
 KEEPALIVE_SECONDS = 30.0
 
 
@@ -114,14 +118,21 @@ class _LogToComplaints(logging.Handler):
 
 
 class Gate:
-    """The server's connections, each untrusted until one of its requests passes the guard."""
+    """The server's connections: silent (accepted, nothing sent yet), untrusted (an aiohttp
+    handler, no request has passed the guard yet) and trusted."""
 
     def __init__(self, complaints: Complaints):
         self.complaints = complaints
-        self.untrusted: dict[object, float] = {}  # handler -> when accepted; oldest first
+        self.silent: dict[socket.socket, float] = {}  # oldest first
+        self.untrusted: dict[object, float] = {}  # handler -> when it spoke; oldest first
         self.trusted: set = set()
         self.room = asyncio.Event()
-        self.closed = 0  # untrusted connections closed, to make room or for taking too long
+        self.closed = 0  # connections closed to make room or for taking too long
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.server: Optional[Callable[[], asyncio.Protocol]] = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop, server: Callable[[], asyncio.Protocol]) -> None:
+        self.loop, self.server = loop, server
 
     def trust(self, handler) -> None:
         if self.untrusted.pop(handler, None) is not None:
@@ -132,34 +143,70 @@ class Gate:
         self._drop_gone()
         return len(self.trusted) >= MAX_CONNECTIONS
 
-    def admit(self, handler, now: float) -> bool:
-        """Hold a new connection, closing the oldest untrusted ones past the limits; whether
-        any was closed (the server is under pressure)."""
-        self.untrusted[handler] = now
-        pressed = False
+    def hold(self, connection: socket.socket, now: float) -> bool:
+        """A new connection waits, costing nothing, until it speaks; whether an older one had
+        to be closed for it (the server is under pressure)."""
+        assert self.loop is not None
+        self.silent[connection] = now
+        self.loop.add_reader(connection.fileno(), self._spoke, connection)
+        closed = 0
+        while len(self.silent) > SILENT_LIMIT:
+            self._close_silent(next(iter(self.silent)))
+            closed += 1
+        self._closed(closed)
+        return closed > 0
+
+    def _close_silent(self, connection: socket.socket) -> None:
+        del self.silent[connection]
+        assert self.loop is not None
+        self.loop.remove_reader(connection.fileno())
+        connection.close()
+
+    def _spoke(self, connection: socket.socket) -> None:
+        assert self.loop is not None
+        self.loop.remove_reader(connection.fileno())
+        if self.silent.pop(connection, None) is not None:
+            self.loop.create_task(self._hand_over(connection))
+
+    async def _hand_over(self, connection: socket.socket) -> None:
+        assert self.loop is not None and self.server is not None
+        try:
+            _, handler = await self.loop.connect_accepted_socket(self.server, connection)
+        except OSError:
+            connection.close()
+            return
+        self.untrusted[handler] = self.loop.time()
+        closed = 0
         while self.untrusted and (len(self.untrusted) > UNTRUSTED_LIMIT
                                   or len(self.untrusted) + len(self.trusted) > MAX_CONNECTIONS):
             oldest = next(iter(self.untrusted))
             del self.untrusted[oldest]
             oldest.force_close()
-            self.closed += 1
-            pressed = True
-        if pressed:
-            self.complaints("closed connections that brought no token", f"{self.closed} so far")
-        return pressed
+            closed += 1
+        self._closed(closed)
 
     def reap(self, now: float) -> None:
-        """Close the untrusted connections past their time."""
+        """Close the silent and untrusted connections past their time."""
         self._drop_gone()
-        late = [handler for handler, since in self.untrusted.items() if now - since > UNTRUSTED_SECONDS]
-        for handler in late:
+        late = [c for c, since in self.silent.items() if now - since > UNTRUSTED_SECONDS]
+        for connection in late:
+            self._close_silent(connection)
+        handlers = [h for h, since in self.untrusted.items() if now - since > UNTRUSTED_SECONDS]
+        for handler in handlers:
             del self.untrusted[handler]
             handler.force_close()
-            self.closed += 1
-        if late:
-            self.complaints("closed connections that brought no token", f"{self.closed} so far")
-        if self.trusted and len(self.trusted) < MAX_CONNECTIONS:
+        self._closed(len(late) + len(handlers))
+        if len(self.trusted) < MAX_CONNECTIONS:
             self.room.set()
+
+    def close(self) -> None:
+        for connection in list(self.silent):
+            self._close_silent(connection)
+
+    def _closed(self, count: int) -> None:
+        if count:
+            self.closed += count
+            self.complaints("closed connections that brought no token", f"{self.closed} so far")
 
     def _drop_gone(self) -> None:
         for handler in [h for h in self.untrusted if h.transport is None]:
@@ -282,7 +329,8 @@ class WebServer:
         try:
             loop.run_until_complete(runner.setup())
             assert runner.server is not None
-            tasks = [loop.create_task(self._accept(runner.server)), loop.create_task(self._reap())]
+            self.gate.attach(loop, runner.server)
+            tasks = [loop.create_task(self._accept()), loop.create_task(self._reap())]
             self._stopped = asyncio.Event()
         except BaseException as error:  # noqa: BLE001
             failure.append(error)
@@ -294,6 +342,7 @@ class WebServer:
             for task in tasks:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.gate.close()
             loop.run_until_complete(asyncio.wait_for(runner.cleanup(), 2.0))
         except BaseException:  # noqa: BLE001 - closing: nothing left to tell
             pass
@@ -301,8 +350,8 @@ class WebServer:
             self.sock.close()
             loop.close()
 
-    async def _accept(self, server) -> None:
-        """Accept connections for aiohttp, within the gate's limits (see :data:`UNTRUSTED_LIMIT`)."""
+    async def _accept(self) -> None:
+        """Accept connections within the gate's limits (see :data:`SILENT_LIMIT`)."""
         loop = asyncio.get_running_loop()
         while True:
             while self.gate.full():
@@ -315,12 +364,7 @@ class WebServer:
                 await asyncio.sleep(0.5)
                 continue
             connection.setblocking(False)
-            try:
-                _, handler = await loop.connect_accepted_socket(server, connection)
-            except OSError:
-                connection.close()
-                continue
-            if self.gate.admit(handler, loop.time()):
+            if self.gate.hold(connection, loop.time()):
                 await asyncio.sleep(1.0 / ACCEPTS_PER_SECOND)
 
     async def _reap(self) -> None:
