@@ -317,3 +317,12 @@ def test_one_sigterm_stops_bachd_ui_in_the_middle_of_a_job(tiny_model_path, tmp_
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_the_studio_folder_stays_within_its_byte_budget(studio, tmp_path, monkeypatch):
+    import bachd.web.studio as studio_module
+
+    body = big_melody(tmp_path, 300)  # a valid file of 300 kB
+    monkeypatch.setattr(studio_module, "KEEP_BYTES", 2 * len(body) + 1000)
+    ids = [upload(studio, body)[1]["upload"] for _ in range(5)]
+    assert sorted(p.name for p in studio.folder.iterdir()) == sorted(f"upload-{i}.mid" for i in ids[-2:])

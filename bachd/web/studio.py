@@ -40,6 +40,7 @@ STUDIO_SETTINGS = ("bpm", "beats_per_bar", "temperature", "top_p", "rhythm_tempe
                    "minor_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws",
                    "listen_gap", "start_on", "allow_parallels", "rng_seed", "velocity")
 KEEP_RESULTS = 32  # the newest uploads and results kept; older ones are deleted (a page can fill no disk)
+KEEP_BYTES = 512 * 1024 * 1024  # and the oldest go sooner while the folder holds more than this
 JOB_SECONDS = 120.0  # a job past this is stopped (a chorale takes a few seconds; see bachd.deadline)
 FOLDER_PREFIX = "bachd-studio-"
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
@@ -250,13 +251,18 @@ class Studio:
         return path
 
     def _keep(self, name: str, kept: list[str], files: tuple[str, ...]) -> None:
-        """Keep ``name`` among the newest :data:`KEEP_RESULTS` of its kind; delete the oldest."""
+        """Keep ``name`` among the newest :data:`KEEP_RESULTS` of its kind, within
+        :data:`KEEP_BYTES` for the whole folder (ten-minute WAVs are 115 MB each); delete the
+        oldest. The newest is always kept."""
         with self._lock:
             kept.append(name)
-            while len(kept) > KEEP_RESULTS:
+            while len(kept) > KEEP_RESULTS or (len(kept) > 1 and self._bytes() > KEEP_BYTES):
                 old = kept.pop(0)
                 for pattern in files:
                     (self.folder / pattern.format(old)).unlink(missing_ok=True)
+
+    def _bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.folder.iterdir() if path.is_file())
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         result, kind = request.match_info["id"], request.match_info["kind"]
