@@ -271,7 +271,7 @@ def _print_music(report: dict, what: str) -> None:
 
 @app.command("generate")
 def generate_cli(
-    out: Annotated[Path, typer.Option("--out", "-o", help="The MIDI file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The file to write: MIDI (.mid), or a MusicXML score (.musicxml, .mxl).")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
     seed_file: Annotated[Optional[Path], typer.Option(help="A MIDI or MusicXML file to continue. Fewer than four voices: the model adds the rest.")] = None,
     seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
@@ -335,6 +335,28 @@ def render_cli(
         sound = resolve_sound(soundfont)
         seconds = render_file(midi, out, sample_rate, sound=sound, programs=_programs(programs))
         typer.echo(f"wrote {out}: {seconds:.1f} s at {sample_rate} Hz with {sound_name(sound)}")
+
+
+@app.command("score")
+def score_cli(
+    midi: Annotated[Path, typer.Argument(help="A MIDI file (read as four voices on the 16th grid, as a seed is).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The MusicXML score to write (.musicxml, or compressed .mxl).")],
+    staves: Annotated[int, typer.Option(min=2, max=4, help="2: soprano and alto on the treble staff, tenor and bass on the bass staff; 4: a staff each.")] = 2,
+    beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
+    pickup: Annotated[float, typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in quarter notes.")] = 0.0,
+    title: Annotated[Optional[str], typer.Option(help="The score's title (default: the file's name).")] = None,
+) -> None:
+    """Write a MIDI file as a chorale score for notation programs (MuseScore, Sibelius, Dorico): key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase ends."""
+    with _errors():
+        from bachd.files.commands import score_file
+
+        if staves == 3:
+            raise BachdError("--staves is 2 or 4")
+        steps = round(pickup * 4)
+        if steps >= beats_per_bar * 4:
+            raise BachdError(f"--pickup must be shorter than a bar of {beats_per_bar} beats")
+        notes = score_file(midi, out, beats_per_bar=beats_per_bar, staves=staves, pickup_steps=steps, title=title)
+        typer.echo(f"wrote {out}: {notes} notes in {staves} staves")
 
 
 def _choices(name: str) -> type[Enum]:
@@ -431,7 +453,7 @@ def _replay_command(mode: str):
 
     def command(
         source: Annotated[Path, typer.Argument(help="A MIDI file: the melody (its top line) to harmonize, or the call (up to four parts) to answer.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="The MIDI file to write: your notes and bachd's, a track per voice.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="The file to write: MIDI (.mid), your notes and bachd's, a track per voice; or a MusicXML score (.musicxml, .mxl) of the four voices.")],
         preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name or .toml file, as for `bachd run`.")] = None,
         bpm: Annotated[Optional[float], _setting("bpm")] = None,
         channel: Annotated[Optional[int], typer.Option(min=1, max=16, help="Read only this channel (default: all but 10, drums).")] = None,

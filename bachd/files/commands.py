@@ -32,7 +32,9 @@ def generate_file(
 ) -> list[Path]:
     """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
     the files written. Every output is checked before the model is loaded."""
-    check_output(out, "--out", (".mid", ".midi"))
+    check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
+    if Path(out).suffix.lower() in (".musicxml", ".mxl") and (wav is not None or plot is not None):
+        raise BachdError("--wav and --plot go with a MIDI --out; write the score in a run of its own")
     check_output(wav, "--wav", (".wav",))
     check_output(plot, "--plot", (".png",))
     sound = None
@@ -68,8 +70,18 @@ def generate_file(
     for index in chosen:
         path = _sibling(out, index, len(chosen))
         path.parent.mkdir(parents=True, exist_ok=True)
-        notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
-                           marker_step=marker, offset_steps=(result.phase + first) % meter.steps_per_bar)
+        offset = (result.phase + first) % meter.steps_per_bar
+        if path.suffix.lower() in (".musicxml", ".mxl"):
+            from bachd.music.encoding import decode_pitches, tokens_to_notes
+            from bachd.music.score import write_score
+
+            pitches, attacks = decode_pitches(result.tokens[index, first:])
+            title = f"After BWV {seed_chorale}" if seed_chorale else "Chorale"
+            write_score(pitches, attacks, path, offset_steps=offset, beats_per_bar=meter.beats_per_bar, bpm=bpm, title=title)
+            notes = tokens_to_notes(result.tokens[index, first:])
+        else:
+            notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
+                               marker_step=marker, offset_steps=offset)
         written.append(path)
         best = "  (most likely)" if variations > 1 and index == ranked[0] else ""
         opened = ""
@@ -94,6 +106,22 @@ def generate_file(
             written.append(png_path)
             say(f"wrote {png_path}")
     return written
+
+
+def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, pickup_steps: int = 0,
+               title: Optional[str] = None) -> int:
+    """Any MIDI file (read within the limits, on the 16th grid) as a MusicXML score; returns
+    the notes written."""
+    check_output(out, "--out", (".musicxml", ".mxl"))
+    from bachd.music.midifile import grid_of
+    from bachd.music.midiread import read_file
+    from bachd.music.score import write_score
+
+    data = read_file(midi)
+    pitches, attacks, _ = grid_of(data)
+    write_score(pitches, attacks, out, offset_steps=pickup_steps, beats_per_bar=beats_per_bar, staves=staves,
+                bpm=data.first_bpm or 120.0, title=title or Path(midi).stem)
+    return int(attacks[pitches >= 0].sum())
 
 
 def render_file(midi: Path, wav: Path, sample_rate: int = 48000, sound: Optional[Path] = None,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bachd.deadline import check_deadline
+from bachd.music.midiread import LIMITS
 from bachd.music import encoding
 from bachd.errors import BachdError
 from bachd.music.keys import Key, draw_keys, key_of_tokens, opening_masks, voice_biases
@@ -202,12 +203,34 @@ def load_seed(seed_file: str | None, seed_chorale: str | None) -> Seed | None:
     if suffix in (".musicxml", ".xml", ".mxl"):
         from music21 import converter
 
+        _check_score_file(path, suffix)
         try:
             score = converter.parse(str(path))
         except Exception as exc:  # music21 raises many kinds for a bad file
             raise BachdError(f"seed file {path}: not readable MusicXML ({type(exc).__name__})") from None
+        if float(score.highestTime) > LIMITS.beats:
+            raise BachdError(f"seed file {path}: longer than {LIMITS.beats:,} beats; bachd reads files of at most {LIMITS.beats:,} beats")
         return _seed_from_score(score, path.name)
     raise BachdError(f"seed file {path}: expected .mid, .midi, .musicxml, .xml or .mxl")
+
+
+def _check_score_file(path: Path, suffix: str) -> None:
+    """A MusicXML seed within the MIDI reader's size limit; a compressed one (.mxl, a zip)
+    within eight times that once unpacked, checked before anything is unpacked."""
+    import zipfile
+
+    size = path.stat().st_size
+    if size > LIMITS.size:
+        raise BachdError(f"seed file {path}: {size / 2 ** 20:.1f} MB; bachd reads scores of at most {LIMITS.size // 2 ** 20} MB")
+    if suffix == ".mxl":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(item.file_size for item in archive.infolist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BachdError(f"seed file {path}: not readable MusicXML ({type(exc).__name__})") from None
+        if unpacked > 8 * LIMITS.size:
+            raise BachdError(f"seed file {path}: {unpacked / 2 ** 20:.0f} MB unpacked; "
+                             f"bachd reads scores of at most {8 * LIMITS.size // 2 ** 20} MB unpacked")
 
 
 def _seed_chorale(number: str) -> Seed:

@@ -117,6 +117,47 @@ def write_performance(session: Session, played: PlayedFile, path: Path, settings
     return played_notes
 
 
+def _by_channel(path: Path) -> None:
+    """Rewrite a performance file with one track per channel, 1 to 4 (soprano to bass)."""
+    mid = mido.MidiFile(str(path))
+    timed = []
+    for track in mid.tracks:
+        tick = 0
+        for message in track:
+            tick += message.time
+            if message.type in ("note_on", "note_off") and message.channel < 4:
+                timed.append((tick, message))
+    out = mido.MidiFile(type=1, ticks_per_beat=mid.ticks_per_beat)
+    for channel in range(4):
+        track, last = mido.MidiTrack(), 0
+        for tick, message in sorted((t for t in timed if t[1].channel == channel), key=lambda t: t[0]):
+            track.append(message.copy(time=tick - last))
+            last = tick
+        out.tracks.append(track)
+    out.save(str(path))
+
+
+def write_performance_score(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str,
+                            source: Path) -> int:
+    """What :func:`write_performance` writes, as a chorale score: bachd's four voices on the
+    16th grid (the harmony under the melody, or the call and its answer); returns the
+    note-ons bachd played."""
+    import tempfile
+
+    from bachd.music.midifile import read_midi
+    from bachd.music.score import write_score
+
+    with tempfile.TemporaryDirectory(prefix="bachd-score-") as folder:
+        midi = Path(folder) / "performance.mid"
+        notes = write_performance(session, played, midi, settings, player_track)
+        _by_channel(midi)  # the player's notes are channel 1's, the soprano's: a track per voice
+        pitches, attacks, _ = read_midi(midi)
+    what = "Harmonized" if settings.mode == "harmonize" else "Answered"
+    write_score(pitches, attacks, path, beats_per_bar=settings.beats_per_bar, bpm=settings.bpm,
+                title=f"{source.stem}, {what.lower()} by bachd")
+    return notes
+
+
 def replay_file(
     mode: str, source: Path, out: Path, settings: LiveSettings, model_path: Path, bpm: Optional[float] = None,
     channel: Optional[int] = None, track: Optional[int] = None, say: Callable[[str], None] = print,
@@ -127,12 +168,16 @@ def replay_file(
 
     from bachd.live.daemon import load_engine
 
-    check_output(out, "--out", (".mid", ".midi"))
+    check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
     played = read_line(source, channel, track, top_line=mode == "harmonize")
     settings = replace(settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"))
     session = perform(load_engine(model_path), settings, played)
     stats = session.performer.stats
-    notes = write_performance(session, played, out, settings, "Melody" if mode == "harmonize" else "Call")
+    player = "Melody" if mode == "harmonize" else "Call"
+    if out.suffix.lower() in (".musicxml", ".mxl"):
+        notes = write_performance_score(session, played, out, settings, player, source)
+    else:
+        notes = write_performance(session, played, out, settings, player)
     if mode == "harmonize":
         say(f"wrote {out}: {stats.notes_in} melody notes, {stats.melody_chords} with a chord struck under them, "
             f"{notes} notes by bachd")

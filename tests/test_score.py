@@ -1,0 +1,174 @@
+"""Chorale scores (MusicXML): read back by music21 as the music on the grid, spelled in the
+key, with the pickup, ties and fermatas; written by the commands; engraved by MuseScore."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bachd.cli import app
+from bachd.music.encoding import SILENT
+from bachd.music.score import build_score, spelling, write_score
+from fakes import melody_file
+
+NAMES = "C C# D D# E F F# G G# A A# B".split()
+
+
+def spelled(key, pc: int) -> str:
+    letter, alter = spelling(key)[pc]
+    return letter + {-1: "-", 0: "", 1: "#"}[alter]
+
+
+def test_accidentals_are_spelled_in_the_key():
+    a_minor, c_major, d_minor, e_major, f_major = (9, True), (0, False), (2, True), (4, False), (5, False)
+    assert spelled(a_minor, 8) == "G#" and spelled(a_minor, 6) == "F#" and spelled(a_minor, 1) == "C#"  # raised 7th, 6th, 3rd
+    assert spelled(c_major, 6) == "F#" and spelled(c_major, 10) == "B-" and spelled(c_major, 8) == "G#"  # V/V, V7/IV, V/vi
+    assert spelled(d_minor, 3) == "E-" and spelled(d_minor, 1) == "C#"  # Neapolitan, leading tone
+    assert [spelled(e_major, pc) for pc in (1, 3, 6, 8, 11)] == ["C#", "D#", "F#", "G#", "B"]
+    assert spelled(f_major, 10) == "B-" and spelled(f_major, 3) == "E-" and spelled(f_major, 11) == "B"
+    for key in [(pc, minor) for pc in range(12) for minor in (False, True)]:
+        assert len({spelling(key)[pc] for pc in range(12)}) == 12  # twelve names, each a pitch class once
+
+
+def grid(rows: list[tuple[int, int, int, int]], struck: list[tuple[bool, ...]]):
+    return np.array(rows), np.array(struck, dtype=bool)
+
+
+def voice_notes(part, voice_id: str):
+    """(midi, start in quarters, length in quarters, fermata) of one voice, ties merged."""
+    out = []
+    for item in part.recurse().notesAndRests:
+        voice = item.getContextByClass("Voice")
+        if voice is None or str(voice.id) != voice_id or item.isRest:
+            continue
+        start = float(item.getOffsetInHierarchy(part))
+        if item.tie is not None and item.tie.type in ("stop", "continue"):
+            midi, first, length, fermata = out[-1]
+            out[-1] = (midi, first, length + float(item.quarterLength), fermata)
+            continue
+        out.append((item.pitch.midi, start, float(item.quarterLength), bool(item.expressions)))
+    return out
+
+
+def test_the_score_reads_back_as_the_grid_with_pickup_ties_and_fermatas(tmp_path):
+    from music21 import converter
+
+    # A minor, a one-beat pickup; the alto's G#4 a dotted quarter on beat 1; the soprano's B4
+    # from the second half of beat 2 across the middle of the bar (tied), its C5 across the
+    # bar line (tied); then a phrase end: a held soprano note, then a rest.
+    rows, struck = [], []
+    plan = [  # steps: soprano, alto, tenor, bass
+        (4, (69, 64, 60, 45)), (6, (72, 68, 57, 40)), (8, (71, 68, 59, 40)), (4, (72, 69, 57, 45)),
+        (8, (69, 64, 57, 45)), (4, (SILENT,) * 4),
+    ]
+    for length, chord in plan:
+        for step in range(length):
+            rows.append(chord)
+            struck.append(tuple(step == 0 and p != SILENT for p in chord))
+    pitches, attacks = grid(rows, struck)
+    path = write_score(pitches, attacks, tmp_path / "a.musicxml", offset_steps=12, bpm=80, title="Test")
+    score = converter.parse(str(path))
+    assert score.metadata.bestTitle == "Test" and score.metadata.composer == "bachd"
+    upper, lower = score.parts
+    assert upper.recurse().getElementsByClass("KeySignature")[0].sharps == 0
+    assert str(upper.recurse().getElementsByClass("TimeSignature")[0].ratioString) == "4/4"
+    first = upper.getElementsByClass("Measure")[0]
+    assert first.number == 0 and first.paddingLeft == 3.0  # the pickup: an upbeat of one beat
+    assert [n.nameWithOctave for n in upper.recurse().notes if n.pitch.midi == 68][:1] == ["G#4"]
+    # Each voice back as it was on the grid: pitches, starts, lengths, ties merged.
+    for part, voice_id, column in ((upper, "1", 0), (upper, "2", 1), (lower, "1", 2), (lower, "2", 3)):
+        expected, step = [], 0
+        for length, chord in plan:
+            if chord[column] != SILENT:
+                if expected and expected[-1][0] == chord[column] and not struck[step][column]:
+                    expected[-1] = (chord[column], expected[-1][1], expected[-1][2] + length / 4)
+                else:
+                    expected.append((chord[column], step / 4, length / 4))  # the pickup bar is one beat long
+            step += length
+        assert [n[:3] for n in voice_notes(part, voice_id)] == expected, (voice_id, column)
+    # Values as a choir reads them: the B4 as an eighth tied to a dotted quarter on beat 3 (not
+    # a half note hiding the middle of the bar); the C5 tied over the bar line.
+    soprano = [(n.pitch.midi, float(n.quarterLength), n.tie.type if n.tie else None, n.getContextByClass("Measure").number)
+               for n in upper.recurse().notes if n.getContextByClass("Voice").id == "1"]
+    assert soprano[2:6] == [(71, 0.5, "start", 1), (71, 1.5, "stop", 1), (72, 0.5, "start", 1), (72, 0.5, "stop", 2)]
+    alto = [(n.pitch.name, float(n.quarterLength)) for n in upper.recurse().notes if n.getContextByClass("Voice").id == "2"]
+    assert alto[1] == ("G#", 1.5)
+    # The phrase end (the held A4 before the rest): a fermata on every voice's note there.
+    fermatas = [(n[0], n[1]) for part, v in ((upper, "1"), (upper, "2"), (lower, "1"), (lower, "2"))
+                for n in voice_notes(part, v) if n[3]]
+    assert sorted(fermatas) == [(45, 5.5), (57, 5.5), (64, 5.5), (69, 5.5)]
+
+
+def test_no_value_crosses_the_middle_of_a_4_4_bar():
+    from music21 import stream
+
+    pitches = np.array([(72, 67, 64, 48)] * 6 + [(74, 67, 65, 47)] * 10)
+    attacks = np.zeros_like(pitches, dtype=bool)
+    attacks[0] = attacks[6] = True
+    attacks[6, 1] = attacks[6, 2] = False
+    score = build_score(pitches, attacks, offset_steps=2)
+    soprano = [n for n in score.parts[0].recurse().notes if n.getContextByClass(stream.Voice).id == "1"]
+    for item in soprano:
+        measure = item.getContextByClass(stream.Measure)
+        start = float(item.getOffsetInHierarchy(measure)) + float(measure.paddingLeft)  # where in a whole bar
+        assert not start < 2 < start + float(item.quarterLength), (start, item.quarterLength)
+
+
+def test_the_commands_write_scores(tmp_path, tiny_model_path):
+    from music21 import converter
+
+    runner = CliRunner()
+    melody = melody_file(tmp_path / "m.mid", [69, 71, 72, 74, 72, 71, 69, 68, 69], bpm=90, ticks=480)
+    runs = {
+        "generate.musicxml": ["generate", "--model", str(tiny_model_path), "--key", "A minor", "--bars", "4", "--rng-seed", "3"],
+        "harmonize.mxl": ["harmonize", str(melody), "--model", str(tiny_model_path), "--rng-seed", "1"],
+        "continue.musicxml": ["continue", str(melody), "--model", str(tiny_model_path), "--rng-seed", "1"],
+        "score.musicxml": ["score", str(melody), "--staves", "4", "--pickup", "1"],
+    }
+    for name, args in runs.items():
+        result = runner.invoke(app, [*args, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, (name, result.output)
+        score = converter.parse(str(tmp_path / name))
+        assert len(score.parts) == (4 if name.startswith("score") else 2), name
+        assert len(score.recurse().notes) > 0, name
+    harmonized = converter.parse(str(tmp_path / "harmonize.mxl"))
+    soprano = [n.pitch.midi for n in harmonized.parts[0].recurse().notes
+               if n.getContextByClass("Voice").id == "1" and not (n.tie and n.tie.type != "start")]
+    assert soprano == [69, 71, 72, 74, 72, 71, 69, 68, 69]  # the melody is the soprano
+    for bad, why in ((["score", str(melody), "-o", str(tmp_path / "x.pdf")], "--out must name a .musicxml or .mxl file"),
+                     (["generate", "--model", str(tiny_model_path), "-o", str(tmp_path / "y.musicxml"), "--wav",
+                       str(tmp_path / "y.wav")], "--wav and --plot go with a MIDI --out")):
+        result = runner.invoke(app, bad)
+        assert result.exit_code == 1 and why in result.output and "Traceback" not in result.output
+
+
+def test_a_musicxml_seed_past_the_limits_is_refused_in_one_line(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.mxl"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("score.musicxml", "<" * (40 * 1024 * 1024))  # 40 MB that packs to 40 kB
+    result = CliRunner().invoke(app, ["generate", "--seed-file", str(bomb), "-o", str(tmp_path / "g.mid")])
+    assert result.exit_code == 1 and "unpacked" in result.output and result.output.count("\n") == 1
+
+
+def test_musescore_engraves_the_score(tmp_path):
+    executable = shutil.which("mscore3") or shutil.which("musescore3") or shutil.which("mscore")
+    if executable is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI engraves scores with MuseScore: apt-get install musescore3")
+        pytest.skip("no MuseScore here (apt-get install musescore3)")
+    pitches = np.array([(72, 67, 64, 48)] * 8 + [(71, 67, 62, 43)] * 8 + [(72, 64, 55, 48)] * 16)
+    attacks = np.zeros_like(pitches, dtype=bool)
+    attacks[[0, 8, 16]] = True
+    write_score(pitches, attacks, tmp_path / "c.musicxml")
+    done = subprocess.run([executable, "-o", str(tmp_path / "c.pdf"), str(tmp_path / "c.musicxml")],
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Error" not in done.stderr, done.stderr[-2000:]  # it opens without complaint
+    assert (tmp_path / "c.pdf").read_bytes()[:5] == b"%PDF-"
