@@ -297,6 +297,7 @@ def generate_cli(
     include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
     wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV (a SoundFont, or the built-in organ: see --soundfont).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
+    analysis: Annotated[bool, typer.Option("--analysis", help="With a MusicXML --out: each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
     soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
     programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP)] = None,
 ) -> None:
@@ -314,7 +315,7 @@ def generate_cli(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
             variations=variations, pick_best=pick_best, rng_seed=rng_seed, include_seed=include_seed, wav=wav,
-            plot=plot, say=typer.echo, key=key, soundfont=soundfont, programs=_programs(programs),
+            plot=plot, say=typer.echo, key=key, soundfont=soundfont, programs=_programs(programs), analysis=analysis,
         )
 
 
@@ -345,6 +346,7 @@ def score_cli(
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
     pickup: Annotated[float, typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in quarter notes.")] = 0.0,
     title: Annotated[Optional[str], typer.Option(help="The score's title (default: the file's name).")] = None,
+    analysis: Annotated[bool, typer.Option("--analysis", help="Each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
 ) -> None:
     """Write a MIDI file as a chorale score for notation programs (MuseScore, Sibelius, Dorico): key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase ends."""
     with _errors():
@@ -355,7 +357,8 @@ def score_cli(
         steps = round(pickup * 4)
         if steps >= beats_per_bar * 4:
             raise BachdError(f"--pickup must be shorter than a bar of {beats_per_bar} beats")
-        notes = score_file(midi, out, beats_per_bar=beats_per_bar, staves=staves, pickup_steps=steps, title=title)
+        notes = score_file(midi, out, beats_per_bar=beats_per_bar, staves=staves, pickup_steps=steps, title=title,
+                           analysis=analysis)
         typer.echo(f"wrote {out}: {notes} notes in {staves} staves")
 
 
@@ -473,6 +476,7 @@ def _replay_command(mode: str):
         listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
         start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
         model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+        analysis: Annotated[bool, typer.Option("--analysis", help="With a MusicXML --out: each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
     ) -> None:
         flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
         _one_blas_thread()
@@ -482,7 +486,7 @@ def _replay_command(mode: str):
 
             flags.pop("bpm")  # the file's own tempo, unless --bpm is given
             replay_file(mode, source, out, resolve(preset, flags), model or default_model_path(), bpm=bpm,
-                        channel=channel, track=track, say=typer.echo)
+                        channel=channel, track=track, say=typer.echo, analysis=analysis)
 
     return command
 

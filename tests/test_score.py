@@ -128,7 +128,7 @@ def test_the_commands_write_scores(tmp_path, tiny_model_path):
         "generate.musicxml": ["generate", "--model", str(tiny_model_path), "--key", "A minor", "--bars", "4", "--rng-seed", "3"],
         "harmonize.mxl": ["harmonize", str(melody), "--model", str(tiny_model_path), "--rng-seed", "1"],
         "continue.musicxml": ["continue", str(melody), "--model", str(tiny_model_path), "--rng-seed", "1"],
-        "score.musicxml": ["score", str(melody), "--staves", "4", "--pickup", "1"],
+        "score.musicxml": ["score", str(melody), "--staves", "4", "--pickup", "1", "--analysis"],
     }
     for name, args in runs.items():
         result = runner.invoke(app, [*args, "-o", str(tmp_path / name)])
@@ -142,7 +142,8 @@ def test_the_commands_write_scores(tmp_path, tiny_model_path):
     assert soprano == [69, 71, 72, 74, 72, 71, 69, 68, 69]  # the melody is the soprano
     for bad, why in ((["score", str(melody), "-o", str(tmp_path / "x.pdf")], "--out must name a .musicxml or .mxl file"),
                      (["generate", "--model", str(tiny_model_path), "-o", str(tmp_path / "y.musicxml"), "--wav",
-                       str(tmp_path / "y.wav")], "--wav and --plot go with a MIDI --out")):
+                       str(tmp_path / "y.wav")], "--wav and --plot go with a MIDI --out"),
+                     (["harmonize", str(melody), "-o", str(tmp_path / "z.mid"), "--analysis"], "--analysis goes with a MusicXML --out")):
         result = runner.invoke(app, bad)
         assert result.exit_code == 1 and why in result.output and "Traceback" not in result.output
 
@@ -172,3 +173,58 @@ def test_musescore_engraves_the_score(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Error" not in done.stderr, done.stderr[-2000:]  # it opens without complaint
     assert (tmp_path / "c.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def label(midis, key):
+    from bachd.music.roman import chord_in_key
+
+    found = chord_in_key(midis, key, spelling(key))
+    return found.label if found else None
+
+
+def test_roman_numerals_name_the_chord_its_inversion_and_its_function():
+    c_major, a_minor = (0, False), (9, True)
+    cases = {
+        (48, 64, 67, 72): "I", (52, 67, 72, 76): "I6", (55, 64, 72, 76): "I64", (43, 62, 67, 71): "V",
+        (43, 65, 71, 74): "V7", (47, 62, 65, 67): "V65", (50, 65, 67, 71): "V43", (53, 62, 67, 71): "V42",
+        (50, 65, 69, 72): "ii7", (53, 62, 69, 72): "ii65", (45, 64, 69, 72): "vi", (53, 65, 69, 72): "IV",
+        (47, 62, 65, 74): "viio", (38, 62, 66, 72): "V7/V", (42, 62, 69, 72): "V65/V", (45, 61, 64, 67): "V7/ii",
+        (40, 64, 68, 71): "V/vi", (47, 62, 65, 68): "viio65/vi",
+    }
+    for midis, expected in cases.items():
+        assert label(list(midis), c_major) == expected, (midis, expected)
+    minor_cases = {(45, 64, 69, 72): "i", (40, 64, 68, 71): "V", (40, 62, 68, 71): "V7", (44, 62, 65, 71): "viio7",
+                   (50, 65, 69, 74): "iv", (48, 64, 67, 72): "III", (41, 65, 69, 72): "VI"}
+    for midis, expected in minor_cases.items():
+        assert label(list(midis), a_minor) == expected, (midis, expected)
+    assert label([60, 72], c_major) is None  # one pitch class: no chord
+
+
+def test_cadences_are_named_at_the_phrase_ends():
+    from bachd.music.roman import analyse
+
+    def phrase(*chords):
+        """Quarter-note chords, then the last one held a half note and a rest: a phrase end."""
+        rows, struck = [], []
+        for index, chord in enumerate(chords):
+            length = 8 if index == len(chords) - 1 else 4
+            for step in range(length):
+                rows.append(chord)
+                struck.append([step == 0] * 4)
+        rows += [(SILENT,) * 4] * 8
+        struck += [[False] * 4] * 8
+        return np.array(rows), np.array(struck)
+
+    c_major = (0, False)
+    I, IV, V, V7, vi = (72, 67, 64, 48), (72, 69, 65, 53), (71, 67, 62, 43), (71, 65, 62, 43), (72, 69, 64, 57)
+    for chords, expected in (((I, IV, V7, I), "PAC"), ((I, V, (76, 67, 60, 48)), "IAC"), ((I, IV, V), "HC"),
+                             ((I, IV, I), "PC"), ((I, V7, vi), "DC")):
+        pitches, attacks = phrase(*chords)
+        labels = analyse(pitches, attacks, c_major, spelling(c_major))
+        closing = [c for _, c in labels.values() if c]
+        assert closing == [expected], (expected, labels)
+    pitches, attacks = phrase(I, IV, V7, I)
+    score = build_score(pitches, attacks, key=c_major, analysis=True)
+    bass = [n for n in score.parts[1].recurse().notes if n.getContextByClass("Voice").id == "2"]
+    assert [n.lyrics[0].text for n in bass if n.lyrics] == ["I", "IV", "V7", "I"]
+    assert [n.lyrics[1].text for n in bass if len(n.lyrics) > 1] == ["PAC"]

@@ -28,13 +28,16 @@ def generate_file(
     meter: Meter = Meter(), variations: int = 1, pick_best: bool = False, rng_seed: Optional[int] = None,
     include_seed: bool = False, wav: Optional[Path] = None, plot: Optional[Path] = None,
     say: Callable[[str], None] = print, key: Optional[str] = None, soundfont: Optional[str] = None,
-    programs: Optional[tuple[int, ...]] = None,
+    programs: Optional[tuple[int, ...]] = None, analysis: bool = False,
 ) -> list[Path]:
     """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
     the files written. Every output is checked before the model is loaded."""
     check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
-    if Path(out).suffix.lower() in (".musicxml", ".mxl") and (wav is not None or plot is not None):
+    score = Path(out).suffix.lower() in (".musicxml", ".mxl")
+    if score and (wav is not None or plot is not None):
         raise BachdError("--wav and --plot go with a MIDI --out; write the score in a run of its own")
+    if analysis and not score:
+        raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
     check_output(wav, "--wav", (".wav",))
     check_output(plot, "--plot", (".png",))
     sound = None
@@ -77,7 +80,8 @@ def generate_file(
 
             pitches, attacks = decode_pitches(result.tokens[index, first:])
             title = f"After BWV {seed_chorale}" if seed_chorale else "Chorale"
-            write_score(pitches, attacks, path, offset_steps=offset, beats_per_bar=meter.beats_per_bar, bpm=bpm, title=title)
+            write_score(pitches, attacks, path, offset_steps=offset, beats_per_bar=meter.beats_per_bar, bpm=bpm, title=title,
+                        analysis=analysis)
             notes = tokens_to_notes(result.tokens[index, first:])
         else:
             notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
@@ -109,7 +113,7 @@ def generate_file(
 
 
 def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, pickup_steps: int = 0,
-               title: Optional[str] = None) -> int:
+               title: Optional[str] = None, analysis: bool = False) -> int:
     """Any MIDI file (read within the limits, on the 16th grid) as a MusicXML score; returns
     the notes written."""
     check_output(out, "--out", (".musicxml", ".mxl"))
@@ -120,7 +124,7 @@ def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, p
     data = read_file(midi)
     pitches, attacks, _ = grid_of(data)
     write_score(pitches, attacks, out, offset_steps=pickup_steps, beats_per_bar=beats_per_bar, staves=staves,
-                bpm=data.first_bpm or 120.0, title=title or Path(midi).stem)
+                bpm=data.first_bpm or 120.0, title=title or Path(midi).stem, analysis=analysis)
     return int(attacks[pitches >= 0].sum())
 
 

@@ -138,7 +138,7 @@ def _by_channel(path: Path) -> None:
 
 
 def write_performance_score(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str,
-                            source: Path) -> int:
+                            source: Path, analysis: bool = False) -> int:
     """What :func:`write_performance` writes, as a chorale score: bachd's four voices on the
     16th grid (the harmony under the melody, or the call and its answer); returns the
     note-ons bachd played."""
@@ -154,13 +154,13 @@ def write_performance_score(session: Session, played: PlayedFile, path: Path, se
         pitches, attacks, _ = read_midi(midi)
     what = "Harmonized" if settings.mode == "harmonize" else "Answered"
     write_score(pitches, attacks, path, beats_per_bar=settings.beats_per_bar, bpm=settings.bpm,
-                title=f"{source.stem}, {what.lower()} by bachd")
+                title=f"{source.stem}, {what.lower()} by bachd", analysis=analysis)
     return notes
 
 
 def replay_file(
     mode: str, source: Path, out: Path, settings: LiveSettings, model_path: Path, bpm: Optional[float] = None,
-    channel: Optional[int] = None, track: Optional[int] = None, say: Callable[[str], None] = print,
+    channel: Optional[int] = None, track: Optional[int] = None, say: Callable[[str], None] = print, analysis: bool = False,
 ) -> Path:
     """What ``bachd harmonize`` (``mode="harmonize"``) and ``bachd continue`` do: the file at
     its own tempo (or ``bpm``) into the live performer of that mode, on the internal clock."""
@@ -169,13 +169,15 @@ def replay_file(
     from bachd.live.daemon import load_engine
 
     check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
+    if analysis and out.suffix.lower() not in (".musicxml", ".mxl"):
+        raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
     played = read_line(source, channel, track, top_line=mode == "harmonize")
     settings = replace(settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"))
     session = perform(load_engine(model_path), settings, played)
     stats = session.performer.stats
     player = "Melody" if mode == "harmonize" else "Call"
     if out.suffix.lower() in (".musicxml", ".mxl"):
-        notes = write_performance_score(session, played, out, settings, player, source)
+        notes = write_performance_score(session, played, out, settings, player, source, analysis)
     else:
         notes = write_performance(session, played, out, settings, player)
     if mode == "harmonize":

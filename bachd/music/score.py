@@ -95,8 +95,11 @@ def _events(pitches: np.ndarray, attacks: np.ndarray, voice: int) -> list[tuple[
 
 
 def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0, beats_per_bar: int = 4,
-                bpm: float = 90.0, title: str = "Chorale", staves: int = 2, key: Optional[tuple[int, bool]] = None):
-    """A music21 Score of the (T, 4) grid (pitches, attacks), step 0 that far into its bar."""
+                bpm: float = 90.0, title: str = "Chorale", staves: int = 2, key: Optional[tuple[int, bool]] = None,
+                analysis: bool = False):
+    """A music21 Score of the (T, 4) grid (pitches, attacks), step 0 that far into its bar;
+    with ``analysis``, each beat's chord as a Roman numeral under the bass and the cadence
+    at each phrase end on a second line (:mod:`bachd.music.roman`)."""
     from music21 import clef, expressions, instrument, layout, meter, metadata, note, pitch, stream, tempo, tie
     from music21 import key as m21key
 
@@ -108,6 +111,11 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
     key = key or detect_key(pitches)
     names = spelling(key)
     ends = set(heard_phrase_ends(pitches, attacks, phase=offset_steps, bar_steps=bar_steps))
+    labels: dict[int, tuple[str, Optional[str]]] = {}
+    if analysis:
+        from bachd.music.roman import analyse
+
+        labels = analyse(pitches, attacks, key, names, offset_steps, bar_steps)
     total = offset_steps + len(pitches)
     bars = -(-total // bar_steps)
     score = stream.Score()
@@ -135,15 +143,17 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
         for order, voice in enumerate(voices):
             lines = [stream.Voice(id=str(order + 1)) for _ in range(bars)]
             for start, end, midi in _events(pitches, attacks, voice):
-                pieces = []
+                pieces = []  # (bar, value, the step it starts on)
                 position = start + offset_steps
                 while position < end + offset_steps:
                     bar, inside = divmod(position, bar_steps)
                     span = min(end + offset_steps, (bar + 1) * bar_steps) - position
+                    at = position - offset_steps
                     for value in _values(inside, span, bar_steps):
-                        pieces.append((bar, value))
+                        pieces.append((bar, value, at))
+                        at += value
                     position += span
-                for number, (bar, value) in enumerate(pieces):
+                for number, (bar, value, at) in enumerate(pieces):
                     if midi == SILENT:
                         item = note.Rest(quarterLength=value / STEPS_PER_BEAT)
                     else:
@@ -157,6 +167,11 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
                             item.expressions.append(expressions.Fermata())
                         if len(voices) == 2:
                             item.stemDirection = "up" if order == 0 else "down"
+                        if voice == NUM_VOICES - 1 and at in labels:  # the analysis, under the bass
+                            label, closing = labels[at]
+                            item.addLyric(label)
+                            if closing:
+                                item.addLyric(closing, lyricNumber=2)
                     lines[bar].append(item)
             for bar, line in enumerate(lines):
                 measures[bar].insert(0, line)
