@@ -341,14 +341,14 @@ def render_cli(
 @app.command("score")
 def score_cli(
     midi: Annotated[Path, typer.Argument(help="A MIDI file (read as four voices on the 16th grid, as a seed is).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The MusicXML score to write (.musicxml, or compressed .mxl).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The score to write: MusicXML (.musicxml, or compressed .mxl), SVG (.svg, by Verovio; a file a page) or PDF (.pdf, by MuseScore 3).")],
     staves: Annotated[int, typer.Option(min=2, max=4, help="2: soprano and alto on the treble staff, tenor and bass on the bass staff; 4: a staff each.")] = 2,
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
     pickup: Annotated[float, typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in quarter notes.")] = 0.0,
     title: Annotated[Optional[str], typer.Option(help="The score's title (default: the file's name).")] = None,
     analysis: Annotated[bool, typer.Option("--analysis", help="Each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
 ) -> None:
-    """Write a MIDI file as a chorale score for notation programs (MuseScore, Sibelius, Dorico): key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase ends."""
+    """Write a MIDI file as a chorale score: MusicXML for notation programs (MuseScore, Sibelius, Dorico), or engraved as SVG or PDF. Key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase ends."""
     with _errors():
         from bachd.files.commands import score_file
 
@@ -357,9 +357,10 @@ def score_cli(
         steps = round(pickup * 4)
         if steps >= beats_per_bar * 4:
             raise BachdError(f"--pickup must be shorter than a bar of {beats_per_bar} beats")
-        notes = score_file(midi, out, beats_per_bar=beats_per_bar, staves=staves, pickup_steps=steps, title=title,
-                           analysis=analysis)
-        typer.echo(f"wrote {out}: {notes} notes in {staves} staves")
+        written = score_file(midi, out, beats_per_bar=beats_per_bar, staves=staves, pickup_steps=steps, title=title,
+                             analysis=analysis)
+        pages = f" ({len(written)} pages: {', '.join(p.name for p in written)})" if len(written) > 1 else ""
+        typer.echo(f"wrote {out}: {staves} staves{pages}")
 
 
 def _choices(name: str) -> type[Enum]:

@@ -130,6 +130,12 @@ def test_the_commands_write_scores(tmp_path, tiny_model_path):
         "continue.musicxml": ["continue", str(melody), "--model", str(tiny_model_path), "--rng-seed", "1"],
         "score.musicxml": ["score", str(melody), "--staves", "4", "--pickup", "1", "--analysis"],
     }
+    chorale = melody_file(tmp_path / "c.mid", [72, 74, 76, 74, 72], bpm=90, ticks=480,
+                          extra_tracks=[([67, 67, 67, 65, 64], 1), ([64, 62, 60, 59, 55], 2), ([48, 55, 57, 55, 48], 3)])
+    result = runner.invoke(app, ["score", str(chorale), "-o", str(tmp_path / "engraved.svg"), "--analysis"])
+    assert result.exit_code == 0, result.output
+    svg = (tmp_path / "engraved.svg").read_text()
+    assert svg.startswith("<svg") and 'class="note"' in svg and 'class="verse"' in svg and "<style" not in svg
     for name, args in runs.items():
         result = runner.invoke(app, [*args, "-o", str(tmp_path / name)])
         assert result.exit_code == 0, (name, result.output)
@@ -140,7 +146,7 @@ def test_the_commands_write_scores(tmp_path, tiny_model_path):
     soprano = [n.pitch.midi for n in harmonized.parts[0].recurse().notes
                if n.getContextByClass("Voice").id == "1" and not (n.tie and n.tie.type != "start")]
     assert soprano == [69, 71, 72, 74, 72, 71, 69, 68, 69]  # the melody is the soprano
-    for bad, why in ((["score", str(melody), "-o", str(tmp_path / "x.pdf")], "--out must name a .musicxml or .mxl file"),
+    for bad, why in ((["score", str(melody), "-o", str(tmp_path / "x.png")], "--out must name a .musicxml or .mxl or .svg or .pdf file"),
                      (["generate", "--model", str(tiny_model_path), "-o", str(tmp_path / "y.musicxml"), "--wav",
                        str(tmp_path / "y.wav")], "--wav and --plot go with a MIDI --out"),
                      (["harmonize", str(melody), "-o", str(tmp_path / "z.mid"), "--analysis"], "--analysis goes with a MusicXML --out")):

@@ -302,7 +302,7 @@ def test_studio_continues_and_generates_from_a_chorale(studio, tmp_path, action)
         assert {n[0] for n in result["notes"]} == {1, 2, 3, 4}
     status, error, _ = call(port, "POST", "/api/make", headers, json.dumps({**request, "chorale": "9999"}).encode())
     assert status == 400 and "no chorale BWV 9999" in error["error"]
-    assert sorted(p.suffix for p in studio.folder.iterdir()) == [".mid", ".wav"]  # the result only
+    assert sorted(p.suffix for p in studio.folder.iterdir()) == [".mid", ".musicxml", ".svg", ".wav"]  # the result only
 
 
 def test_served_on_every_interface_it_still_refuses_names(tiny_model_path):

@@ -44,7 +44,8 @@ def browser():
     except ImportError:
         _unavailable("Playwright is not installed (pip install playwright)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=executable,
+                                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
         yield launched
         launched.close()
 
@@ -143,6 +144,8 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
     process = subprocess.Popen([sys.executable, "-m", "bachd", "ui", "--model", str(tiny_model_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     page = browser.new_page(accept_downloads=True)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     try:
         ready = process.stdout.readline()
         match = re.search(r"bachd studio: (http://\S+)", ready)
@@ -164,6 +167,26 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
         download.value.save_as(str(saved))
         notes = [m for m in mido.MidiFile(str(saved)) if m.type == "note_on" and m.velocity > 0]
         assert {m.channel for m in notes} == {0, 1, 2, 3}  # the melody and alto, tenor, bass
+        # The engraved score with its analysis, a cursor on the notes as the audio plays, and
+        # the MusicXML and PDF to take away.
+        expect(page.locator("#score > svg")).to_be_attached()
+        assert page.locator("#score g.note").count() >= 9 * 4 - 4
+        assert page.locator("#score g.verse").count() > 0  # Roman numerals under the bass
+        page.evaluate("document.getElementById('audio').play()")
+        expect(page.locator("#score g.playing").first).to_be_attached(timeout=10000)
+        page.evaluate("document.getElementById('audio').pause()")
+        assert not [line for line in console if "Content Security Policy" in line], console
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download MusicXML").click()
+        from music21 import converter
+
+        download.value.save_as(str(tmp_path / "harmonized.musicxml"))
+        score = converter.parse(str(tmp_path / "harmonized.musicxml"))
+        assert len(score.parts) == 2 and any(n.lyrics for n in score.recurse().notes)
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download PDF").click()
+        download.value.save_as(str(tmp_path / "harmonized.pdf"))
+        assert (tmp_path / "harmonized.pdf").read_bytes()[:5] == b"%PDF-"
         assert page.evaluate("document.getElementById('audio').src").endswith(".wav")
         assert page.evaluate("fetch(document.getElementById('audio').src).then(r => r.headers.get('content-type'))") == "audio/wav"
         # A chorale from the corpus, continued by generation with the offline defaults the page

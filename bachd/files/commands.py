@@ -113,19 +113,38 @@ def generate_file(
 
 
 def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, pickup_steps: int = 0,
-               title: Optional[str] = None, analysis: bool = False) -> int:
-    """Any MIDI file (read within the limits, on the 16th grid) as a MusicXML score; returns
-    the notes written."""
-    check_output(out, "--out", (".musicxml", ".mxl"))
+               title: Optional[str] = None, analysis: bool = False) -> list[Path]:
+    """Any MIDI file (read within the limits, on the 16th grid) as a score: MusicXML
+    (``.musicxml``, ``.mxl``), SVG (a file a page, by Verovio) or PDF (by MuseScore); returns
+    the files written."""
+    import tempfile
+
+    check_output(out, "--out", (".musicxml", ".mxl", ".svg", ".pdf"))
+    from bachd.music.engrave import musescore, svg_pages, write_pdf
     from bachd.music.midifile import grid_of
     from bachd.music.midiread import read_file
     from bachd.music.score import write_score
 
+    suffix = Path(out).suffix.lower()
+    if suffix == ".pdf" and musescore() is None:
+        write_pdf(Path(out), Path(out))  # the one-line refusal, before any work
     data = read_file(midi)
     pitches, attacks, _ = grid_of(data)
-    write_score(pitches, attacks, out, offset_steps=pickup_steps, beats_per_bar=beats_per_bar, staves=staves,
-                bpm=data.first_bpm or 120.0, title=title or Path(midi).stem, analysis=analysis)
-    return int(attacks[pitches >= 0].sum())
+    options = dict(offset_steps=pickup_steps, beats_per_bar=beats_per_bar, staves=staves,
+                   bpm=data.first_bpm or 120.0, title=title or Path(midi).stem, analysis=analysis)
+    if suffix in (".musicxml", ".mxl"):
+        return [write_score(pitches, attacks, out, **options)]
+    with tempfile.TemporaryDirectory(prefix="bachd-score-") as folder:
+        xml = write_score(pitches, attacks, Path(folder) / "score.musicxml", **options)
+        if suffix == ".pdf":
+            return [write_pdf(xml, Path(out))]
+        pages = svg_pages(xml.read_text(encoding="utf-8"))
+    written = []
+    for index, page in enumerate(pages):
+        path = Path(out) if index == 0 else Path(out).with_name(f"{Path(out).stem}-{index + 1}.svg")
+        path.write_text(page, encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def render_file(midi: Path, wav: Path, sample_rate: int = 48000, sound: Optional[Path] = None,

@@ -45,6 +45,9 @@ JOB_SECONDS = 120.0  # a job past this is stopped (a chorale takes a few seconds
 FOLDER_PREFIX = "bachd-studio-"
 CALL_BARS = 4  # continue from a chorale: its melody's first bars are the call
 ID = re.compile(r"[0-9a-f]{16}")
+RESULT_FILES = ("{}.mid", "{}.wav", "{}.musicxml", "{}.svg", "{}.pdf")
+RESULT_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "musicxml": "application/vnd.recordare.musicxml+xml",
+                "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
 def chorales() -> list[str]:
@@ -207,6 +210,7 @@ class Studio:
                      bars: int) -> dict:
         from bachd.files.commands import generate_file, render_file
         from bachd.files.replay import replay_file
+        from bachd.music.engrave import musescore
         from bachd.music.meter import Meter
         from bachd.sound.soundfont import resolve_sound, sound_name
 
@@ -228,10 +232,28 @@ class Studio:
         sound = resolve_sound(settings.soundfont)
         seconds = render_file(midi, wav, sound=sound, programs=settings.programs())
         notes, _ = notes_of(midi)
-        self._keep(result, self._results, ("{}.mid", "{}.wav"))
+        timemap = self._engrave(result, midi, settings, action)
+        self._keep(result, self._results, RESULT_FILES)
         summary = said[-1].replace(str(midi), "the result") if said else "done"
+        base = f"/api/result/{result}"
         return {"result": result, "summary": summary, "seconds": round(seconds, 2), "sound": sound_name(sound),
-                "notes": notes, "midi": f"/api/result/{result}.mid", "wav": f"/api/result/{result}.wav"}
+                "notes": notes, "midi": f"{base}.mid", "wav": f"{base}.wav", "score": f"{base}.svg",
+                "musicxml": f"{base}.musicxml", "pdf": f"{base}.pdf" if musescore() else None, "timemap": timemap}
+
+    def _engrave(self, result: str, midi: Path, settings, action: str) -> list:
+        """The result as a score with its analysis: MusicXML, and SVG by Verovio (the same
+        timing as the WAV, so the page's cursor follows the audio); returns the timemap."""
+        from bachd.music.engrave import engraved
+        from bachd.music.midifile import read_midi
+        from bachd.music.score import write_score
+
+        pitches, attacks, _ = read_midi(midi)
+        title = {"harmonize": "Harmonized by bachd", "continue": "Answered by bachd"}.get(action, "Continued by bachd")
+        xml = write_score(pitches, attacks, self.folder / f"{result}.musicxml", beats_per_bar=settings.beats_per_bar,
+                          bpm=settings.bpm, title=title, analysis=True)
+        svg, timemap = engraved(xml.read_text(encoding="utf-8"))
+        (self.folder / f"{result}.svg").write_text(svg, encoding="utf-8")
+        return timemap
 
     def _chorale_melody(self, name: str, action: str, settings) -> Path:
         """The chorale's soprano as a MIDI file: the melody to harmonize, or its first bars as a call."""
@@ -266,12 +288,17 @@ class Studio:
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         result, kind = request.match_info["id"], request.match_info["kind"]
-        if not ID.fullmatch(result) or kind not in ("mid", "wav"):
+        if not ID.fullmatch(result) or kind not in RESULT_TYPES:
             return web.json_response({"error": "no such result"}, status=404)
         path = self.folder / f"{result}.{kind}"
+        xml = self.folder / f"{result}.musicxml"
+        if kind == "pdf" and not path.exists() and xml.exists():
+            from bachd.music.engrave import write_pdf
+
+            await self._run(write_pdf, xml, path)  # engraved on the job thread, the first time it is asked for
         if not path.exists():
             return web.json_response({"error": "that result is gone; make it again"}, status=404)
-        mime = "audio/midi" if kind == "mid" else "audio/wav"
+        mime = RESULT_TYPES[kind]
         disposition = "attachment" if request.query.get("download") else "inline"
         # Streamed from disk (and in ranges, as an audio element asks), never read whole.
         return web.FileResponse(path, headers={"Content-Type": mime,

@@ -54,6 +54,36 @@ async function sendFile(file) {
   }
 }
 
+// The engraved score, with a cursor on the notes sounding as the audio plays.
+let timemap = [];
+let playing = [];
+
+async function showScore(result) {
+  const box = document.getElementById("score");
+  const response = await fetch(result.score, {credentials: "same-origin"});
+  const parsed = new DOMParser().parseFromString(await response.text(), "image/svg+xml");
+  box.replaceChildren(document.importNode(parsed.documentElement, true));
+  timemap = result.timemap;
+  playing = [];
+}
+
+function followAudio() {
+  const audio = document.getElementById("audio");
+  const now = audio.currentTime * 1000;
+  let low = 0, high = timemap.length - 1, found = -1;
+  while (low <= high) {  // the last onset at or before now
+    const middle = (low + high) >> 1;
+    if (timemap[middle][0] <= now) { found = middle; low = middle + 1; } else high = middle - 1;
+  }
+  const ids = found >= 0 ? timemap[found][1] : [];
+  if (ids !== playing) {
+    for (const id of playing) document.getElementById(id)?.classList.remove("playing");
+    for (const id of ids) document.getElementById(id)?.classList.add("playing");
+    playing = ids;
+  }
+  if (!audio.paused) requestAnimationFrame(followAudio);
+}
+
 async function make() {
   const chorale = document.getElementById("chorale").value;
   if (!upload && !chorale) { say(message, "Choose a MIDI file or a chorale first.", true); return; }
@@ -69,11 +99,13 @@ async function make() {
     document.getElementById("summary").textContent = `${result.summary} · ${result.seconds} s with ${result.sound}`;
     const audio = document.getElementById("audio");
     audio.src = result.wav;
-    for (const [id, url] of [["download-midi", result.midi], ["download-wav", result.wav]]) {
+    for (const [id, url] of [["download-midi", result.midi], ["download-wav", result.wav],
+                             ["download-musicxml", result.musicxml], ["download-pdf", result.pdf]]) {
       const link = document.getElementById(id);
-      link.href = url + "?download=1";
-      link.hidden = false;
+      link.hidden = !url;
+      if (url) link.href = url + "?download=1";
     }
+    await showScore(result);
     const end = Math.max(1, ...result.notes.map(n => n[3]));
     drawRoll(document.getElementById("roll"), result.notes, 0, end, {unit: 0});
   } catch (error) {
@@ -83,6 +115,8 @@ async function make() {
   }
 }
 
+document.getElementById("audio").addEventListener("play", () => requestAnimationFrame(followAudio));
+document.getElementById("audio").addEventListener("seeked", followAudio);
 document.getElementById("file").addEventListener("change", event => { if (event.target.files[0]) sendFile(event.target.files[0]); });
 const drop = document.getElementById("drop");
 drop.addEventListener("dragover", event => { event.preventDefault(); drop.classList.add("over"); });
