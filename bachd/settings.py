@@ -129,7 +129,7 @@ _DECLARED = (
     Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16, live=True),
     Setting("velocity", 80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",), live=True),
     Setting("soundfont", None, "A General MIDI SoundFont (.sf2/.sf3) for what bachd plays as audio (the monitor, render, generate --wav); 'organ' for the built-in organ. Unset: the first General MIDI font found in the usual places, else the organ.", str, optional=True),
-    Setting("record", None, "bachd run: record the session (your notes, each voice, the tempo, a marker per answer) to this MIDI file, or to a new file named by the time in this folder; written at least once a bar.", str, optional=True),
+    Setting("record", None, "bachd run: record the session (your notes, each voice, the tempo, a marker per answer) to this MIDI file, or to a new file named by the time in this folder; written at least once a bar. A .musicxml or .mxl name records the MIDI file beside it and writes the score when bachd stops.", str, optional=True),
 )
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _DECLARED}
 

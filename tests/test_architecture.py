@@ -135,10 +135,12 @@ def test_live_logic_modules_do_not_import_tensorflow_or_rtmidi():
 
 
 def test_bachd_run_without_ui_loads_no_web_code():
-    """What ``bachd run`` imports (the command line and the daemon, ports, engine) brings in
-    neither aiohttp nor bachd.web: the control surface costs nothing unless asked for."""
-    code = ("import sys, bachd.cli, bachd.live.daemon, bachd.live.ports, bachd.model.engine; "
-            "bad = [m for m in sys.modules if m == 'aiohttp' or m.startswith('bachd.web')]; print(bad); sys.exit(bool(bad))")
+    """What ``bachd run`` imports (the command line and the daemon, ports, engine, recorder)
+    brings in neither aiohttp nor bachd.web, nor notation (music21, Verovio, the score
+    writer): the control surface and scores cost nothing unless asked for."""
+    code = ("import sys, bachd.cli, bachd.live.daemon, bachd.live.ports, bachd.model.engine, bachd.live.recorder; "
+            "bad = [m for m in sys.modules if m in ('aiohttp', 'music21', 'verovio') or m.startswith('bachd.web') "
+            "or m in ('bachd.music.score', 'bachd.music.roman', 'bachd.music.engrave')]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [m for m, targets in GRAPH.items() if any(t.startswith("bachd.web") for t in targets) and not m.startswith("bachd.web")] == ["bachd.cli"]

@@ -81,7 +81,7 @@ def test_a_folder_gets_a_new_file_named_by_the_time_and_other_names_are_refused(
     assert recording_path(str(tmp_path), now=when) == tmp_path / "bachd-20261204-213005.mid"
     assert recording_path(str(tmp_path / "new") + "/", now=when) == tmp_path / "new" / "bachd-20261204-213005.mid"
     assert recording_path(str(tmp_path / "take.mid")) == tmp_path / "take.mid"
-    with pytest.raises(BachdError, match="--record must name a .mid file or a folder"):
+    with pytest.raises(BachdError, match="--record must name a .mid, .musicxml or .mxl file or a folder"):
         recording_path(str(tmp_path / "take.wav"))
 
 
@@ -91,3 +91,29 @@ def test_a_recording_that_cannot_be_written_is_a_clear_error(tmp_path):
     recorder = Recorder(blocker / "session.mid", start_seconds=0.0, bpm=90.0)
     with pytest.raises(BachdError, match="cannot write the recording"):
         recorder.write(1.0)
+
+
+def test_a_recording_asked_for_as_a_score_keeps_its_midi_file_and_writes_the_score_at_the_end(tmp_path):
+    from music21 import converter
+
+    path = tmp_path / "take.musicxml"
+    recorder = Recorder(path, start_seconds=0.0, bpm=60.0)  # a beat a second
+    assert recorder.path == tmp_path / "take.mid"
+    for beat, (melody, alto, tenor, bass) in enumerate([(72, 67, 64, 48), (71, 67, 62, 43), (72, 64, 55, 48)]):
+        recorder.player(beat, 0, melody, 90)  # the melody the player plays, harmonized by bachd
+        for voice, pitch in ((1, alto), (2, tenor), (3, bass)):
+            recorder.voice(beat, voice, pitch, 80)
+        recorder.player(beat + 1, 0, melody, 0)
+        for voice, pitch in ((1, alto), (2, tenor), (3, bass)):
+            recorder.voice(beat + 1, voice, pitch, 0)
+    recorder.write(2.5)
+    assert (tmp_path / "take.mid").exists() and not path.exists()  # the score only once it is over
+    recorder.finish(4.0)
+    score = converter.parse(str(path))
+    upper, lower = score.parts
+    soprano = [n.pitch.midi for n in upper.recurse().notes if n.getContextByClass("Voice").id == "1"]
+    bass = [n.pitch.midi for n in lower.recurse().notes if n.getContextByClass("Voice").id == "2"]
+    assert (soprano, bass) == ([72, 71, 72], [48, 43, 48])
+    assert recording_path(str(tmp_path / "x.mxl")).suffix == ".mxl"
+    with pytest.raises(BachdError, match="--record must name a .mid, .musicxml or .mxl file or a folder"):
+        recording_path(str(tmp_path / "x.wav"))

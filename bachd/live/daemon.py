@@ -378,7 +378,8 @@ class Daemon:
     def _finish_recording(self) -> None:
         self._write_recording(finish=True)
         if self.recorder is not None and self.recorder.finished:
-            sys.stderr.write(f"bachd: the session is recorded in {self.recorder.path}\n")
+            score = f", its score in {self.recorder.score_path}" if self.recorder.score_path else ""
+            sys.stderr.write(f"bachd: the session is recorded in {self.recorder.path}{score}\n")
 
     def ready_line(self) -> str:
         s = self.options.settings
@@ -514,7 +515,7 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
         _import_link()  # a missing binding fails before any port opens
     if options.settings.record:
         options.record_path = recording_path(options.settings.record)
-        check_output(options.record_path, "--record", (".mid", ".midi"))
+        check_output(options.record_path, "--record", (".mid", ".midi", ".musicxml", ".mxl"))
     monitor = None
     if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
         from bachd.sound.audio import Monitor, resolve_device

@@ -29,6 +29,7 @@ from bachd.music.encoding import VOICES
 
 TICKS_PER_BEAT = 480
 VOICE_CHANNELS = (0, 1, 2, 3)
+SCORE_SUFFIXES = (".musicxml", ".mxl")
 MIN_TEMPO_CHANGE_BPM = 0.05  # smaller wobbles of a followed clock are not tempo changes
 
 
@@ -39,8 +40,8 @@ def recording_path(target: str, now: Callable[[], datetime.datetime] = datetime.
     if path.is_dir() or target.endswith(("/", os.sep)):
         path.mkdir(parents=True, exist_ok=True)
         return path / f"bachd-{now():%Y%m%d-%H%M%S}.mid"
-    if path.suffix.lower() not in (".mid", ".midi"):
-        raise BachdError(f"--record must name a .mid file or a folder, got {target}")
+    if path.suffix.lower() not in (".mid", ".midi", *SCORE_SUFFIXES):
+        raise BachdError(f"--record must name a .mid, .musicxml or .mxl file or a folder, got {target}")
     return path
 
 
@@ -56,8 +57,14 @@ class _Event:
 
 
 class Recorder:
+    """Records to ``path`` (a MIDI file); given a ``.musicxml`` or ``.mxl`` name, it records the
+    MIDI file beside it (same name, ``.mid``) as it plays and writes the score from it once,
+    at :meth:`finish`, off the live path."""
+
     def __init__(self, path: Path, start_seconds: float, bpm: float, beats_per_bar: int = 4):
-        self.path = Path(path)
+        path = Path(path)
+        self.score_path = path if path.suffix.lower() in SCORE_SUFFIXES else None
+        self.path = path.with_suffix(".mid") if self.score_path else path
         self.start_seconds = start_seconds
         self.beats_per_bar = beats_per_bar
         self._events: list[_Event] = [_Event(start_seconds, 0, "tempo", value=bpm)]
@@ -107,9 +114,33 @@ class Recorder:
         self.writes += 1
 
     def finish(self, now_seconds: float) -> None:
-        """The last write: whatever still sounds ends now."""
+        """The last write: whatever still sounds ends now; then the score, if one was asked for."""
         self.write(now_seconds)
+        if self.score_path is not None:
+            self._write_score()
         self.finished = True
+
+    def _write_score(self) -> None:
+        """The recording as a chorale score: what the player played joins the soprano (the
+        melody harmonized, or the calls between the answers), bachd's voices under it."""
+        import tempfile
+
+        from bachd.music.midifile import read_midi
+        from bachd.music.score import write_score
+
+        assert self.score_path is not None
+        midi = mido.MidiFile(str(self.path))
+        player, soprano, *lower = midi.tracks[1:]
+        merged = mido.merge_tracks([player, soprano])
+        with tempfile.TemporaryDirectory(prefix="bachd-record-") as folder:
+            voices = mido.MidiFile(type=1, ticks_per_beat=midi.ticks_per_beat, tracks=[merged, *lower])
+            voices.save(str(Path(folder) / "voices.mid"))
+            pitches, attacks, _ = read_midi(Path(folder) / "voices.mid")
+        try:
+            write_score(pitches, attacks, self.score_path, beats_per_bar=self.beats_per_bar, bpm=self._bpm,
+                        title=f"Recorded with bachd, {datetime.datetime.now():%Y-%m-%d %H:%M}")
+        except OSError as error:
+            raise BachdError(f"cannot write the score {self.score_path}: {error.strerror or error}") from None
 
 
 def render(events: list[_Event], end_seconds: float, beats_per_bar: int = 4) -> mido.MidiFile:

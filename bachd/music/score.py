@@ -40,16 +40,16 @@ def spelling(key: tuple[int, bool]) -> list[tuple[str, int]]:
     names: dict[int, tuple[str, int]] = {}
     for letter, alter in scale:
         names[(NATURAL[LETTERS.index(letter)] + alter) % 12] = (letter, alter)
-    for degree, (letter, alter) in enumerate(scale):
+    for letter, alter in scale:
         raised = (NATURAL[LETTERS.index(letter)] + alter + 1) % 12
-        if raised not in names:
+        if raised not in names and alter < 1:  # never a double sharp
             names[raised] = (letter, alter + 1)
     lowered = {(tonic + 10) % 12: 6} if not minor else {(tonic + 1) % 12: 1}  # major's flat 7th, minor's flat 2nd
     for pc, degree in lowered.items():
         letter, alter = scale[degree]
         if (NATURAL[LETTERS.index(letter)] + alter - 1) % 12 == pc:
             names[pc] = (letter, alter - 1)
-    for pc in range(12):  # anything left (none in practice): the sharp above the letter below
+    for pc in range(12):  # left over in keys of many sharps or flats: a natural, else the sharp of the letter below
         if pc not in names:
             below = max(i for i, n in enumerate(NATURAL) if n <= pc)
             names[pc] = (LETTERS[below], pc - NATURAL[below])
