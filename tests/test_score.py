@@ -164,22 +164,25 @@ def test_a_musicxml_seed_past_the_limits_is_refused_in_one_line(tmp_path):
     assert result.exit_code == 1 and "unpacked" in result.output and result.output.count("\n") == 1
 
 
-def test_musescore_engraves_the_score(tmp_path):
+def test_musescore_engraves_what_bachd_writes(tmp_path, tiny_model_path):
+    """A generated chorale, a harmonized melody and an answer, each opened by MuseScore 3
+    without a complaint and engraved to PDF."""
     executable = shutil.which("mscore3") or shutil.which("musescore3") or shutil.which("mscore")
     if executable is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI engraves scores with MuseScore: apt-get install musescore3")
         pytest.skip("no MuseScore here (apt-get install musescore3)")
-    pitches = np.array([(72, 67, 64, 48)] * 8 + [(71, 67, 62, 43)] * 8 + [(72, 64, 55, 48)] * 16)
-    attacks = np.zeros_like(pitches, dtype=bool)
-    attacks[[0, 8, 16]] = True
-    write_score(pitches, attacks, tmp_path / "c.musicxml")
-    done = subprocess.run([executable, "-o", str(tmp_path / "c.pdf"), str(tmp_path / "c.musicxml")],
-                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "Error" not in done.stderr, done.stderr[-2000:]  # it opens without complaint
-    assert (tmp_path / "c.pdf").read_bytes()[:5] == b"%PDF-"
-
+    melody = melody_file(tmp_path / "m.mid", [72, 74, 76, 74, 72, 71, 72], bpm=100, ticks=480)
+    model = ["--model", str(tiny_model_path)]
+    for name, args in {"generated": ["generate", *model, "--key", "Bb", "--bars", "4", "--analysis"],
+                       "harmonized": ["harmonize", str(melody), *model], "answered": ["continue", str(melody), *model]}.items():
+        assert CliRunner().invoke(app, [*args, "-o", str(tmp_path / f"{name}.musicxml")]).exit_code == 0, name
+        done = subprocess.run([executable, "-o", str(tmp_path / f"{name}.pdf"), str(tmp_path / f"{name}.musicxml")],
+                              env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "Error" not in done.stderr, (name, done.stderr[-2000:])  # it opens without complaint
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 def label(midis, key):
     from bachd.music.roman import chord_in_key
