@@ -95,3 +95,41 @@ def test_the_changelog_names_this_version_with_a_date():
 
     versions = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})$", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert versions and versions[0][0] == bachd.__version__
+
+
+def documented_commands() -> list[tuple[str, list[str], bool]]:
+    """Every ``bachd ...`` command line the README and the docs show: (file, its words, whether
+    it is a whole command from a code block, rather than a mention in the text)."""
+    import shlex
+
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        blocks = [block.replace("\\\n", " ") for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)]
+        mentions = re.findall(r"`((?:\S*/)?bachd [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+        for whole, lines in [(True, "\n".join(blocks).splitlines()), (False, mentions)]:
+            for line in lines:
+                match = re.match(r"^\s*(?:\S*/)?bachd\s+(.*)$", line)
+                if not match or re.match(r"^(\S+:|\|)", match.group(1)):  # bachd's own output, not a command
+                    continue
+                found.append((path.name, shlex.split(re.split(r"\s+#\s", match.group(1))[0]), whole))
+    return found
+
+
+def test_every_bachd_command_in_the_docs_parses_against_the_app():
+    """A command the docs show is one bachd takes: its subcommands exist, and a whole command
+    line's options and values parse (``--help`` at the end stops it before it runs)."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    commands = documented_commands()
+    assert len(commands) > 100
+    wrong = []
+    for name, words, whole in commands:
+        if not whole:  # a mention: the command words up to the first option
+            words = [w for w in words[: next((i for i, w in enumerate(words) if w.startswith("-")), len(words))]
+                     if re.fullmatch(r"[a-z-]+", w)]
+        result = runner.invoke(app, [*words, "--help"])
+        if result.exit_code != 0:
+            wrong.append(f"{name}: bachd {' '.join(words)}")
+    assert not wrong, wrong
