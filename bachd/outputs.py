@@ -7,6 +7,9 @@ from pathlib import Path
 
 from bachd.errors import BachdError
 
+MIDI_SUFFIXES = (".mid", ".midi")
+SCORE_SUFFIXES = (".musicxml", ".mxl")  # a chorale score (bachd.music.score), wherever bachd writes MIDI
+
 
 def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:
     """Raise a BachdError unless ``path`` (given as ``option``) can be written."""

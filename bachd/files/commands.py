@@ -10,7 +10,7 @@ import numpy as np
 
 from bachd.errors import BachdError
 from bachd.music.meter import Meter
-from bachd.outputs import check_output
+from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES, check_output
 from bachd.model.sampling import Sampler, SamplingConfig
 from bachd.settings import SEED_BARS
 
@@ -32,8 +32,8 @@ def generate_file(
 ) -> list[Path]:
     """Continue a seed (or start from nothing) and write it as MIDI (and WAV, PNG); returns
     the files written. Every output is checked before the model is loaded."""
-    check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
-    score = Path(out).suffix.lower() in (".musicxml", ".mxl")
+    check_output(out, "--out", (*MIDI_SUFFIXES, *SCORE_SUFFIXES))
+    score = Path(out).suffix.lower() in SCORE_SUFFIXES
     if score and (wav is not None or plot is not None):
         raise BachdError("--wav and --plot go with a MIDI --out; write the score in a run of its own")
     if analysis and not score:
@@ -74,7 +74,7 @@ def generate_file(
         path = _sibling(out, index, len(chosen))
         path.parent.mkdir(parents=True, exist_ok=True)
         offset = (result.phase + first) % meter.steps_per_bar
-        if path.suffix.lower() in (".musicxml", ".mxl"):
+        if path.suffix.lower() in SCORE_SUFFIXES:
             from bachd.music.encoding import decode_pitches, tokens_to_notes
             from bachd.music.score import write_score
 
@@ -119,20 +119,20 @@ def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, p
     the files written."""
     import tempfile
 
-    check_output(out, "--out", (".musicxml", ".mxl", ".svg", ".pdf"))
-    from bachd.music.engrave import musescore, svg_pages, write_pdf
+    check_output(out, "--out", (*SCORE_SUFFIXES, ".svg", ".pdf"))
+    from bachd.music.engrave import require_musescore, svg_pages, write_pdf
     from bachd.music.midifile import grid_of
     from bachd.music.midiread import read_file
     from bachd.music.score import write_score
 
     suffix = Path(out).suffix.lower()
-    if suffix == ".pdf" and musescore() is None:
-        write_pdf(Path(out), Path(out))  # the one-line refusal, before any work
+    if suffix == ".pdf":
+        require_musescore()  # refused before any work
     data = read_file(midi)
     pitches, attacks, _ = grid_of(data)
     options = dict(offset_steps=pickup_steps, beats_per_bar=beats_per_bar, staves=staves,
                    bpm=data.first_bpm or 120.0, title=title or Path(midi).stem, analysis=analysis)
-    if suffix in (".musicxml", ".mxl"):
+    if suffix in SCORE_SUFFIXES:
         return [write_score(pitches, attacks, out, **options)]
     with tempfile.TemporaryDirectory(prefix="bachd-score-") as folder:
         xml = write_score(pitches, attacks, Path(folder) / "score.musicxml", **options)

@@ -18,7 +18,7 @@ import mido
 from bachd.errors import BachdError
 from bachd.music.midifile import TICKS_PER_BEAT
 from bachd.music.midiread import DRUM_CHANNEL, MidiData, read_file
-from bachd.outputs import check_output
+from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES, check_output
 from bachd.presets import LiveSettings
 from bachd.live.session import Session
 from bachd.settings import check
@@ -89,6 +89,13 @@ def perform(engine, settings: LiveSettings, played: PlayedFile) -> Session:
 def write_performance(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str) -> int:
     """The player's notes and bachd's, one track per channel, as a type-1 MIDI file;
     returns the note-ons bachd played."""
+    mid, played_notes = performance(session, played, settings, player_track)
+    mid.save(str(path))
+    return played_notes
+
+
+def performance(session: Session, played: PlayedFile, settings: LiveSettings, player_track: str) -> tuple[mido.MidiFile, int]:
+    """What :func:`write_performance` writes, in memory, and the note-ons bachd played."""
     ticks_per_second = TICKS_PER_BEAT * settings.bpm / 60.0
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     meta = mido.MidiTrack([
@@ -113,13 +120,11 @@ def write_performance(session: Session, played: PlayedFile, path: Path, settings
             track.append(mido.Message(kind, channel=status & 0x0F, note=note, velocity=velocity, time=tick - last))
             last = tick
         mid.tracks.append(track)
-    mid.save(str(path))
-    return played_notes
+    return mid, played_notes
 
 
-def _by_channel(path: Path) -> None:
-    """Rewrite a performance file with one track per channel, 1 to 4 (soprano to bass)."""
-    mid = mido.MidiFile(str(path))
+def _by_channel(mid: mido.MidiFile) -> mido.MidiFile:
+    """A performance with one track per channel, 1 to 4 (soprano to bass)."""
     timed = []
     for track in mid.tracks:
         tick = 0
@@ -134,7 +139,7 @@ def _by_channel(path: Path) -> None:
             track.append(message.copy(time=tick - last))
             last = tick
         out.tracks.append(track)
-    out.save(str(path))
+    return out
 
 
 def write_performance_score(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str,
@@ -142,16 +147,11 @@ def write_performance_score(session: Session, played: PlayedFile, path: Path, se
     """What :func:`write_performance` writes, as a chorale score: bachd's four voices on the
     16th grid (the harmony under the melody, or the call and its answer); returns the
     note-ons bachd played."""
-    import tempfile
-
-    from bachd.music.midifile import read_midi
+    from bachd.music.midifile import grid_of_midi
     from bachd.music.score import write_score
 
-    with tempfile.TemporaryDirectory(prefix="bachd-score-") as folder:
-        midi = Path(folder) / "performance.mid"
-        notes = write_performance(session, played, midi, settings, player_track)
-        _by_channel(midi)  # the player's notes are channel 1's, the soprano's: a track per voice
-        pitches, attacks, _ = read_midi(midi)
+    mid, notes = performance(session, played, settings, player_track)
+    pitches, attacks, _ = grid_of_midi(_by_channel(mid))  # the player's notes are channel 1's, the soprano's
     what = "Harmonized" if settings.mode == "harmonize" else "Answered"
     write_score(pitches, attacks, path, beats_per_bar=settings.beats_per_bar, bpm=settings.bpm,
                 title=f"{source.stem}, {what.lower()} by bachd", analysis=analysis)
@@ -168,15 +168,15 @@ def replay_file(
 
     from bachd.live.daemon import load_engine
 
-    check_output(out, "--out", (".mid", ".midi", ".musicxml", ".mxl"))
-    if analysis and out.suffix.lower() not in (".musicxml", ".mxl"):
+    check_output(out, "--out", (*MIDI_SUFFIXES, *SCORE_SUFFIXES))
+    if analysis and out.suffix.lower() not in SCORE_SUFFIXES:
         raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
     played = read_line(source, channel, track, top_line=mode == "harmonize")
     settings = replace(settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"))
     session = perform(load_engine(model_path), settings, played)
     stats = session.performer.stats
     player = "Melody" if mode == "harmonize" else "Call"
-    if out.suffix.lower() in (".musicxml", ".mxl"):
+    if out.suffix.lower() in SCORE_SUFFIXES:
         notes = write_performance_score(session, played, out, settings, player, source, analysis)
     else:
         notes = write_performance(session, played, out, settings, player)

@@ -35,7 +35,7 @@ from bachd.sound.soundfont import sound_name
 from bachd.errors import BachdError
 from bachd.live.view import LiveView, redraw
 from bachd.model.modelfile import read_config
-from bachd.outputs import check_output
+from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES, check_output
 from bachd.presets import LiveSettings
 from bachd.settings import SETTINGS
 from bachd.live.scheduler import OutputStage, Voicer
@@ -515,7 +515,7 @@ def run(options: RunOptions, on_ready: Callable[[str], None] = print, close_port
         _import_link()  # a missing binding fails before any port opens
     if options.settings.record:
         options.record_path = recording_path(options.settings.record)
-        check_output(options.record_path, "--record", (".mid", ".midi", ".musicxml", ".mxl"))
+        check_output(options.record_path, "--record", (*MIDI_SUFFIXES, *SCORE_SUFFIXES))
     monitor = None
     if options.monitor:  # before anything slow: no PortAudio or no such device fails at once
         from bachd.sound.audio import Monitor, resolve_device

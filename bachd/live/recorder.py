@@ -25,11 +25,11 @@ from typing import Callable
 import mido
 
 from bachd.errors import BachdError
+from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES
 from bachd.music.encoding import VOICES
 
 TICKS_PER_BEAT = 480
 VOICE_CHANNELS = (0, 1, 2, 3)
-SCORE_SUFFIXES = (".musicxml", ".mxl")
 MIN_TEMPO_CHANGE_BPM = 0.05  # smaller wobbles of a followed clock are not tempo changes
 
 
@@ -40,7 +40,7 @@ def recording_path(target: str, now: Callable[[], datetime.datetime] = datetime.
     if path.is_dir() or target.endswith(("/", os.sep)):
         path.mkdir(parents=True, exist_ok=True)
         return path / f"bachd-{now():%Y%m%d-%H%M%S}.mid"
-    if path.suffix.lower() not in (".mid", ".midi", *SCORE_SUFFIXES):
+    if path.suffix.lower() not in (*MIDI_SUFFIXES, *SCORE_SUFFIXES):
         raise BachdError(f"--record must name a .mid, .musicxml or .mxl file or a folder, got {target}")
     return path
 
@@ -123,19 +123,15 @@ class Recorder:
     def _write_score(self) -> None:
         """The recording as a chorale score: what the player played joins the soprano (the
         melody harmonized, or the calls between the answers), bachd's voices under it."""
-        import tempfile
-
-        from bachd.music.midifile import read_midi
+        from bachd.music.midifile import grid_of_midi
         from bachd.music.score import write_score
 
         assert self.score_path is not None
         midi = mido.MidiFile(str(self.path))
         player, soprano, *lower = midi.tracks[1:]
-        merged = mido.merge_tracks([player, soprano])
-        with tempfile.TemporaryDirectory(prefix="bachd-record-") as folder:
-            voices = mido.MidiFile(type=1, ticks_per_beat=midi.ticks_per_beat, tracks=[merged, *lower])
-            voices.save(str(Path(folder) / "voices.mid"))
-            pitches, attacks, _ = read_midi(Path(folder) / "voices.mid")
+        voices = mido.MidiFile(type=1, ticks_per_beat=midi.ticks_per_beat,
+                               tracks=[mido.merge_tracks([player, soprano]), *lower])
+        pitches, attacks, _ = grid_of_midi(voices, str(self.path))
         try:
             write_score(pitches, attacks, self.score_path, beats_per_bar=self.beats_per_bar, bpm=self._bpm,
                         title=f"Recorded with bachd, {datetime.datetime.now():%Y-%m-%d %H:%M}")

@@ -61,12 +61,18 @@ def musescore() -> Optional[str]:
     return next((shutil.which(name) for name in MUSESCORE if shutil.which(name)), None)
 
 
-def write_pdf(musicxml: Path, pdf: Path, timeout: float = 120.0) -> Path:
-    """Engrave ``musicxml`` to ``pdf`` with MuseScore, headless."""
+def require_musescore() -> str:
+    """MuseScore's program, or the one-line refusal that says what to install."""
     program = musescore()
     if program is None:
         raise BachdError("a PDF needs MuseScore 3 (Debian and Ubuntu: apt-get install musescore3); "
                          "an .svg or .musicxml needs nothing more")
+    return program
+
+
+def write_pdf(musicxml: Path, pdf: Path, timeout: float = 120.0) -> Path:
+    """Engrave ``musicxml`` to ``pdf`` with MuseScore, headless."""
+    program = require_musescore()
     try:
         done = subprocess.run([program, "-o", str(pdf), str(musicxml)], capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})

@@ -83,6 +83,17 @@ def read_midi(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     return grid_of(read_file(path))
 
 
+def grid_of_midi(mid: mido.MidiFile, name: str = "the performance") -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`read_midi` of a file bachd built in memory (through the same bounded reader)."""
+    import io
+
+    from bachd.music.midiread import read_bytes
+
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return grid_of(read_bytes(buffer.getvalue(), name))
+
+
 def grid_of(data: MidiData) -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`read_midi` of a file already read."""
     path = data.name

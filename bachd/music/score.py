@@ -20,10 +20,10 @@ from typing import Optional
 import numpy as np
 
 from bachd.errors import BachdError
+from bachd.outputs import SCORE_SUFFIXES
 from bachd.music.analysis import detect_key, heard_phrase_ends, key_signature
 from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT
 
-SUFFIXES = (".musicxml", ".mxl")
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 LETTERS = "CDEFGAB"
 NATURAL = (0, 2, 4, 5, 7, 9, 11)
@@ -193,8 +193,8 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
 def write_score(pitches: np.ndarray, attacks: np.ndarray, path: str | Path, **options) -> Path:
     """Write the grid as MusicXML (``.musicxml``, or compressed ``.mxl``)."""
     path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise BachdError(f"a score is written as {' or '.join(SUFFIXES)}, not {path.suffix or 'no suffix'}")
+    if path.suffix.lower() not in SCORE_SUFFIXES:
+        raise BachdError(f"a score is written as {' or '.join(SCORE_SUFFIXES)}, not {path.suffix or 'no suffix'}")
     score = build_score(pitches, attacks, **options)
     score.write("mxl" if path.suffix.lower() == ".mxl" else "musicxml", fp=str(path))
     return path

@@ -30,6 +30,7 @@ from aiohttp import web
 from bachd import presets
 from bachd.deadline import Deadline, job_deadline
 from bachd.errors import BachdError
+from bachd.music.midiread import MidiData
 from bachd.web.common import checked_preset_name, add_common_routes
 from bachd.web.server import WebServer, open_in_browser, read_json, read_upload
 
@@ -65,12 +66,9 @@ def chorales() -> list[str]:
     return sorted(names, key=order)
 
 
-def notes_of(path: Path) -> tuple[list[list], float]:
+def notes_of(data: MidiData) -> tuple[list[list], float]:
     """A MIDI file's notes as ``[part, pitch, start, end]`` in seconds (part 0: the melody or
     call; 1-4: soprano to bass, by track name or else channel 1-4), and its length."""
-    from bachd.music.midiread import read_file
-
-    data = read_file(path)
     parts = {"melody": 0, "call": 0, "soprano": 1, "alto": 2, "tenor": 3, "bass": 4}
     named = [parts.get(name.strip().lower()) if name else None for name in data.track_names]
     notes = []
@@ -202,8 +200,8 @@ class Studio:
         try:
             return self._make_result(result, midi, wav, action, source, settings, bars)
         except BaseException:
-            midi.unlink(missing_ok=True)  # a job that failed or was stopped keeps nothing
-            wav.unlink(missing_ok=True)
+            for pattern in RESULT_FILES:  # a job that failed or was stopped keeps nothing
+                (self.folder / pattern.format(result)).unlink(missing_ok=True)
             raise
 
     def _make_result(self, result: str, midi: Path, wav: Path, action: str, source: tuple[str, str], settings,
@@ -231,8 +229,11 @@ class Studio:
                     melody.unlink(missing_ok=True)  # written for this job only
         sound = resolve_sound(settings.soundfont)
         seconds = render_file(midi, wav, sound=sound, programs=settings.programs())
-        notes, _ = notes_of(midi)
-        timemap = self._engrave(result, midi, settings, action)
+        from bachd.music.midiread import read_file
+
+        data = read_file(midi)  # read once, for the roll and the score
+        notes, _ = notes_of(data)
+        timemap = self._engrave(result, data, settings, action)
         self._keep(result, self._results, RESULT_FILES)
         summary = said[-1].replace(str(midi), "the result") if said else "done"
         base = f"/api/result/{result}"
@@ -240,14 +241,14 @@ class Studio:
                 "notes": notes, "midi": f"{base}.mid", "wav": f"{base}.wav", "score": f"{base}.svg",
                 "musicxml": f"{base}.musicxml", "pdf": f"{base}.pdf" if musescore() else None, "timemap": timemap}
 
-    def _engrave(self, result: str, midi: Path, settings, action: str) -> list:
+    def _engrave(self, result: str, data: MidiData, settings, action: str) -> list:
         """The result as a score with its analysis: MusicXML, and SVG by Verovio (the same
         timing as the WAV, so the page's cursor follows the audio); returns the timemap."""
         from bachd.music.engrave import engraved
-        from bachd.music.midifile import read_midi
+        from bachd.music.midifile import grid_of
         from bachd.music.score import write_score
 
-        pitches, attacks, _ = read_midi(midi)
+        pitches, attacks, _ = grid_of(data)
         title = {"harmonize": "Harmonized by bachd", "continue": "Answered by bachd"}.get(action, "Continued by bachd")
         xml = write_score(pitches, attacks, self.folder / f"{result}.musicxml", beats_per_bar=settings.beats_per_bar,
                           bpm=settings.bpm, title=title, analysis=True)
