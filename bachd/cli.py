@@ -11,16 +11,19 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from bachd import __version__
 from bachd.errors import BachdError
+from bachd.midi import BACKENDS as MIDI_BACKENDS
 from bachd.outputs import check_output
-from bachd.settings import SEED_BARS, SETTINGS
+from bachd.registry import ENGINES
+from bachd.settings import SAMPLING, SEED_BARS, SETTINGS
 
 app = typer.Typer(
     name="bachd",
@@ -78,7 +81,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what bachd is doing.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
@@ -93,39 +98,148 @@ def default_model_path() -> Path:
 @app.command("train")
 def train_cli(
     ctx: typer.Context,
-    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="'bach' (music21's chorales), a JSB .json/.npz, a JS Fake Chorales .npz, or a folder of MIDI files. Repeatable.")] = ["bach"],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the .keras model (card and curves go beside it).")] = Path("bachd-model.keras"),
+    corpus: Annotated[
+        list[str],
+        typer.Option(
+            "--corpus",
+            "-c",
+            help="'bach' (music21's chorales), a JSB .json/.npz, "
+            "a JS Fake Chorales .npz, or a folder of MIDI "
+            "files. Repeatable.",
+        ),
+    ] = ["bach"],  # noqa: B006 - typer reads a list option's default as it is
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the .keras model (card and curves go beside it).")
+    ] = Path("bachd-model.keras"),
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = 60,
     lstm_units: Annotated[int, typer.Option(min=8, max=4096, help="Width of each LSTM layer.")] = 320,
     lstm_layers: Annotated[int, typer.Option(min=1, max=8, help="Number of stacked LSTM layers.")] = 2,
     embed_dim: Annotated[int, typer.Option(min=4, max=2048, help="Embedding width.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate.")] = 0.3,
-    voice_input: Annotated[bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")] = True,
-    beat_input: Annotated[bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's position in time.")] = True,
-    bar_input: Annotated[bool, typer.Option("--bar-input/--no-bar-input", help="Count that position in 16ths within the bar (where the bar lines are known or estimated), not within the beat.")] = True,
-    key_input: Annotated[bool, typer.Option("--key-input/--no-key-input", help="Also tell the model the piece's key (generation: the key it opens in or the seed's; live: the key of what the player has played so far).")] = False,
-    attention_steps: Annotated[int, typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none).")] = 0,
+    voice_input: Annotated[
+        bool, typer.Option("--voice-input/--no-voice-input", help="Tell the model which voice each token is for.")
+    ] = True,
+    beat_input: Annotated[
+        bool, typer.Option("--beat-input/--no-beat-input", help="Tell the model each token's position in time.")
+    ] = True,
+    bar_input: Annotated[
+        bool,
+        typer.Option(
+            "--bar-input/--no-bar-input",
+            help="Count that position in 16ths within "
+            "the bar (where the bar lines are "
+            "known or estimated), not within the "
+            "beat.",
+        ),
+    ] = True,
+    key_input: Annotated[
+        bool,
+        typer.Option(
+            "--key-input/--no-key-input",
+            help="Also tell the model the piece's key "
+            "(generation: the key it opens in or "
+            "the seed's; live: the key of what the "
+            "player has played so far).",
+        ),
+    ] = False,
+    attention_steps: Annotated[
+        int,
+        typer.Option(min=0, max=256, help="Add causal attention over the last K 16th steps after the LSTM (0: none)."),
+    ] = 0,
     attention_heads: Annotated[int, typer.Option(min=1, max=64, help="Attention heads.")] = 4,
     attention_key_dim: Annotated[int, typer.Option(min=4, max=1024, help="Width of each attention head.")] = 32,
-    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the training loss (0: plain NLL).")] = 0.0,
-    ema: Annotated[Optional[float], typer.Option(min=0.5, max=0.99999, help="Polyak averaging: validate, checkpoint and ship the exponential moving average of the weights, with this momentum per batch (e.g. 0.99 averages over about the last 100 batches).")] = None,
+    label_smoothing: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the training loss (0: plain NLL).")
+    ] = 0.0,
+    ema: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.5,
+            max=0.99999,
+            help="Polyak averaging: validate, checkpoint "
+            "and ship the exponential moving average "
+            "of the weights, with this momentum per "
+            "batch (e.g. 0.99 averages over about the "
+            "last 100 batches).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
-    window_steps: Annotated[int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")] = 128,
-    passes: Annotated[float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")] = 4.0,
-    transpose: Annotated[int, typer.Option(min=0, max=12, help="Random transposition range in semitones, each way.")] = 6,
-    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (cosine schedule with warm-up).")] = 3e-3,
+    window_steps: Annotated[
+        int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")
+    ] = 128,
+    passes: Annotated[
+        float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")
+    ] = 4.0,
+    transpose: Annotated[
+        int, typer.Option(min=0, max=12, help="Random transposition range in semitones, each way.")
+    ] = 6,
+    learning_rate: Annotated[
+        float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (cosine schedule with warm-up).")
+    ] = 3e-3,
     weight_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="AdamW weight decay.")] = 0.01,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping early.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed for weights and data order.")] = 1729,
-    max_minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this much training time (across resumes).")] = None,
+    max_minutes: Annotated[
+        Optional[float], typer.Option(min=0.1, help="Stop after this much training time (across resumes).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same --out.")] = False,
-    distribute: Annotated[Distribute, typer.Option("--distribute", "--strategy", help="none, mirrored (all local devices) or multiworker (machines in TF_CONFIG; --batch-size is per worker).")] = Distribute.none,
-    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only).")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")] = None,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from this bachd model's weights and architecture, with a fresh learning-rate schedule: fine-tune it on --corpus. The result is never worse on validation than the model it starts from.")] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Distillation: also learn this bachd model's predictions on every training piece (repeatable: their mixture). A resumed run keeps its own teachers.")] = None,
-    teacher_weight: Annotated[Optional[list[float]], typer.Option("--teacher-weight", min=0.0, help="Each --teacher's weight in the mixture, in the same order (default: equal).")] = None,
-    distill: Annotated[float, typer.Option(min=0.01, max=1.0, help="With --teacher: the share of the loss on the teachers' predictions; the rest is on the notes.")] = 0.5,
+    distribute: Annotated[
+        Distribute,
+        typer.Option(
+            "--distribute",
+            "--strategy",
+            help="none, mirrored (all local "
+            "devices) or multiworker "
+            "(machines in TF_CONFIG; "
+            "--batch-size is per worker).",
+        ),
+    ] = Distribute.none,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle", help="Allow .npz corpora that need pickle (runs code from the file: trusted files only)."
+        ),
+    ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, max=256, help="CPU threads for TensorFlow (default: all cores).")
+    ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--init-from",
+            help="Start from this bachd model's weights and "
+            "architecture, with a fresh learning-rate "
+            "schedule: fine-tune it on --corpus. The "
+            "result is never worse on validation than "
+            "the model it starts from.",
+        ),
+    ] = None,
+    teacher: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--teacher",
+            help="Distillation: also learn this bachd "
+            "model's predictions on every training "
+            "piece (repeatable: their mixture). A "
+            "resumed run keeps its own teachers.",
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        Optional[list[float]],
+        typer.Option(
+            "--teacher-weight",
+            min=0.0,
+            help="Each --teacher's weight in the mixture, in the same order (default: equal).",
+        ),
+    ] = None,
+    distill: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="With --teacher: the share of the loss on the teachers' predictions; the rest is on the notes.",
+        ),
+    ] = 0.5,
 ) -> None:
     """Train a model on chorale corpora; writes the .keras model, its card and training curves."""
     with _errors():
@@ -136,9 +250,9 @@ def train_cli(
             if given:
                 raise BachdError(f"{', '.join(given)} cannot be combined with --init-from: "
                                  f"a fine-tune keeps the architecture of {init_from}")
-        from bachd.model.windows import WindowConfig
         from bachd.model.keras_model import ModelConfig
         from bachd.model.training import TrainConfig, train
+        from bachd.model.windows import WindowConfig
 
         config = TrainConfig(
             corpora=list(corpus), out=str(out), epochs=epochs, batch_size=batch_size,
@@ -177,18 +291,49 @@ def _figures_line(figures: dict) -> str:
 
 @app.command("eval")
 def eval_cli(
-    model: Annotated[Path, typer.Argument(help="A bachd .keras model; with --music also a MIDI file or a folder of them.")],
-    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="Corpora to evaluate on (default: bach). Repeatable.")] = ["bach"],
+    model: Annotated[
+        Path, typer.Argument(help="A bachd .keras model; with --music also a MIDI file or a folder of them.")
+    ],
+    corpus: Annotated[
+        list[str], typer.Option("--corpus", "-c", help="Corpora to evaluate on (default: bach). Repeatable.")
+    ] = ["bach"],  # noqa: B006 - typer reads a list option's default as it is
     split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.test,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw per-voice pitch NLL and accuracy to this PNG.")] = None,
-    music: Annotated[bool, typer.Option("--music", help="Also report musical checks of generated music against the split's chorales.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw per-voice pitch NLL and accuracy to this PNG.")
+    ] = None,
+    music: Annotated[
+        bool,
+        typer.Option("--music", help="Also report musical checks of generated music against the split's chorales."),
+    ] = False,
     pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
-    harmonize: Annotated[bool, typer.Option("--harmonize", help="Instead: harmonize the split's melodies through the live harmonizer and set its figures beside Bach's.")] = False,
-    answers: Annotated[bool, typer.Option("--answers", help="Instead: play the opening bars of the split's melodies as calls into the live continue mode and check each answer's key against the call's.")] = False,
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="With --harmonize or --answers: the live settings (default: the harmonizer or the chorale preset).")] = None,
+    harmonize: Annotated[
+        bool,
+        typer.Option(
+            "--harmonize",
+            help="Instead: harmonize the split's melodies through the "
+            "live harmonizer and set its figures beside Bach's.",
+        ),
+    ] = False,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers",
+            help="Instead: play the opening bars of the split's melodies "
+            "as calls into the live continue mode and check each "
+            "answer's key against the call's.",
+        ),
+    ] = False,
+    preset: Annotated[
+        Optional[str],
+        typer.Option(
+            "--preset",
+            "-p",
+            help="With --harmonize or --answers: the live settings (default: the harmonizer or the chorale preset).",
+        ),
+    ] = None,
     temperature: Annotated[Optional[float], _setting("temperature")] = None,
     top_p: Annotated[Optional[float], _setting("top_p")] = None,
     rhythm_temperature: Annotated[Optional[float], _setting("rhythm_temperature")] = None,
@@ -201,8 +346,12 @@ def eval_cli(
     away_hold: Annotated[Optional[float], _setting("away_hold")] = None,
     chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
-    allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
-    check: Annotated[bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")] = False,
+    allow_parallels: Annotated[
+        Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")
+    ] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
     with --music, musical checks of its generated music (or of MIDI files) against the chorales;
@@ -225,9 +374,7 @@ def eval_cli(
         from bachd.files.evaluate import eval_report
         from bachd.model.sampling import SamplingConfig
 
-        allow_parallels = flags.pop("allow_parallels", SETTINGS["allow_parallels"].default)
-        flags.pop("rng_seed")
-        sampling = SamplingConfig(**flags, avoid_parallels=not allow_parallels)
+        sampling = SamplingConfig(**{name: value for name, value in flags.items() if name in SAMPLING})
         figures = eval_report(model, list(corpus), split.value, allow_pickle=allow_pickle, plot=plot,
                               music_pieces=pieces if music else 0, bars=bars, sampling=sampling, rng_seed=rng_seed)
         if as_json:
@@ -271,18 +418,42 @@ def _print_music(report: dict, what: str) -> None:
 
 @app.command("generate")
 def generate_cli(
-    out: Annotated[Path, typer.Option("--out", "-o", help="The file to write: MIDI (.mid), or a MusicXML score (.musicxml, .mxl).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
-    seed_file: Annotated[Optional[Path], typer.Option(help="A MIDI or MusicXML file to continue. Fewer than four voices: the model adds the rest.")] = None,
-    seed_chorale: Annotated[Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")] = None,
-    seed_bars: Annotated[Optional[int], typer.Option(min=1, max=512, help=f"Use only the seed's last N bars (default {SEED_BARS}, twice the models' 8-bar training windows).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The file to write: MIDI (.mid), or a MusicXML score (.musicxml, .mxl).")
+    ],
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")
+    ] = None,
+    seed_file: Annotated[
+        Optional[Path],
+        typer.Option(help="A MIDI or MusicXML file to continue. Fewer than four voices: the model adds the rest."),
+    ] = None,
+    seed_chorale: Annotated[
+        Optional[str], typer.Option(help="A chorale from music21's corpus to continue, by BWV number (e.g. 269).")
+    ] = None,
+    seed_bars: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            max=512,
+            help=f"Use only the seed's last N bars (default {SEED_BARS}, twice the models' 8-bar training windows).",
+        ),
+    ] = None,
     bars: Annotated[int, typer.Option(min=1, max=512, help="Bars to generate.")] = 4,
-    key: Annotated[Optional[str], typer.Option(help="Without a seed: the key to open in, e.g. 'D minor', 'Bb major', 'F#m' (default: drawn from the keys of Bach's chorales).")] = None,
+    key: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Without a seed: the key to open in, e.g. 'D minor', 'Bb major', "
+            "'F#m' (default: drawn from the keys of Bach's chorales)."
+        ),
+    ] = None,
     bpm: Annotated[float, _setting("bpm")] = SETTINGS["bpm"].default,
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
     temperature: Annotated[float, _setting("temperature")] = SETTINGS["temperature"].default,
     top_p: Annotated[float, _setting("top_p")] = SETTINGS["top_p"].default,
-    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS["rhythm_temperature"].offline_default(),
+    rhythm_temperature: Annotated[float, _setting("rhythm_temperature")] = SETTINGS[
+        "rhythm_temperature"
+    ].offline_default(),
     key_pull: Annotated[float, _setting("key_pull")] = SETTINGS["key_pull"].offline_default(),
     minor_pull: Annotated[float, _setting("minor_pull")] = SETTINGS["minor_pull"].offline_default(),
     inner_pull: Annotated[float, _setting("inner_pull")] = SETTINGS["inner_pull"].offline_default(),
@@ -290,27 +461,51 @@ def generate_cli(
     max_chord_beats: Annotated[float, _setting("max_chord_beats")] = SETTINGS["max_chord_beats"].offline_default(),
     cadence_hold: Annotated[float, _setting("cadence_hold")] = SETTINGS["cadence_hold"].offline_default(),
     away_hold: Annotated[float, _setting("away_hold")] = SETTINGS["away_hold"].offline_default(),
-    variations: Annotated[int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")] = 1,
-    pick_best: Annotated[bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")] = False,
+    variations: Annotated[
+        int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")
+    ] = 1,
+    pick_best: Annotated[
+        bool, typer.Option("--pick-best", help="With --variations: write only the most likely one, to OUT.")
+    ] = False,
     rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
-    allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS["allow_parallels"].default,
-    include_seed: Annotated[bool, typer.Option("--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins).")] = False,
-    wav: Annotated[Optional[Path], typer.Option(help="Also render the MIDI file to this WAV (a SoundFont, or the built-in organ: see --soundfont).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")] = None,
-    analysis: Annotated[bool, typer.Option("--analysis", help="With a MusicXML --out: each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
+    allow_parallels: Annotated[bool, _setting("allow_parallels", "--allow-parallels")] = SETTINGS[
+        "allow_parallels"
+    ].default,
+    include_seed: Annotated[
+        bool,
+        typer.Option(
+            "--include-seed", help="Write the seed before the continuation (a marker shows where bachd begins)."
+        ),
+    ] = False,
+    wav: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also render the MIDI file to this WAV (a SoundFont, or the built-in organ: see --soundfont)."
+        ),
+    ] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw a piano roll (seed shaded, bachd's part after it) to this PNG.")
+    ] = None,
+    analysis: Annotated[
+        bool,
+        typer.Option(
+            "--analysis",
+            help="With a MusicXML --out: each beat's chord as a Roman "
+            "numeral under the bass (I, V6, ii65, V7/V), and PAC, "
+            "IAC, HC, PC or DC at the phrase ends.",
+        ),
+    ] = False,
     soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
     programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP)] = None,
 ) -> None:
     """Continue a seed (or start from nothing) and write four voices as a MIDI file."""
+    given = dict(locals())
     with _errors():
-        from bachd.music.meter import Meter
         from bachd.files.commands import generate_file
         from bachd.model.sampling import SamplingConfig
+        from bachd.music.meter import Meter
 
-        sampling = SamplingConfig(temperature=temperature, top_p=top_p, rhythm_temperature=rhythm_temperature,
-                                  avoid_parallels=not allow_parallels, key_pull=key_pull, minor_pull=minor_pull, inner_pull=inner_pull,
-                                  root_pull=root_pull,
-                                  max_chord_beats=max_chord_beats, cadence_hold=cadence_hold, away_hold=away_hold)
+        sampling = SamplingConfig(**{name: value for name, value in given.items() if name in SAMPLING})
         generate_file(
             out=out, model_path=model or default_model_path(), sampling=sampling, seed_file=seed_file,
             seed_chorale=seed_chorale, seed_bars=seed_bars, bars=bars, bpm=bpm, meter=Meter(beats_per_bar),
@@ -341,14 +536,22 @@ def render_cli(
 @app.command("score")
 def score_cli(
     midi: Annotated[Path, typer.Argument(help="A MIDI file (read as four voices on the 16th grid, as a seed is).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The score to write: MusicXML (.musicxml, or compressed .mxl), SVG (.svg, by Verovio; a file a page) or PDF (.pdf, by MuseScore 3).")],
-    staves: Annotated[int, typer.Option(min=2, max=4, help="2: soprano and alto on the treble staff, tenor and bass on the bass staff; 4: a staff each.")] = 2,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The score to write: MusicXML (.musicxml, or compressed "
+                                                          ".mxl), SVG (.svg, by Verovio; a file a page) or PDF (.pdf, "
+                                                          "by MuseScore 3).")],
+    staves: Annotated[int, typer.Option(min=2, max=4, help="2: soprano and alto on the treble staff, tenor and bass "
+                                                           "on the bass staff; 4: a staff each.")] = 2,
     beats_per_bar: Annotated[int, _setting("beats_per_bar")] = SETTINGS["beats_per_bar"].default,
-    pickup: Annotated[float, typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in quarter notes.")] = 0.0,
+    pickup: Annotated[float, typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in "
+                                                                   "quarter notes.")] = 0.0,
     title: Annotated[Optional[str], typer.Option(help="The score's title (default: the file's name).")] = None,
-    analysis: Annotated[bool, typer.Option("--analysis", help="Each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
+    analysis: Annotated[bool, typer.Option("--analysis", help="Each beat's chord as a Roman numeral under the bass "
+                                                              "(I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the "
+                                                              "phrase ends.")] = False,
 ) -> None:
-    """Write a MIDI file as a chorale score: MusicXML for notation programs (MuseScore, Sibelius, Dorico), or engraved as SVG or PDF. Key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase ends."""
+    """Write a MIDI file as a chorale score: MusicXML for notation programs (MuseScore, Sibelius, Dorico), or
+    engraved as SVG or PDF. Key and time signatures, ties, accidentals spelled in the key, fermatas at the phrase
+    ends."""
     with _errors():
         from bachd.files.commands import score_file
 
@@ -365,30 +568,39 @@ def score_cli(
 
 def _choices(name: str) -> type[Enum]:
     """The choices of a declared setting, as the Enum typer lists and checks."""
-    return Enum(name.title().replace("_", ""), {choice: choice for choice in SETTINGS[name].choices}, type=str)
+    choices: type[Enum] = Enum(  # type: ignore[assignment, misc]  # the functional API, built at run time
+        name.title().replace("_", ""), {choice: choice for choice in SETTINGS[name].choices}, type=str
+    )
+    return choices
 
 
-Mode, ClockSource, StartOn = _choices("mode"), _choices("clock"), _choices("start_on")
+if TYPE_CHECKING:  # built from the declared choices (and the registries) when the command line is
+    Mode = Enum
+    ClockSource = Enum
+    StartOn = Enum
+else:
+    Mode, ClockSource, StartOn = _choices("mode"), _choices("clock"), _choices("start_on")
 
 
-class MidiBackend(str, Enum):
-    auto = "auto"
-    alsa = "alsa"
-    jack = "jack"
-    coremidi = "coremidi"
-    windows = "windows"
+def _named(name: str, names: Iterable[str]) -> type[Enum]:
+    """An Enum of ``auto`` and ``names``, for typer to list and check."""
+    choices: type[Enum] = Enum(name, {n: n for n in ("auto", *names)}, type=str)  # type: ignore[assignment, misc]
+    return choices
 
 
-class EngineBackend(str, Enum):
-    auto = "auto"
-    numpy = "numpy"
-    tf = "tf"
-    xla = "xla"
+if TYPE_CHECKING:
+    MidiBackend = Enum
+    EngineBackend = Enum
+else:
+    MidiBackend = _named("MidiBackend", MIDI_BACKENDS)
+    EngineBackend = _named("EngineBackend", ENGINES)
 
 
 @app.command("run")
 def run_cli(
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name (see `bachd presets`) or a .toml file.")] = None,
+    preset: Annotated[
+        Optional[str], typer.Option("--preset", "-p", help="A preset name (see `bachd presets`) or a .toml file.")
+    ] = None,
     mode: Annotated[Optional[Mode], _setting("mode")] = None,
     clock: Annotated[Optional[ClockSource], _setting("clock")] = None,
     bpm: Annotated[Optional[float], _setting("bpm")] = None,
@@ -406,7 +618,9 @@ def run_cli(
     max_hold_beats: Annotated[Optional[float], _setting("max_hold_beats")] = None,
     start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
     allow_overlap: Annotated[Optional[bool], _setting("allow_overlap", "--allow-overlap/--no-allow-overlap")] = None,
-    allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
+    allow_parallels: Annotated[
+        Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")
+    ] = None,
     rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
     in_channel: Annotated[Optional[int], _setting("in_channel")] = None,
     out_channel: Annotated[Optional[int], _setting("out_channel")] = None,
@@ -414,37 +628,82 @@ def run_cli(
     record: Annotated[Optional[str], _setting("record")] = None,
     soundfont: Annotated[Optional[str], _setting("soundfont")] = None,
     programs: Annotated[Optional[str], typer.Option(help=PROGRAMS_HELP + " Also the preset's [sound] table.")] = None,
-    in_port: Annotated[str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")] = "bachd-in",
-    out_port: Annotated[str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")] = "bachd-out",
-    backend: Annotated[MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")] = MidiBackend.auto,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
-    engine: Annotated[EngineBackend, typer.Option(help="Streaming engine: numpy (auto), or tf/xla on TensorFlow (needs bachd[train]; for a GPU).")] = EngineBackend.auto,
-    status: Annotated[Optional[bool], typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal).")] = None,
-    stats_json: Annotated[Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")] = None,
-    monitor: Annotated[bool, typer.Option("--monitor", help="Also play what bachd sends through the audio output (a General MIDI SoundFont if one is found or given with --soundfont, else the built-in organ).")] = False,
-    monitor_input: Annotated[bool, typer.Option("--monitor-input", help="With --monitor: play what you play too (a quieter stop).")] = False,
-    audio_device: Annotated[Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")] = None,
-    ui: Annotated[bool, typer.Option("--ui", help="Serve a control surface in the browser (its address, with this run's access token, is in the ready line).")] = False,
-    ui_port: Annotated[int, typer.Option(min=0, max=65535, help="With --ui: the port to serve on (0: a free one).")] = 0,
-    ui_host: Annotated[str, typer.Option(help="With --ui: the address to serve on. Anything but 127.0.0.1 lets other computers reach the panel.")] = "127.0.0.1",
+    in_port: Annotated[
+        str, typer.Option("--in", help="Name of the input port to create, or of an existing port to open.")
+    ] = "bachd-in",
+    out_port: Annotated[
+        str, typer.Option("--out", help="Name of the output port to create, or of an existing port to open.")
+    ] = "bachd-out",
+    backend: Annotated[
+        MidiBackend, typer.Option(help="MIDI system; auto takes the first that works.")
+    ] = MidiBackend("auto"),
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")
+    ] = None,
+    engine: Annotated[
+        EngineBackend,
+        typer.Option(help="Streaming engine: numpy (auto), or tf/xla on TensorFlow (needs bachd[train]; for a GPU)."),
+    ] = EngineBackend("auto"),
+    status: Annotated[
+        Optional[bool],
+        typer.Option("--status/--no-status", help="Show the live status line (default: when stderr is a terminal)."),
+    ] = None,
+    stats_json: Annotated[
+        Optional[Path], typer.Option(help="On exit, write counts and output lateness to this JSON file.")
+    ] = None,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            "--monitor",
+            help="Also play what bachd sends through the audio output (a "
+            "General MIDI SoundFont if one is found or given with "
+            "--soundfont, else the built-in organ).",
+        ),
+    ] = False,
+    monitor_input: Annotated[
+        bool, typer.Option("--monitor-input", help="With --monitor: play what you play too (a quieter stop).")
+    ] = False,
+    audio_device: Annotated[
+        Optional[str], typer.Option(help="Audio output for --monitor: an index or part of a name (see `bachd ports`).")
+    ] = None,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="Serve a control surface in the browser (its address, with this "
+            "run's access token, is in the ready line).",
+        ),
+    ] = False,
+    ui_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="With --ui: the port to serve on (0: a free one).")
+    ] = 0,
+    ui_host: Annotated[
+        str,
+        typer.Option(
+            help="With --ui: the address to serve on. Anything but 127.0.0.1 lets other computers reach the panel."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Play live: open virtual MIDI ports and answer or harmonize what you play."""
     # The settings given on the command line (None: not given), by their declared names.
-    flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
+    flags = {
+        name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS
+    }
     _one_blas_thread()
     with _errors():
-        from bachd.live.daemon import RunOptions, run
+        from bachd.live.daemon import RunOptions
+        from bachd.live.launch import run
         from bachd.presets import SOUND_PARTS, resolve
 
         if programs is not None:
-            flags["sound"] = dict(zip(SOUND_PARTS, _programs(programs)))
+            flags["sound"] = dict(zip(SOUND_PARTS, _programs(programs) or ()))
 
         options = RunOptions(
             settings=resolve(preset, flags), model_path=model or default_model_path(), in_name=in_port,
             out_name=out_port, backend=backend.value, engine=engine.value, status=status, stats_path=stats_json,
             monitor=monitor or monitor_input, monitor_input=monitor_input, audio_device=audio_device,
         )
-        companions = ()
+        companions: tuple[Any, ...] = ()
         if ui:  # only now: without --ui, bachd loads no web code
             from bachd.web.panel import ControlSurface
 
@@ -456,11 +715,29 @@ def _replay_command(mode: str):
     """``bachd harmonize`` and ``bachd continue``: one signature, two modes."""
 
     def command(
-        source: Annotated[Path, typer.Argument(help="A MIDI file: the melody (its top line) to harmonize, or the call (up to four parts) to answer.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="The file to write: MIDI (.mid), your notes and bachd's, a track per voice; or a MusicXML score (.musicxml, .mxl) of the four voices.")],
-        preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="A preset name or .toml file, as for `bachd run`.")] = None,
+        source: Annotated[
+            Path,
+            typer.Argument(
+                help="A MIDI file: the melody (its top line) to harmonize, or the call (up to four parts) to answer."
+            ),
+        ],
+        out: Annotated[
+            Path,
+            typer.Option(
+                "--out",
+                "-o",
+                help="The file to write: MIDI (.mid), your notes and "
+                "bachd's, a track per voice; or a MusicXML score "
+                "(.musicxml, .mxl) of the four voices.",
+            ),
+        ],
+        preset: Annotated[
+            Optional[str], typer.Option("--preset", "-p", help="A preset name or .toml file, as for `bachd run`.")
+        ] = None,
         bpm: Annotated[Optional[float], _setting("bpm")] = None,
-        channel: Annotated[Optional[int], typer.Option(min=1, max=16, help="Read only this channel (default: all but 10, drums).")] = None,
+        channel: Annotated[
+            Optional[int], typer.Option(min=1, max=16, help="Read only this channel (default: all but 10, drums).")
+        ] = None,
         track: Annotated[Optional[int], typer.Option(min=0, help="Read only this track (0-based).")] = None,
         temperature: Annotated[Optional[float], _setting("temperature")] = None,
         top_p: Annotated[Optional[float], _setting("top_p")] = None,
@@ -470,20 +747,36 @@ def _replay_command(mode: str):
         inner_pull: Annotated[Optional[float], _setting("inner_pull")] = None,
         root_pull: Annotated[Optional[float], _setting("root_pull")] = None,
         chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
-        allow_parallels: Annotated[Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")] = None,
+        allow_parallels: Annotated[
+            Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")
+        ] = None,
         rng_seed: Annotated[Optional[int], _setting("rng_seed")] = None,
         velocity: Annotated[Optional[str], _setting("velocity")] = None,
         response_bars: Annotated[Optional[int], _setting("response_bars")] = None,
         listen_gap: Annotated[Optional[float], _setting("listen_gap")] = None,
         start_on: Annotated[Optional[StartOn], _setting("start_on")] = None,
-        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
-        analysis: Annotated[bool, typer.Option("--analysis", help="With a MusicXML --out: each beat's chord as a Roman numeral under the bass (I, V6, ii65, V7/V), and PAC, IAC, HC, PC or DC at the phrase ends.")] = False,
+        model: Annotated[
+            Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")
+        ] = None,
+        analysis: Annotated[
+            bool,
+            typer.Option(
+                "--analysis",
+                help="With a MusicXML --out: each beat's chord as a "
+                "Roman numeral under the bass (I, V6, ii65, V7/V), "
+                "and PAC, IAC, HC, PC or DC at the phrase ends.",
+            ),
+        ] = False,
     ) -> None:
-        flags = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS}
+        flags = {
+            name: value.value if isinstance(value, Enum) else value
+            for name, value in locals().items()
+            if name in SETTINGS
+        }
         _one_blas_thread()
         with _errors():
-            from bachd.presets import resolve
             from bachd.files.replay import replay_file
+            from bachd.presets import resolve
 
             flags.pop("bpm")  # the file's own tempo, unless --bpm is given
             replay_file(mode, source, out, resolve(preset, flags), model or default_model_path(), bpm=bpm,
@@ -502,12 +795,15 @@ app.command("continue", help=(
 
 @app.command("ui")
 def ui_cli(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped one).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A bachd .keras model (default: the shipped "
+                                                                        "one).")] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="The port to serve on (0: a free one).")] = 0,
-    host: Annotated[str, typer.Option(help="The address to serve on. Anything but 127.0.0.1 lets other computers reach the page.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="The address to serve on. Anything but 127.0.0.1 lets other computers "
+                                           "reach the page.")] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the web browser.")] = False,
 ) -> None:
-    """The studio page in your browser: harmonize, continue or generate from a MIDI file or a chorale; listen, see, download. No MIDI ports needed."""
+    """The studio page in your browser: harmonize, continue or generate from a MIDI file or a chorale; listen, see,
+    download. No MIDI ports needed."""
     _one_blas_thread()
     with _errors():
         from bachd.model.modelfile import read_config
@@ -554,7 +850,8 @@ def ports_cli() -> None:
             typer.echo("audio outputs (for --monitor --audio-device):" + ("" if devices else " none"))
             for device in devices:
                 default = "  (default)" if device["default"] else ""
-                typer.echo(f"  {device['index']}: {device['name']} [{device['hostapi']}, {device['channels']} channels]{default}")
+                typer.echo(f"  {device['index']}: {device['name']} [{device['hostapi']}, {device['channels']} "
+                           f"channels]{default}")
 
 
 presets_app = typer.Typer(help="List the live presets, or show one's resolved settings.", no_args_is_help=False)

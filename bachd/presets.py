@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import field, fields, make_dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,17 +22,34 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bachd.errors import BachdError
+from bachd.model.sampling import SamplingConfig
 from bachd.music.meter import Meter
 from bachd.paths import PRESETS_DIR
-from bachd.model.sampling import SamplingConfig
-from bachd.settings import SETTINGS
+from bachd.settings import SAMPLING, SETTINGS, Declared
 
 BUILTIN_DIR = PRESETS_DIR
 CC_ROLES = ("temperature", "response_bars", "mode", "end_of_call", "panic")
 SOUND_PARTS = ("soprano", "alto", "tenor", "bass", "player")  # [sound]: a General MIDI program each
 
 
-class _LiveSettingsBase:
+def _sound_defaults() -> dict[str, int]:
+    from bachd.sound.soundfont import DEFAULT_PROGRAMS
+
+    return dict(zip(SOUND_PARTS, DEFAULT_PROGRAMS))
+
+
+def _cc_defaults() -> dict[str, Optional[int]]:
+    return {"temperature": 21, "response_bars": 22, "mode": 23, "end_of_call": 24, "panic": 25}
+
+
+@dataclass(frozen=True)
+class LiveSettings(Declared):
+    """The live settings: one field per declared setting (:class:`bachd.settings.Declared`),
+    plus the CC assignments and the sound of each part."""
+
+    cc: dict[str, Optional[int]] = field(default_factory=_cc_defaults)  # role -> controller number (None: off)
+    sound: dict[str, int] = field(default_factory=_sound_defaults)  # part -> General MIDI program
+
     @property
     def meter(self) -> Meter:
         return Meter(self.beats_per_bar)
@@ -49,34 +67,7 @@ class _LiveSettingsBase:
         return tuple(self.sound[part] for part in SOUND_PARTS)
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(
-            temperature=self.temperature, top_p=self.top_p, rhythm_temperature=self.rhythm_temperature,
-            avoid_parallels=not self.allow_parallels, key_pull=self.key_pull, minor_pull=self.minor_pull, inner_pull=self.inner_pull,
-            root_pull=self.root_pull,
-            max_chord_beats=self.max_chord_beats, cadence_hold=self.cadence_hold, away_hold=self.away_hold,
-            chord_draws=self.chord_draws,
-        )
-
-
-def _sound_defaults() -> dict[str, int]:
-    from bachd.sound.soundfont import DEFAULT_PROGRAMS
-
-    return dict(zip(SOUND_PARTS, DEFAULT_PROGRAMS))
-
-
-def _cc_defaults() -> dict[str, int | None]:
-    return {"temperature": 21, "response_bars": 22, "mode": 23, "end_of_call": 24, "panic": 25}
-
-
-# The live settings: one field per declared setting (name, type and live default from
-# bachd.settings), plus the CC assignments.
-LiveSettings = make_dataclass(
-    "LiveSettings",
-    [(s.name, Optional[s.kind] if s.optional else s.kind, field(default=s.default)) for s in SETTINGS.values()]
-    + [("cc", dict, field(default_factory=_cc_defaults)), ("sound", dict, field(default_factory=_sound_defaults))],
-    bases=(_LiveSettingsBase,),
-    frozen=True,
-)
+        return SamplingConfig(**{name: getattr(self, name) for name in SAMPLING})
 
 
 def _check_cc(value: Any) -> str | None:
@@ -92,7 +83,7 @@ def _check_program(value: Any) -> str | None:
 
 
 # The preset's tables: their keys, what each value must be, and what it is kept as.
-TABLES = {
+TABLES: dict[str, tuple[tuple[str, ...], str, Callable[[Any], Optional[str]], Callable[[Any], Any]]] = {
     "cc": (CC_ROLES, "controller numbers", _check_cc, lambda number: None if number == "off" else int(number)),
     "sound": (SOUND_PARTS, "General MIDI programs", _check_program, int),
 }
@@ -106,7 +97,7 @@ def validate(values: dict[str, Any], source: str) -> dict[str, Any]:
             keys, what, check_value, keep = TABLES[key]
             if not isinstance(value, dict):
                 raise BachdError(f"{source}: key '{key}' must be a table of {what}")
-            table = {}
+            table: dict[str, Any] = {}
             for name, item in value.items():
                 if name not in keys:
                     raise BachdError(f"{source}: unknown key '{key}.{name}' (known: {', '.join(keys)})")

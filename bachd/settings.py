@@ -8,10 +8,12 @@ the same way wherever it is set. :func:`check` is the one validation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, Union
 
 from bachd.errors import BachdError
+from bachd.registry import CLOCKS, MODES
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,13 @@ class Setting:
     kind: type = float  # float, int, bool or str
     low: Optional[float] = None
     high: Optional[float] = None
-    choices: tuple[str, ...] = ()
+    choices: Collection[str] = ()  # a tuple, or a registry (bachd.registry) read as it is now
     optional: bool = False  # None is a value ("not set")
     also: tuple[str, ...] = ()  # other string values an int setting takes ("follow")
     cc_range: Optional[tuple[float, float]] = None  # what CC values 0..127 sweep, if a knob may set it
     offline: Any = None  # the default for music written offline (generate, eval --music), if it differs
     live: bool = False  # bachd run may change it while playing (a CC, the control surface)
+    sampling: bool = False  # the sampler reads it (bachd.model.sampling.SamplingConfig)
 
     @property
     def label(self) -> str:
@@ -44,7 +47,11 @@ class Setting:
         if isinstance(value, str) and value in self.also:
             return None
         if self.choices:
-            return None if isinstance(value, str) and value in self.choices else f"must be one of {', '.join(self.choices)}"
+            return (
+                None
+                if isinstance(value, str) and value in self.choices
+                else f"must be one of {', '.join(self.choices)}"
+            )
         if self.kind is bool:
             return None if isinstance(value, bool) else "must be true or false"
         if self.kind is str:
@@ -54,7 +61,11 @@ class Setting:
             return f"must be {self.low:g}-{self.high:g} or " + " or ".join(repr(a) for a in self.also)
         if isinstance(value, bool) or not numeric:
             return f"must be {'an integer' if self.kind is int else 'a number'}"
-        if not math.isfinite(value) or (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+        if (
+            not math.isfinite(value)
+            or (self.low is not None and value < self.low)
+            or (self.high is not None and value > self.high)
+        ):
             return f"must be between {self.low:g} and {self.high:g}"
         return None
 
@@ -81,57 +92,188 @@ class Setting:
         return round(scaled) if self.kind is int else scaled
 
 
-_DECLARED = (
-    Setting("description", "", "What the preset is for.", str),
-    Setting("mode", "continue", "continue (call and response) or harmonize (voices under your melody).", str, choices=("continue", "harmonize"), live=True),
-    Setting("clock", "internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport) or link (join an Ableton Link session: its tempo, beat phase and start/stop; --bpm is the tempo bachd proposes if it starts the session).", str, choices=("internal", "midi", "link")),
-    Setting("bpm", 90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess for MIDI clock).", float, 20, 320, live=True),
-    Setting("beats_per_bar", 4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12),
+def _declare(default: Any, help: str, kind: type = float, *args: Any, **options: Any) -> Any:
+    """A setting's declaration, as the default of its field in :class:`Declared`."""
+    return field(default=default, metadata={"setting": (default, help, kind, *args), "options": options})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Every setting, declared once: its field is its name, type and default; the rest of its
+    declaration (help, bounds, choices, whether it may change live) rides on the field."""
+
+    description: str = _declare("", "What the preset is for.", str)
+    mode: str = _declare(
+        "continue",
+        "continue (call and response) or harmonize (voices under your melody).",
+        str,
+        choices=MODES,
+        live=True,
+    )
+    clock: str = _declare("internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport) or link "
+                                      "(join an Ableton Link session: its tempo, beat phase and start/stop; --bpm is "
+                                      "the tempo bachd proposes if it starts the session).", str, choices=CLOCKS)
+    bpm: float = _declare(90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess "
+                                "for MIDI clock).", float, 20, 320, live=True)
+    beats_per_bar: int = _declare(4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12)
     # The offline defaults were chosen on the musical checks (README, "Musical checks").
-    Setting("temperature", 0.7, "Sampling temperature of the pitch choice (lower is safer).", float, 0.05, 5.0, cc_range=(0.2, 1.8), live=True),
-    Setting("top_p", 0.9, "Nucleus sampling: keep the most likely tokens up to this mass.", float, 0.01, 1.0, live=True),
+    temperature: float = _declare(
+        0.7,
+        "Sampling temperature of the pitch choice (lower is safer).",
+        float,
+        0.05,
+        5.0,
+        cc_range=(0.2, 1.8),
+        live=True,
+        sampling=True,
+    )
+    top_p: float = _declare(
+        0.9,
+        "Nucleus sampling: keep the most likely tokens up to this mass.",
+        float,
+        0.01,
+        1.0,
+        live=True,
+        sampling=True,
+    )
     # Offline, at the model's own odds, chords change 1.22 times a beat against Bach's 1.48
     # and every voice moves 12 % less often (bachd eval --music, 128 pieces of 16 bars);
     # 1.5 gives 1.53-1.54 and every voice within 10 %. Live, the player's part sets the pace,
     # and the presets were measured at 1.
-    Setting("rhythm_temperature", 1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: the model's own odds; lower is plainer, higher is freer). Offline default 1.15.", float, 0.05, 5.0, offline=1.15, live=True),
+    rhythm_temperature: float = _declare(1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: "
+                                              "the model's own odds; lower is plainer, higher is freer). Offline "
+                                              "default 1.15.", float, 0.05, 5.0, offline=1.15, live=True, sampling=True)
     # Chosen for the default model (2x448) on Bach's validation chorales, seeds 0-3 or 0-5:
     # at 1 nat it puts 80-81 % of its steps in the key offline (eval --music, 128 pieces of
     # 16 bars) and 81.2 % live (eval --harmonize), against Bach's 84 %; at 2 nats 84.9 % and
     # 84.0 %, with more V-I/IV-I closes, and continue mode's answers keep the call's key as
     # often as Bach's next bars (39.0 %, 32.3 at 1 nat). docs/checks.md. A model told the key
     # (train --key-input) needs no more than minor_pull: see bachd/music/keys.py.
-    Setting("key_pull", 2.0, "How strongly (in nats) notes outside the key are held back: the opening key offline, the key of what the player has played so far live (0: not at all).", float, 0.0, 10.0, live=True),
+    key_pull: float = _declare(
+        2.0,
+        "How strongly (in nats) notes outside the key are held back: the opening key "
+        "offline, the key of what the player has played so far live (0: not at all).",
+        float,
+        0.0,
+        10.0,
+        live=True,
+        sampling=True,
+    )
     # Offline (eval --music, 128 pieces at seeds 0-3) the full pull on every voice keeps
     # 86-88 % of steps in the key against Bach's 84 %: his chromatic notes are mostly the
     # alto's and tenor's passing and leading notes. README, "Musical checks".
-    Setting("inner_pull", 1.0, "The share of key_pull that holds back the alto's and tenor's notes outside the key (1: as much as the soprano's and bass's; 0: not at all). Offline default 0.15.", float, 0.0, 1.0, offline=0.15, live=True),
-    Setting("minor_pull", 1.0, "How strongly (in nats) the two notes that turn a minor key major are held back: its flat 7th (the relative major's leading tone) and its major 3rd (0: not at all). Offline default 1.5.", float, 0.0, 10.0, offline=1.5, live=True),
-    Setting("root_pull", 1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on the beat (0: not at all).", float, 0.0, 10.0, live=True),
-    Setting("max_chord_beats", 0.0, "The longest a full chord may stand unchanged, in beats, before the bass has to move on the next beat (0: no limit). Offline generation only (generate, eval --music); default there 2.", float, 0.0, 64.0, offline=2.0),
-    Setting("cadence_hold", 0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close in the piece's key on a strong beat, up to a half note, so the close ends a phrase; a third of it keeps other notes from lasting past a beat (0: not at all). Offline generation only (generate, eval --music); default there 3.", float, 0.0, 10.0, offline=3.0),
+    inner_pull: float = _declare(1.0, "The share of key_pull that holds back the alto's and tenor's notes outside the "
+                                      "key (1: as much as the soprano's and bass's; 0: not at all). Offline default "
+                                      "0.15.", float, 0.0, 1.0, offline=0.15, live=True, sampling=True)
+    minor_pull: float = _declare(
+        1.0,
+        "How strongly (in nats) the two notes that turn a minor key major are held "
+        "back: its flat 7th (the relative major's leading tone) and its major 3rd (0: "
+        "not at all). Offline default 1.5.",
+        float,
+        0.0,
+        10.0,
+        offline=1.5,
+        live=True,
+        sampling=True,
+    )
+    root_pull: float = _declare(1.0, "How strongly (in nats) the bass is drawn to the root of the chord above it on "
+                                     "the beat (0: not at all).", float, 0.0, 10.0, live=True, sampling=True)
+    max_chord_beats: float = _declare(
+        0.0,
+        "The longest a full chord may stand unchanged, in beats, before the bass "
+        "has to move on the next beat (0: no limit). Offline generation only "
+        "(generate, eval --music); default there 2.",
+        float,
+        0.0,
+        64.0,
+        offline=2.0,
+        sampling=True,
+    )
+    cadence_hold: float = _declare(0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I "
+                                        "close in the piece's key on a strong beat, up to a half note, so the close "
+                                        "ends a phrase; a third of it keeps other notes from lasting past a beat (0: "
+                                        "not at all). Offline generation only (generate, eval --music); default there "
+                                        "3.", float, 0.0, 10.0, offline=3.0, sampling=True)
     # Offline (eval --music, 128 pieces, seeds 0-3): without it phrase ends as heard close
     # V-I or IV-I in any key 85 % as often as Bach's (his close in other keys too); 1 nat
     # brings them to 95 % with the home-key closes and the phrase-end count still Bach's.
-    Setting("away_hold", 0.0, "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close in another key than the piece's, on a strong beat, up to a half note, as cadence_hold does for the piece's own key (0: not at all). Offline generation only (generate, eval --music); default there 1.", float, 0.0, 10.0, offline=1.0),
+    away_hold: float = _declare(
+        0.0,
+        "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close "
+        "in another key than the piece's, on a strong beat, up to a half note, as "
+        "cadence_hold does for the piece's own key (0: not at all). Offline generation "
+        "only (generate, eval --music); default there 1.",
+        float,
+        0.0,
+        10.0,
+        offline=1.0,
+        sampling=True,
+    )
     # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
     # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
     # over four seeds (README, "The live harmonizer against Bach").
-    Setting("chord_draws", 8, "Harmonize mode: chords drawn ahead under each likely next melody note on a strong beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes best: a complete chord, then a V-I or IV-I in root position, then one on the key's tonic; of two alike, the one in the key. On the beat before a strong beat, as many under a melody note on the key's 2nd or 7th, keeping the key's dominant in root position, then any root-position chord; a dominant kept there stands until the strong beat while the melody holds (1: the model's own draw).", int, 1, 16, live=True),
-    Setting("response_bars", 2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8), live=True),
-    Setting("listen_gap", 1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0, live=True),
-    Setting("start_on", "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar"), live=True),
-    Setting("max_hold_beats", 8.0, "A key held this many beats after its note-on stops counting as held, whatever else is played meanwhile (a lost note-off never wedges a call or the melody).", float, 1.0, 256.0, live=True),
-    Setting("allow_overlap", False, "Continue mode: keep answering when you play over an answer.", bool, live=True),
-    Setting("allow_parallels", False, "Let the lower voices move in parallel (or contrary) fifths and octaves with the upper ones.", bool, live=True),
-    Setting("rng_seed", None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True),
-    Setting("in_channel", 0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16, live=True),
-    Setting("out_channel", 0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16, live=True),
-    Setting("velocity", 80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",), live=True),
-    Setting("soundfont", None, "A General MIDI SoundFont (.sf2/.sf3) for what bachd plays as audio (the monitor, render, generate --wav); 'organ' for the built-in organ. Unset: the first General MIDI font found in the usual places, else the organ.", str, optional=True),
-    Setting("record", None, "bachd run: record the session (your notes, each voice, the tempo, a marker per answer) to this MIDI file, or to a new file named by the time in this folder; written at least once a bar. A .musicxml or .mxl name records the MIDI file beside it and writes the score when bachd stops.", str, optional=True),
-)
-SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _DECLARED}
+    chord_draws: int = _declare(
+        8,
+        "Harmonize mode: chords drawn ahead under each likely next melody note on a strong "
+        "beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes "
+        "best: a complete chord, then a V-I or IV-I in root position, then one on the "
+        "key's tonic; of two alike, the one in the key. On the beat before a strong beat, "
+        "as many under a melody note on the key's 2nd or 7th, keeping the key's dominant "
+        "in root position, then any root-position chord; a dominant kept there stands "
+        "until the strong beat while the melody holds (1: the model's own draw).",
+        int,
+        1,
+        16,
+        live=True,
+        sampling=True,
+    )
+    response_bars: int = _declare(2, "Continue mode: bars in each answer.", int, 1, 64, cc_range=(1, 8), live=True)
+    listen_gap: float = _declare(
+        1.0, "Continue mode: beats of silence that end your call.", float, 0.25, 16.0, live=True
+    )
+    start_on: str = _declare(
+        "beat", "Continue mode: answers start on the next beat or bar.", str, choices=("beat", "bar"), live=True
+    )
+    max_hold_beats: float = _declare(8.0, "A key held this many beats after its note-on stops counting as held, "
+                                          "whatever else is played meanwhile (a lost note-off never wedges a call or "
+                                          "the melody).", float, 1.0, 256.0, live=True)
+    allow_overlap: bool = _declare(
+        False, "Continue mode: keep answering when you play over an answer.", bool, live=True
+    )
+    allow_parallels: bool = _declare(False, "Let the lower voices move in parallel (or contrary) fifths and octaves "
+                                            "with the upper ones.", bool, live=True, sampling=True)
+    rng_seed: Optional[int] = _declare(
+        None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True
+    )
+    in_channel: int = _declare(0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16, live=True)
+    out_channel: int = _declare(
+        0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16, live=True
+    )
+    velocity: Union[int, str] = _declare(
+        80, "Note velocity 1-127, or 'follow' to follow the player.", int, 1, 127, also=("follow",), live=True
+    )
+    soundfont: Optional[str] = _declare(None, "A General MIDI SoundFont (.sf2/.sf3) for what bachd plays as audio "
+                                              "(the monitor, render, generate --wav); 'organ' for the built-in organ. "
+                                              "Unset: the first General MIDI font found in the usual places, else the "
+                                              "organ.", str, optional=True)
+    record: Optional[str] = _declare(
+        None,
+        "bachd run: record the session (your notes, each voice, the tempo, a "
+        "marker per answer) to this MIDI file, or to a new file named by the time "
+        "in this folder; written at least once a bar. A .musicxml or .mxl name "
+        "records the MIDI file beside it and writes the score when bachd stops.",
+        str,
+        optional=True,
+    )
+
+
+SETTINGS: dict[str, Setting] = {
+    item.name: Setting(item.name, *item.metadata["setting"], **item.metadata["options"]) for item in fields(Declared)
+}
+# The settings the sampler reads (bachd.model.sampling.SamplingConfig has a field of each name).
+SAMPLING = tuple(name for name, setting in SETTINGS.items() if setting.sampling)
+
 
 SEED_BARS = 16  # of a long seed file, only the last bars are fed to the engine (twice the training windows)
 

@@ -20,7 +20,7 @@ DRAWS = 20000
 
 def case(hold_probability: float | None) -> dict:
     rng = np.random.default_rng(0)
-    sampler = Sampler(SamplingConfig(temperature=0.9, top_p=0.95, avoid_parallels=False), rng_seed=0)
+    sampler = Sampler(SamplingConfig(temperature=0.9, top_p=0.95, allow_parallels=True), rng_seed=0)
     sampler.log_probs = False  # as live
     previous = np.array([enc.attack(65)])
     allowed = sampler.allowed(1, previous)[0]

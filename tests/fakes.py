@@ -5,10 +5,11 @@ import struct
 import mido
 import numpy as np
 
+from bachd.model.streaming import StreamingEngine
 from bachd.music import encoding as enc
 
 
-class FakeRestingEngine:
+class FakeRestingEngine(StreamingEngine):
     """An engine (any batch size) whose model wants every voice to rest, always; its state
     counts the steps taken, so a snapshot and restore can be told apart."""
 
@@ -56,7 +57,7 @@ class FakePorts:
     def keepalive(self, now_seconds: float) -> None:
         pass
 
-    def lost(self, now_seconds: float):
+    def gone(self, now_seconds: float):
         return None
 
     def close(self):

@@ -2,7 +2,6 @@
 router, performer and output that ``bachd run`` builds) on a manual clock, with a DAW
 that sends MIDI clock while its transport runs."""
 
-from bachd.live.clock import MidiClock
 from bachd.presets import LiveSettings
 from bachd.live.session import Session
 from jackprobe import unmatched_notes
@@ -23,7 +22,6 @@ class LiveRig(Session):
 
         settings = LiveSettings(**{"bpm": BPM, "rng_seed": 3, "temperature": 1.0, "top_p": 0.95, **settings})
         super().__init__(make_engine(model_path, batch_size=1, backend="numpy"), settings, ahead=ahead)
-        self.stage = self.output
         self.ticks_when_stopped = ticks_when_stopped
         self.playing = False  # the DAW's transport
         self.next_tick = 0.0
@@ -37,7 +35,7 @@ class LiveRig(Session):
         return answered
 
     def _daw_clock(self, now: float) -> None:
-        if (self.playing or self.ticks_when_stopped) and isinstance(self.clock, MidiClock) and now >= self.next_tick:
+        if (self.playing or self.ticks_when_stopped) and self.clock.follows_midi and now >= self.next_tick:
             self.router.handle(now, [TICK])
             self.next_tick += TICK_SECONDS
 
@@ -62,7 +60,7 @@ class LiveRig(Session):
 
     @property
     def sounding(self) -> int:
-        return self.stage.voicer.notes_sounding
+        return self.output.voicer.notes_sounding
 
     def hanging(self) -> dict:
         return unmatched_notes(self.messages())

@@ -29,7 +29,8 @@ for args in (["generate", "--bars", "2", "--rng-seed", "1", "-o", str(out / "a.m
     except SystemExit as stop:
         assert not stop.code, (args, stop.code)
 
-from bachd.live.daemon import Daemon, RunOptions, load_engine
+from bachd.live.daemon import Daemon, RunOptions
+from bachd.live.launch import load_engine
 from bachd.paths import DEFAULT_MODEL
 from bachd.presets import resolve
 

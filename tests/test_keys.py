@@ -235,7 +235,7 @@ def test_the_live_stream_tells_the_model_the_key_heard_so_far():
     for step in range(64):
         stream.feed(step, {v: int(piece[step, v]) for v in range(4)})
     assert stream.keys.key == (10, False)
-    assert engine.key == stream._chord_engines[0].key == encoding.key_row((10, False))
+    assert engine.key == stream.ahead.engines[0].key == encoding.key_row((10, False))
     stream.reset()
     assert engine.key == encoding.UNKNOWN_KEY
 
@@ -295,9 +295,9 @@ def test_the_live_key_is_the_players_not_the_harmony_bachd_drew_under_it():
         for step, token in enumerate(melody):
             chord = None
             if ahead and step:
-                for _ in stream.chords_ahead([int(token)], None) or ():
+                for _ in stream.ahead.compute([int(token)], None) or ():
                     pass
-                chord = stream.chord_for(step, int(token))
+                chord = stream.ahead.chord_for(step, int(token))
                 assert chord is not None
             tokens = stream.feed_chord(step, chord) if chord is not None else stream.feed(step, {0: int(token)})
             drawn |= {encoding.token_pitch(int(t)) % 12 for t in tokens[1:] if encoding.is_pitch_token(int(t))}

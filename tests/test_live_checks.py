@@ -113,7 +113,7 @@ def test_a_call_with_a_rest_inside_is_answered_once_after_it_ends(tiny_model_pat
 
     def perform(*args, **kwargs):
         session = original(*args, **kwargs)
-        answered.append(session.performer.stats.answers)
+        answered.append(session.performer.figures()["answers"])
         return session
 
     hc.perform = perform

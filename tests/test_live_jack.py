@@ -629,7 +629,7 @@ def test_link_clock_follows_a_peers_tempo_phase_and_start_stop(play, tmp_path):
         code, _, err = bachd.stop()
         assert code == 0, err
         figures = json.loads(stats.read_text())
-        assert figures["link_peers"] == 1 and abs(figures["bpm"] - 130.0) < 0.01
+        assert figures["clock_detail"] == "Link: 1 peer" and abs(figures["bpm"] - 130.0) < 0.01
         assert figures["transport"]["stops"] >= 1 and figures["transport"]["starts"] >= 2
     finally:
         peer.close()

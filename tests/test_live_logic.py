@@ -14,7 +14,7 @@ from bachd.live.performer import Performer
 from bachd.live.stream import Stream
 from bachd.presets import LiveSettings, describe, resolve
 from bachd.model.sampling import Sampler, SamplingConfig
-from bachd.live.scheduler import Frame, OutputStage, Scheduler, Voicer
+from bachd.live.scheduler import Frame, Output, Scheduler, Voicer
 from fakes import FakeClimbingEngine, FakePorts, FakeRestingEngine, FakeWhiteKeyEngine
 from jackprobe import unmatched_notes
 from rigs import LiveRig
@@ -36,7 +36,7 @@ def _ticks(clock, start, bpm, count, jitter=0.0, seed=0):
     rng = np.random.default_rng(seed)
     period = 60 / (bpm * 24)
     for n in range(count):
-        clock.clock_tick(start + n * period + rng.uniform(-jitter, jitter))
+        clock.midi_tick(start + n * period + rng.uniform(-jitter, jitter))
     return start + count * period
 
 
@@ -55,13 +55,12 @@ def test_midi_clock_transport_song_position_and_storms():
     assert not clock.running
     clock.song_position(16)  # bar 2 in 16ths
     clock.resume(1.0)
-    clock.clock_tick(1.0)
+    clock.midi_tick(1.0)
     assert round(clock.step_at(1.0)) == 16
-    period = clock.period
-    ignored = clock.stats.ignored_ticks
-    for k in range(1000):  # a burst of ticks 1 µs apart
-        clock.clock_tick(1.0 + 1e-6 * (k + 1))
-    assert clock.stats.ignored_ticks - ignored == 1000
+    period, tick = clock.period, clock.tick
+    for k in range(1000):  # a burst of ticks 1 µs apart: ignored
+        clock.midi_tick(1.0 + 1e-6 * (k + 1))
+    assert clock.tick == tick and round(clock.step_at(1.0)) == 16
     assert clock.period == pytest.approx(period)
     clock.stop(2.0)
     assert not clock.running
@@ -92,7 +91,7 @@ def test_voices_sharing_a_channel_never_cut_each_other():
 def test_scheduler_orders_cancels_and_records_lateness():
     now = [0.0]
     sent = []
-    stage = OutputStage(sent.append, Voicer(), now=lambda: now[0])
+    stage = Output(sent.append, Voicer(), now=lambda: now[0])
     stage.schedule(0.2, [Frame(1, enc.attack(64))], "b")
     stage.schedule(0.1, [Frame(1, enc.attack(62))], "a")
     stage.schedule(0.3, [Frame(2, enc.attack(55))], "b")
@@ -138,7 +137,7 @@ def test_the_daemon_samples_with_the_parallels_rule_when_asked(tiny_model_path, 
     settings = resolve(None, {"allow_parallels": flag, "rhythm_temperature": None if flag is None else 1.4})
     engine = make_engine(tiny_model_path, batch_size=1, backend="numpy")
     daemon = Daemon(RunOptions(settings=settings, model_path=Path(tiny_model_path)), FakePorts(), engine)
-    assert daemon.stream.sampler.config.avoid_parallels is (flag is not True)  # live default: the rule holds
+    assert daemon.stream.sampler.config.allow_parallels is (flag is True)  # live default: the rule holds
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
     daemon.performer.set_temperature(0.5)  # the temperature knob leaves the rhythm alone
     assert daemon.stream.sampler.config.rhythm_temperature == (1.0 if flag is None else 1.4)
@@ -189,11 +188,11 @@ def test_harmonize_answers_every_melody_note_at_once_with_three_lower_voices(tin
         rig.run_until(rig.now + 0.05)
     # The player stops: within about a beat the harmony stops too.
     rig.run_until(rig.now + 1.0)
-    assert rig.stage.voicer.notes_sounding == 0
+    assert rig.output.voicer.notes_sounding == 0
     assert unmatched_notes(rig.messages()) == {}
-    stats = rig.performer.stats
-    assert stats.melody_chords == 9
-    assert stats.chords_ahead == (9 if ahead else 0)  # with spare time, no note waits for the model
+    figures = rig.performer.figures()
+    assert figures["melody_chords"] == 9
+    assert figures["chords_ahead"] == (9 if ahead else 0)  # with spare time, no note waits for the model
 
 
 def test_a_wider_model_steps_its_chords_ahead_in_smaller_bites_with_the_same_draws():
@@ -202,25 +201,26 @@ def test_a_wider_model_steps_its_chords_ahead_in_smaller_bites_with_the_same_dra
     fewer still. The eight are still drawn together, so the chords are the same."""
     from bachd.model.engine import make_engine
     from bachd.live.harmonizer import ATTACKS
-    from bachd.live.stream import rows_per_step
+    from bachd.live.ahead import rows_per_step
+    from bachd.model.streaming import lstm_row_cost
     from bachd.paths import MODELS_DIR
 
-    assert [rows_per_step(units) for units in (64, 320, 448, 512, 1024)] == [8, 8, 4, 2, 1]
+    assert [rows_per_step(lstm_row_cost(units)) for units in (64, 320, 448, 512, 1024)] == [8, 8, 4, 2, 1]
     engine = make_engine(MODELS_DIR / "default.keras", backend="numpy")
     assert engine.config.lstm_units == 448
 
     def chords(rows):
         stream = Stream(engine, Sampler(SamplingConfig(temperature=1.0), rng_seed=3))
-        if rows != stream.step_rows:  # the same stream, stepped in other bites
-            stream.set_step_rows(rows)
+        if rows != stream.ahead.step_rows:  # the same stream, stepped in other bites
+            stream.ahead.set_step_rows(rows)
         for step, pitch in enumerate([72, 72, 74, 76]):
             stream.feed(step, {0: enc.attack(pitch)})
         melody = [enc.attack(p) for p in (76, 77, 74, 79, 72, 75, 78, 73, 80, 71)]
-        bites = sum(1 for _ in stream.chords_ahead(melody, ATTACKS))
-        return stream, bites, {m: stream.chord_for(4, m)[0].tolist() for m in melody}
+        bites = sum(1 for _ in stream.ahead.compute(melody, ATTACKS))
+        return stream, bites, {m: stream.ahead.chord_for(4, m)[0].tolist() for m in melody}
 
     stream, bites, four = chords(4)
-    assert (stream.chord_group, stream.step_rows, len(stream._chord_engines)) == (8, 4, 2)
+    assert (stream.ahead.group, stream.ahead.step_rows, len(stream.ahead.engines)) == (8, 4, 2)
     assert bites == 2 * 3 * (2 + 1)  # two batches, three voices: two steps of four and a draw
     _, bites, eight = chords(8)
     assert bites == 2 * 3 * 2 and eight == four
@@ -236,13 +236,13 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
         stream.feed(step, {0: enc.attack(pitch)})
     before = stream.snapshot()
     melody = [enc.attack(p) for p in (76, 77, 74, 79, 72, 75, 78, 73, 80, 71)]  # more than one batch of candidates
-    job = stream.chords_ahead(melody, ATTACKS)
+    job = stream.ahead.compute(melody, ATTACKS)
     steps = sum(1 for _ in job)
     # two batches of eight, three voices each, each voice's batched step and batched draw apart
-    assert (stream.chord_group, stream.step_rows) == (8, 8) and steps == 2 * 3 * 2
-    assert stream.chords_ahead(melody, ATTACKS) is None  # nothing left to do
-    assert stream.chord_for(5, enc.attack(77)) is None  # only for the next step
-    chord = stream.chord_for(4, enc.attack(77))
+    assert (stream.ahead.group, stream.ahead.step_rows) == (8, 8) and steps == 2 * 3 * 2
+    assert stream.ahead.compute(melody, ATTACKS) is None  # nothing left to do
+    assert stream.ahead.chord_for(5, enc.attack(77)) is None  # only for the next step
+    chord = stream.ahead.chord_for(4, enc.attack(77))
     tokens = stream.feed_chord(4, chord).copy()
     assert tokens[0] == enc.attack(77)
     for voice in (1, 2, 3):
@@ -252,9 +252,9 @@ def test_a_chord_computed_ahead_is_the_one_the_model_would_play_from_the_same_co
     ahead_state, ahead_logits = engine.get_state(), stream._logits0.copy()
     # The same tokens fed the ordinary way from the same context end in the same state.
     stream.restore(before)
-    assert stream.chord_for(4, enc.attack(77)) is not None  # the context came back, so did its chords
+    assert stream.ahead.chord_for(4, enc.attack(77)) is not None  # the context came back, so did its chords
     stream.feed(4, {v: int(t) for v, t in enumerate(tokens)})
-    assert stream.chord_for(5, enc.attack(77)) is None  # a new context has no chords yet
+    assert stream.ahead.chord_for(5, enc.attack(77)) is None  # a new context has no chords yet
     stream.prepare()
     for a, b in zip(ahead_state, engine.get_state()):
         np.testing.assert_allclose(a, b, atol=1e-5)
@@ -266,7 +266,7 @@ def test_harmonize_late_note_rolls_the_step_back_and_out_of_range_notes_fold(tin
     rig.run_until(0.5 + 0.02)  # just after a step boundary that was computed ahead
     answered = rig.note(108, 0.3)  # C8: folded into range, still harmonized
     assert len([m for m in answered if m[0] & 0xF0 == 0x90]) == 3
-    assert rig.performer.stats.rollbacks >= 1
+    assert rig.performer.figures()["rollbacks"] >= 1
     rig.performer.shutdown()
     assert unmatched_notes(rig.messages()) == {}
 
@@ -285,11 +285,11 @@ def test_continue_answers_after_the_gap_on_the_grid_for_the_asked_length(tiny_mo
     first = ons[0][0]
     step = rig.clock.step_at(first)
     assert abs(step - round(step)) < 0.01 and round(step) % 4 == 0  # on a beat (the rig ticks in 1 ms)
-    assert rig.stage.first_lateness and max(rig.stage.first_lateness) <= 0.001
+    assert rig.output.first_lateness and max(rig.output.first_lateness) <= 0.001
     assert first >= released + 0.5  # after the one-beat gap
     last_off = max(t for t, m in rig.sent)
     assert last_off <= first + 2.0 + 1e-6  # one 4/4 bar at 120 bpm
-    assert rig.performer.stats.answers == 1 and rig.performer.state == "listening"
+    assert rig.performer.figures()["answers"] == 1 and rig.performer.state == "listening"
     assert unmatched_notes(rig.messages()) == {}
 
 
@@ -308,7 +308,7 @@ def test_a_three_four_preset_answers_in_three_four(tiny_model_path, tmp_path, be
     steps = sorted({round(rig.clock.step_at(t)) for t, _ in rig.sent})
     assert steps[0] % bar_steps == 0  # on a bar line of this meter
     assert steps[-1] - steps[0] == 2 * bar_steps  # two bars of this meter, then the final note-offs
-    assert rig.performer.stats.answers == 1 and unmatched_notes(rig.messages()) == {}
+    assert rig.performer.figures()["answers"] == 1 and unmatched_notes(rig.messages()) == {}
 
 
 def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
@@ -319,8 +319,8 @@ def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
     rig.run_until(rig.now + 1.5)
     assert rig.performer.state == "answering"
     rig.note(74, 0.1)
-    assert rig.performer.stats.interrupted == 1
-    assert rig.stage.voicer.notes_sounding == 0
+    assert rig.performer.figures()["interrupted"] == 1
+    assert rig.output.voicer.notes_sounding == 0
     sent_before = len(rig.sent)
     rig.run_until(rig.now + 0.2)
     assert not [m for _, m in rig.sent[sent_before:] if m[0] & 0xF0 == 0x90]
@@ -330,12 +330,12 @@ def test_playing_over_an_answer_stops_it_cleanly(tiny_model_path):
 @pytest.mark.parametrize("action", ["panic", "mode", "stop", "cc123"])
 def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model_path, action):
     rig = LiveRig(tiny_model_path, mode="continue", response_bars=4)
-    router = Router(rig.performer, rig.clock, rig.settings)
+    router = Router(rig.performer)
     rig.run_until(0.1)
     rig.note(72, 0.3)
     router.handle(rig.now, [0xB0, rig.settings.cc["end_of_call"], 127])
     rig.run_until(rig.now + 1.5)
-    assert rig.stage.voicer.notes_sounding > 0
+    assert rig.output.voicer.notes_sounding > 0
     if action == "panic":
         router.handle(rig.now, [0xB0, rig.settings.cc["panic"], 127])
     elif action == "mode":
@@ -345,13 +345,13 @@ def test_panic_mode_switch_transport_stop_and_cc123_silence_an_answer(tiny_model
         rig.performer.transport_stop(rig.now)
     else:
         router.handle(rig.now, [0xB3, 123, 0])
-    assert rig.stage.voicer.notes_sounding == 0 and len(rig.stage.scheduler) == 0
+    assert rig.output.voicer.notes_sounding == 0 and len(rig.output.scheduler) == 0
     assert unmatched_notes(rig.messages()) == {}
 
 
 def test_router_survives_bad_input_and_maps_controls(tiny_model_path):
     rig = LiveRig(tiny_model_path, mode="harmonize", in_channel=2)
-    router = Router(rig.performer, rig.clock, rig.settings)
+    router = Router(rig.performer)
     junk = [[], [0xF0, 1, 2, 3, 0xF7], [0x90, 200, 100], [0x90, 60], [0x42], [0xE0, 0, 64], [0x80, 61, 0], [0x90, 60, 100]]
     for message in junk:  # everything but the SysEx is on channels that are not ours
         router.handle(rig.now, message)
@@ -407,10 +407,10 @@ def test_live_harmony_stays_at_or_under_the_melody():
     assert alto > 50 and 0 < tenor <= 50 and 0 < bass <= 50
     # Chords computed ahead keep the same rule, each under its own melody note.
     melody = [enc.attack(p) for p in (60, 67, 72, 79, 64)]
-    for _ in stream.chords_ahead(melody, ATTACKS):
+    for _ in stream.ahead.compute(melody, ATTACKS):
         pass
     for token in melody:
-        soprano, *lower = pitches(stream.chord_for(4, token)[0])
+        soprano, *lower = pitches(stream.ahead.chord_for(4, token)[0])
         assert all(0 < p <= soprano for p in lower), (soprano, lower)
     # Without the rule this model puts the alto at the top of its range, over most of them.
     free = Sampler(SamplingConfig(temperature=1.0), rng_seed=4)
@@ -419,28 +419,28 @@ def test_live_harmony_stays_at_or_under_the_melody():
 
 
 def test_a_chord_closes_best_as_a_root_position_cadence_on_the_tonic():
-    from bachd.live.stream import Closing
+    from bachd.live.ranking import Closing
 
     def chord(*pitches):
         return np.array([enc.attack(p) for p in pitches])
 
     g7 = chord(65, 62, 59, 43)  # G B D F over G
     key = (0, False)  # C major
-    assert Closing(g7, key).score(chord(72, 67, 64, 48)) == 3  # V7-I in C
-    assert Closing(g7, (7, False)).score(chord(72, 67, 64, 48)) == 2  # ... in another key
-    assert Closing(chord(72, 65, 57, 53), key).score(chord(72, 67, 64, 48)) == 3  # IV-I
-    assert Closing(chord(69, 64, 60, 45), key).score(chord(72, 67, 64, 48)) == 1  # vi-I: no close
-    assert Closing(g7, key).score(chord(72, 67, 60, 52)) == 1  # I6: a complete chord, but no close
-    assert Closing(g7, key).score(chord(72, 64, 60, 48)) == 0  # no fifth: not a complete triad
-    assert Closing(g7, key).score(chord(72, 65, 57, 50)) == 1  # D minor 7th over D: complete, no close
-    assert Closing(chord(67, 62, 59, 47), key).score(chord(72, 67, 64, 48)) == 1  # after V6
-    assert Closing(np.full(4, enc.REST), key).score(chord(72, 67, 64, 48)) == 1
-    assert Closing(g7, key).score(np.array([enc.attack(72), enc.REST, enc.attack(64), enc.attack(48)])) == 0
+    assert Closing(g7, key).rank(chord(72, 67, 64, 48))[0] == 3  # V7-I in C
+    assert Closing(g7, (7, False)).rank(chord(72, 67, 64, 48))[0] == 2  # ... in another key
+    assert Closing(chord(72, 65, 57, 53), key).rank(chord(72, 67, 64, 48))[0] == 3  # IV-I
+    assert Closing(chord(69, 64, 60, 45), key).rank(chord(72, 67, 64, 48))[0] == 1  # vi-I: no close
+    assert Closing(g7, key).rank(chord(72, 67, 60, 52))[0] == 1  # I6: a complete chord, but no close
+    assert Closing(g7, key).rank(chord(72, 64, 60, 48))[0] == 0  # no fifth: not a complete triad
+    assert Closing(g7, key).rank(chord(72, 65, 57, 50))[0] == 1  # D minor 7th over D: complete, no close
+    assert Closing(chord(67, 62, 59, 47), key).rank(chord(72, 67, 64, 48))[0] == 1  # after V6
+    assert Closing(np.full(4, enc.REST), key).rank(chord(72, 67, 64, 48))[0] == 1
+    assert Closing(g7, key).rank(np.array([enc.attack(72), enc.REST, enc.attack(64), enc.attack(48)]))[0] == 0
     # Of two chords that close alike, the one in the key's scale ranks first: A minor over
     # D major (F sharp) after a C chord in C major; in E minor, the other way round.
     c = chord(72, 67, 64, 48)
     a_minor, d_major = chord(72, 69, 64, 45), chord(74, 69, 66, 50)
-    assert Closing(c, key).score(a_minor) == Closing(c, key).score(d_major) == 1
+    assert Closing(c, key).rank(a_minor)[0] == Closing(c, key).rank(d_major)[0] == 1
     assert Closing(c, key).rank(a_minor) == (1, True) and Closing(c, key).rank(d_major) == (1, False)
     assert Closing(c, (4, True)).rank(a_minor) == (1, True) and Closing(c, (4, True)).rank(d_major) == (1, True)
     assert Closing(g7, key).rank(c) == (3, True) > Closing(g7, key).rank(a_minor)
@@ -449,7 +449,7 @@ def test_a_chord_closes_best_as_a_root_position_cadence_on_the_tonic():
 
 def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
     from bachd.live.harmonizer import ATTACKS
-    from bachd.live.stream import Closing
+    from bachd.live.ranking import Closing
 
     def chords(draws, upto):
         """Chords under the melody note C5 at step ``upto`` + 1, one per seed."""
@@ -458,13 +458,13 @@ def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
             stream = Stream(FakeWhiteKeyEngine(), Sampler(SamplingConfig(temperature=1.0, top_p=1.0, chord_draws=draws), rng_seed=seed))
             for step in range(upto + 1):
                 stream.feed(step, {0: enc.attack(72), 1: enc.attack(67), 2: enc.attack(64), 3: enc.attack(48)})
-            for _ in stream.chords_ahead([enc.attack(72), enc.attack(76)], ATTACKS):
+            for _ in stream.ahead.compute([enc.attack(72), enc.attack(76)], ATTACKS):
                 pass
-            kept.append((stream.chord_for(upto + 1, enc.attack(72))[0], Closing(stream.last, stream.keys.key)))
+            kept.append((stream.ahead.chord_for(upto + 1, enc.attack(72))[0], Closing(stream.last, stream.keys.key)))
         return kept
 
     one, eight = chords(1, 7), chords(8, 7)  # step 8: beat 3 of a 4/4 bar
-    closing = [sum(c.score(t) >= 1 for t, c in kept) for kept in (one, eight)]
+    closing = [sum(c.rank(t)[0] >= 1 for t, c in kept) for kept in (one, eight)]
     assert closing[1] >= max(closing[0] + 8, 27), closing  # a complete chord: 14 of 30 seeds with one draw, 30 with eight
     # Off the beat nothing changes: the chord is the first draw, as with one draw.
     weak_one, weak_eight = chords(1, 4), chords(8, 4)
@@ -477,7 +477,7 @@ def test_chords_ahead_on_a_strong_beat_keep_the_draw_that_closes_best():
 
 def test_before_a_strong_beat_a_melody_note_on_the_2nd_or_7th_gets_a_dominant_that_can_close():
     from bachd.live.harmonizer import ATTACKS
-    from bachd.live.stream import Preparing
+    from bachd.live.ranking import Preparing
 
     def chord(*pitches):
         return np.array([enc.attack(p) for p in pitches])
@@ -502,9 +502,9 @@ def test_before_a_strong_beat_a_melody_note_on_the_2nd_or_7th_gets_a_dominant_th
                 pitch = melody[(step // 4) % len(melody)]
                 stream.feed(step, {0: enc.attack(pitch) if step % 4 == 0 else enc.hold(pitch)})
             assert stream.keys.key == f_major and stream.upbeat(36)
-            for _ in stream.chords_ahead([enc.attack(note), enc.attack(65)], ATTACKS):
+            for _ in stream.ahead.compute([enc.attack(note), enc.attack(65)], ATTACKS):
                 pass
-            kept.append(stream.chord_for(36, enc.attack(note))[0])
+            kept.append(stream.ahead.chord_for(36, enc.attack(note))[0])
         return kept
 
     # Under G, the 2nd of F: a root-position C chord, from which the strong beat can close
@@ -522,7 +522,7 @@ def test_before_a_strong_beat_a_melody_note_on_the_2nd_or_7th_gets_a_dominant_th
 def test_a_dominant_prepared_before_a_strong_beat_stands_until_it_while_the_melody_holds():
     from bachd.files.live_checks import harmonize
     from bachd.music import analysis
-    from bachd.live.stream import _DOMINANTS
+    from bachd.live.ranking import _DOMINANTS
     from fakes import FakeOnTheBeatEngine
 
     # F A C B-flat | A G F F in quarter notes, three times: G, the 2nd of F, is struck on
@@ -582,7 +582,7 @@ def test_a_continue_answer_opens_on_four_voices_even_from_a_resting_model():
     settings = LiveSettings(bpm=120.0, rng_seed=3, mode="continue", response_bars=1, listen_gap=0.5, start_on="beat")
     now = [0.0]
     sent = []
-    stage = OutputStage(lambda m: sent.append((now[0], m)), Voicer(settings.out_channels()), now=lambda: now[0])
+    stage = Output(lambda m: sent.append((now[0], m)), Voicer(settings.out_channels()), now=lambda: now[0])
     clock = InternalClock(settings.bpm, origin_seconds=0.0)
     performer = Performer(Stream(FakeRestingEngine(), Sampler(SamplingConfig(), rng_seed=3)), clock, stage, settings)
 
@@ -600,7 +600,7 @@ def test_a_continue_answer_opens_on_four_voices_even_from_a_resting_model():
     performer.note_off(now[0], 72)
     performer.end_of_call()
     run_until(5.0)
-    assert performer.stats.answers == 1
+    assert performer.figures()["answers"] == 1
     ons = [(t, m) for t, m in sent if m[0] & 0xF0 == 0x90]
     assert ons, "a resting model left the answer silent"
     # The answer opens on a full chord, though the model would rest every voice but the
@@ -634,13 +634,13 @@ def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
     stream.feed(29, {0: enc.REST}, max_pad=16)  # steps 19-28 padded in
     sopranos = [beat for voice, beat in engine.positions if voice == 0]
     assert sopranos == list(range(16)) + [0, 1] + list(range(2, 14))
-    job = stream.chords_ahead([enc.attack(72)], None)
+    job = stream.ahead.compute([enc.attack(72)], None)
     while next(job, "done") != "done":
         pass
-    assert {beat for _, beat in stream._chord_engines[0].positions} == {14}
+    assert {beat for _, beat in stream.ahead.engines[0].positions} == {14}
     # In 3/4 the performer tells the stream a bar is 12 steps.
     settings = LiveSettings(beats_per_bar=3)
-    stage = OutputStage(lambda m: None, Voicer(settings.out_channels()), now=lambda: 0.0)
+    stage = Output(lambda m: None, Voicer(settings.out_channels()), now=lambda: 0.0)
     Performer(stream, InternalClock(120.0, origin_seconds=0.0), stage, settings)
     engine.positions.clear()
     stream.relocate()
@@ -650,7 +650,7 @@ def test_the_stream_tells_the_model_where_each_step_falls_in_the_bar():
 
 
 def test_the_link_clock_lays_the_grid_on_the_sessions_beats_and_follows_its_tempo():
-    from bachd.live.clock import LinkClock
+    from bachd.live.abletonlink import LinkClock
 
     clock = LinkClock(140.0)
     assert not clock.running  # stopped until the session plays
@@ -675,7 +675,7 @@ def test_silencing_on_the_way_out_gives_up_on_an_output_stuck_in_the_midi_system
         stuck_in_send.set()
         released.wait(5.0)
 
-    stage = OutputStage(sink, Voicer())
+    stage = Output(sink, Voicer())
     sender = threading.Thread(target=stage.play_now, args=([Frame(1, enc.attack(64))],))
     sender.start()
     assert stuck_in_send.wait(2.0)
@@ -704,7 +704,7 @@ def test_every_live_setting_changes_through_one_path_and_is_checked(tiny_model_p
         assert getattr(performer.settings, name) == value
     config = performer.stream.sampler.config
     assert (config.temperature, config.top_p, config.rhythm_temperature, config.key_pull, config.inner_pull,
-            config.minor_pull, config.root_pull, config.chord_draws, config.avoid_parallels) == (0.4, 0.8, 1.3, 2.0, 0.5, 0.0, 3.0, 3, False)
+            config.minor_pull, config.root_pull, config.chord_draws, config.allow_parallels) == (0.4, 0.8, 1.3, 2.0, 0.5, 0.0, 3.0, 3, True)
     assert performer.mode == "harmonize" and rig.clock.bpm == 100.0
     assert performer.player.max_hold_beats == 4.0 and rig.output.voicer.channels == (8, 8, 8, 8)
     # The router listens on the new channel only.
@@ -761,7 +761,8 @@ def test_a_midi_output_that_stops_taking_messages_is_said_once_and_counted(tiny_
     import time
     from pathlib import Path
 
-    from bachd.live.daemon import Daemon, RunOptions, load_engine
+    from bachd.live.daemon import Daemon, RunOptions
+    from bachd.live.launch import load_engine
 
     class StallingPorts(FakePorts):
         stalled = False
@@ -783,7 +784,7 @@ def test_a_midi_output_that_stops_taking_messages_is_said_once_and_counted(tiny_
         time.sleep(2.2)
         daemon.ask(lambda now: daemon.performer.note_off(now, 72))
         time.sleep(0.3)
-        daemon.stop.set()
+        daemon.stopping.set()
 
     player = threading.Thread(target=play)
     player.start()

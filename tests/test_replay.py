@@ -58,7 +58,8 @@ def test_harmonize_a_melody_file_every_note_from_the_first(tiny_model_path, tmp_
 def test_the_file_command_plays_what_the_daemon_plays_to_the_same_notes(tiny_model_path, tmp_path):
     """The daemon, built as `bachd run` builds it, stepped by hand at 1 ms with the melody's
     events at their times: the same messages as `bachd harmonize` wrote."""
-    from bachd.live.daemon import Daemon, RunOptions, load_engine
+    from bachd.live.daemon import Daemon, RunOptions
+    from bachd.live.launch import load_engine
     from bachd.presets import resolve
     from bachd.files.replay import perform, read_line
     from fakes import FakePorts

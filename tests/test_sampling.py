@@ -90,7 +90,7 @@ def test_generation_with_the_parallels_rule_writes_none(tiny_model_path):
     engine = make_engine(tiny_model_path, batch_size=8)
     counts = {}
     for rule in (False, True):
-        sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, avoid_parallels=rule), rng_seed=5)
+        sampler = Sampler(SamplingConfig(temperature=1.5, top_p=1.0, allow_parallels=not rule), rng_seed=5)
         pieces = generate(engine, sampler, None, 96).tokens
         counts[rule] = [analysis.piece_counts(p) for p in pieces]
     for kind in ("parallels", "antiparallels", "hidden"):  # similar motion, contrary motion, outer voices
@@ -162,7 +162,7 @@ def test_holding_is_drawn_at_the_models_odds_whatever_the_pitch_temperature():
     for token, p in probs.items():
         logits[token] = np.log(p)
     for streams in (1, 4000):
-        held, drawn = _hold_frequency(SamplingConfig(temperature=0.5, top_p=0.9, rhythm_temperature=1.0, avoid_parallels=False), logits, streams)
+        held, drawn = _hold_frequency(SamplingConfig(temperature=0.5, top_p=0.9, rhythm_temperature=1.0, allow_parallels=True), logits, streams)
         assert abs(held - 0.6) < 0.03, (streams, held)
         assert drawn <= {enc.hold(72), enc.attack(74), enc.attack(71)}, streams  # the nucleus of the new notes
         assert enc.attack(74) in drawn
@@ -194,7 +194,7 @@ def test_striking_the_same_pitch_again_is_part_of_the_rhythm_draw():
     logits = np.full(enc.VOCAB_SIZE, -30.0)
     for token, p in probs.items():
         logits[token] = np.log(p)
-    config = SamplingConfig(temperature=0.3, top_p=0.95, rhythm_temperature=1.0, avoid_parallels=False)
+    config = SamplingConfig(temperature=0.3, top_p=0.95, rhythm_temperature=1.0, allow_parallels=True)
     for streams in (1, 4000):
         sampler = Sampler(config, rng_seed=8)
         if streams == 1:
@@ -263,7 +263,7 @@ def test_the_pitch_bias_moves_where_a_voice_goes_not_whether_it_moves():
     logits[enc.hold(48)], logits[enc.attack(50)], logits[enc.attack(43)] = np.log(0.5), np.log(0.45), np.log(0.05)
     bias = np.zeros(enc.VOCAB_SIZE)
     bias[enc.attack(43)] = 6.0
-    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, avoid_parallels=False)
+    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, allow_parallels=True)
     for streams in (1, 4000):
         drawn = {}
         for pulled in (None, bias):
@@ -320,7 +320,7 @@ def test_a_chord_stands_no_longer_than_max_chord_beats_then_the_bass_moves():
 def test_the_hold_bias_shifts_the_odds_of_holding_in_both_paths():
     logits = np.full(enc.VOCAB_SIZE, -30.0)
     logits[enc.hold(72)], logits[enc.attack(74)] = np.log(0.5), np.log(0.5)
-    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, avoid_parallels=False)
+    config = SamplingConfig(temperature=1.0, top_p=1.0, rhythm_temperature=1.0, allow_parallels=True)
     for nats, share in ((np.log(3.0), 0.75), (-np.log(3.0), 0.25)):
         single = Sampler(config, rng_seed=2)
         one = [single.sample(logits[None], 0, np.array([enc.attack(72)]), hold_bias=np.array([nats]))[0][0] for _ in range(3000)]

@@ -36,7 +36,7 @@ def test_sampler_and_live_defaults_are_the_declared_ones():
         assert getattr(live, name) == SETTINGS[name].default
         assert getattr(live.sampling(), name) == getattr(live, name)
     assert SETTINGS["rhythm_temperature"].offline_default() != SETTINGS["rhythm_temperature"].default
-    assert config.avoid_parallels is (not SETTINGS["allow_parallels"].default) is (not live.allow_parallels)
+    assert config.allow_parallels is SETTINGS["allow_parallels"].default is live.allow_parallels
     for name in SETTINGS:
         assert getattr(live, name) == SETTINGS[name].default
 

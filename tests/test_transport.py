@@ -32,7 +32,7 @@ def test_stop_silences_at_once_keeps_the_position_and_ticks_do_not_move_it(tiny_
     assert rig.sounding > 0
     position = rig.clock.tick
     rig.send(STOP)
-    assert rig.sounding == 0 and len(rig.stage.scheduler) == 0  # on the Stop itself, not a later tick
+    assert rig.sounding == 0 and len(rig.output.scheduler) == 0  # on the Stop itself, not a later tick
     assert rig.performer.state == "stopped" and rig.performer.held == {}
     count = len(rig.sent)
     rig.wait(1.0)  # the DAW keeps sending clock while stopped
@@ -111,7 +111,7 @@ def test_the_first_call_after_start_is_answered_exactly_as_the_first_call_after_
     used.send(STOP)
     used.wait(0.4)
     assert _answer_after_start(used, [67, 71, 74]) == expected
-    assert used.performer.stats.answers == 2 and used.hanging() == {}
+    assert used.performer.figures()["answers"] == 2 and used.hanging() == {}
 
 
 def test_start_while_running_in_harmonize_mode_releases_the_harmony_and_starts_afresh(tiny_model_path):
@@ -159,12 +159,12 @@ def test_start_while_running_is_stop_then_start_and_no_answer_comes_unasked(tiny
     rig.wait(1.0)
     assert rig.performer.state == "answering" and rig.sounding > 0
     rig.send(START)  # the DAW loops back to the top while playing
-    assert rig.sounding == 0 and len(rig.stage.scheduler) == 0
+    assert rig.sounding == 0 and len(rig.output.scheduler) == 0
     assert rig.performer.state == "listening" and rig.performer.held == {}
     count = len(rig.sent)
     rig.wait(4.0)  # nobody plays: nothing is answered
     assert rig.note_ons(count) == []
-    assert rig.performer.stats.starts == 2 and rig.performer.stats.answers == 1
+    assert rig.performer.stats.starts == 2 and rig.performer.figures()["answers"] == 1
     assert rig.hanging() == {}
 
 
@@ -186,12 +186,12 @@ def test_song_position_while_running_moves_the_grid_without_stale_notes(tiny_mod
 
 # --- held input -----------------------------------------------------------------------------
 def _call_is_answered(rig, pitches=(67, 69, 71)) -> bool:
-    answers = rig.performer.stats.answers
+    answers = rig.performer.figures()["answers"]
     count = len(rig.sent)
     for pitch in pitches:
         rig.note(pitch, 0.2)
     rig.wait(3.0)
-    return rig.performer.stats.answers == answers + 1 and bool(rig.note_ons(count))
+    return rig.performer.figures()["answers"] == answers + 1 and bool(rig.note_ons(count))
 
 
 @pytest.mark.parametrize("clear", ["cc123", "cc120", "panic", "stop-start"])
@@ -221,9 +221,9 @@ def test_a_held_key_with_no_new_note_on_stops_holding_the_call_open(tiny_model_p
     rig.note(67, 0.2)
     rig.send(0x90, 71, 90)  # its note-off is lost
     rig.wait(1.9)  # under four beats at 120 bpm: still held, still listening
-    assert rig.performer.stats.answers == 0 and rig.performer.held
+    assert rig.performer.figures()["answers"] == 0 and rig.performer.held
     rig.wait(1.5)  # past four beats and the half-beat gap
-    assert rig.performer.stats.answers == 1 and rig.performer.player.expired == 1
+    assert rig.performer.figures()["answers"] == 1 and rig.performer.player.expired == 1
     assert rig.note_ons()
 
 
@@ -254,9 +254,9 @@ def test_chords_ahead_draw_from_their_own_generator(tiny_model_path):
     for step, pitch in enumerate([72, 72, 74, 76]):
         stream.feed(step, {0: enc.attack(pitch)})
     before = stream.sampler.rng.bit_generator.state
-    job = stream.chords_ahead([enc.attack(p) for p in (76, 77, 74, 79, 72)], ATTACKS)
+    job = stream.ahead.compute([enc.attack(p) for p in (76, 77, 74, 79, 72)], ATTACKS)
     assert sum(1 for _ in job) == 3 * 2  # one batch, three voices, a step and a draw each
-    job = stream.chords_ahead([enc.attack(p) for p in range(60, 81)], ATTACKS)  # step 4: a weak beat
+    job = stream.ahead.compute([enc.attack(p) for p in range(60, 81)], ATTACKS)  # step 4: a weak beat
     assert sum(1 for _ in job) == 6 * 2  # what was left: two batches
     assert stream.sampler.rng.bit_generator.state == before  # the foreground's draws are untouched
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from bachd.live.daemon import Daemon, RunOptions, load_engine
+from bachd.live.daemon import Daemon, RunOptions
+from bachd.live.launch import load_engine
 from bachd.presets import LiveSettings
 from bachd.web.guard import Guard, cookie_name
 from bachd.web.panel import PUSH_HZ, ControlSurface
@@ -354,7 +355,7 @@ def test_on_the_way_out_every_note_is_released_before_the_panel_closes(tiny_mode
         deadline = time.monotonic() + 2
         while daemon.output.voicer.notes_sounding == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        daemon.stop.set()  # as a signal does, with the chord still sounding
+        daemon.stopping.set()  # as a signal does, with the chord still sounding
 
     player = threading.Thread(target=play)
     player.start()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bachd.live.daemon import Daemon, RunOptions, load_engine
+from bachd.live.daemon import Daemon, RunOptions
+from bachd.live.launch import load_engine
 from bachd.presets import LiveSettings
 from bachd.web.panel import ControlSurface
 from bachd.web.studio import Studio
@@ -57,7 +58,7 @@ def panel(tiny_model_path):
     ready = surface.start(daemon)
     yield daemon, surface, ready
     surface.close()
-    daemon.stop.set()
+    daemon.stopping.set()
     for thread in threads:
         thread.join(timeout=2)
 

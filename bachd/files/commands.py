@@ -3,21 +3,22 @@ sampler as the live daemon (no TensorFlow)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from bachd.errors import BachdError
+from bachd.model.sampling import Sampler, SamplingConfig
 from bachd.music.meter import Meter
 from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES, check_output
-from bachd.model.sampling import Sampler, SamplingConfig
 from bachd.settings import SEED_BARS
 
 
-def _sibling(base: Optional[Path], index: int, count: int) -> Optional[Path]:
+def _sibling(base: Path, index: int, count: int) -> Path:
     """OUT for one file, OUT-k for the k-th of several (as the MIDI files are named)."""
-    if base is None or count == 1:
+    if count == 1:
         return base
     return base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
 
@@ -55,8 +56,8 @@ def generate_file(
             opening = parse_key(key)
         except ValueError as exc:
             raise BachdError(str(exc)) from None
-    from bachd.model.engine import make_engine
     from bachd.files.generation import generate, last_bars, load_seed
+    from bachd.model.engine import make_engine
     from bachd.music.keys import key_name
     from bachd.music.midifile import write_midi
 
@@ -69,7 +70,7 @@ def generate_file(
     marker = result.seed_steps if include_seed and result.seed_steps else None
     ranked = np.argsort(-result.log_prob)
     chosen = [int(ranked[0])] if pick_best or variations == 1 else list(range(variations))
-    written = []
+    written: list[Path] = []
     for index in chosen:
         path = _sibling(out, index, len(chosen))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,8 +81,16 @@ def generate_file(
 
             pitches, attacks = decode_pitches(result.tokens[index, first:])
             title = f"After BWV {seed_chorale}" if seed_chorale else "Chorale"
-            write_score(pitches, attacks, path, offset_steps=offset, beats_per_bar=meter.beats_per_bar, bpm=bpm, title=title,
-                        analysis=analysis)
+            write_score(
+                pitches,
+                attacks,
+                path,
+                offset_steps=offset,
+                beats_per_bar=meter.beats_per_bar,
+                bpm=bpm,
+                title=title,
+                analysis=analysis,
+            )
             notes = tokens_to_notes(result.tokens[index, first:])
         else:
             notes = write_midi(result.tokens[index, first:], path, bpm=bpm, beats_per_bar=meter.beats_per_bar,
@@ -93,7 +102,8 @@ def generate_file(
             beat = result.phase // meter.steps_per_beat + 1
             opened = f" opening in {key_name(result.keys[index])} on beat {beat}" + (" (a pickup)" if beat > 1 else "")
         say(f"wrote {path}: {len(notes)} notes{opened}, mean log-prob {result.log_prob[index]:.3f}/token{best}")
-        wav_path, png_path = _sibling(wav, index, len(chosen)), _sibling(plot, index, len(chosen))
+        wav_path = None if wav is None else _sibling(wav, index, len(chosen))
+        png_path = None if plot is None else _sibling(plot, index, len(chosen))
         if wav_path is not None:
             from bachd.sound.soundfont import sound_name
 
@@ -105,8 +115,16 @@ def generate_file(
 
             # The picture always shows the seed, shaded, so what bachd added stands apart.
             beats = meter.steps_per_beat
-            title = f"{path.name}: {result.seed_steps // beats} beats of seed, {meter.bars(bars) // beats} beats by bachd"
-            piano_roll(result.tokens[index], png_path, seed_steps=result.seed_steps, beats_per_bar=meter.beats_per_bar, title=title)
+            title = (
+                f"{path.name}: {result.seed_steps // beats} beats of seed, {meter.bars(bars) // beats} beats by bachd"
+            )
+            piano_roll(
+                result.tokens[index],
+                png_path,
+                seed_steps=result.seed_steps,
+                beats_per_bar=meter.beats_per_bar,
+                title=title,
+            )
             written.append(png_path)
             say(f"wrote {png_path}")
     return written

@@ -21,8 +21,8 @@ def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, r
                      with_bars: bool = False):
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch);
     ``with_bars``: also each one's (phase, bar steps), where generation put the bar lines."""
-    from bachd.model.engine import make_engine
     from bachd.files.generation import generate
+    from bachd.model.engine import make_engine
 
     engine = make_engine(model, batch_size=pieces)
     result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps)
@@ -59,10 +59,14 @@ def eval_report(
             eval_chart(figures, plot, title=f"{model.name} on {where}")
     if music_pieces:
         if samples is None:
-            samples, sample_bars = generated_pieces(loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed, with_bars=True)
+            samples, sample_bars = generated_pieces(
+                loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed, with_bars=True
+            )
             figures["generation"] = {"pieces": music_pieces, "bars": bars, **asdict(sampling), "rng_seed": rng_seed}
             del figures["generation"]["voice_ranges"]
-        figures["music"] = music_report(samples, [p.tokens for p in chosen], sample_bars, [(p.phase, p.bar_steps) for p in chosen])
+        figures["music"] = music_report(
+            samples, [p.tokens for p in chosen], sample_bars, [(p.phase, p.bar_steps) for p in chosen]
+        )
     return figures
 
 

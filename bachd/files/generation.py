@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from bachd.deadline import check_deadline
-from bachd.music.midiread import LIMITS
-from bachd.music import encoding
 from bachd.errors import BachdError
+from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Sampler, root_bias
+from bachd.music import encoding
+from bachd.music.analysis import cadence
+from bachd.music.barlines import draw_opening
 from bachd.music.keys import Key, draw_keys, key_of_tokens, opening_masks, voice_biases
 from bachd.music.meter import COMMON_TIME, Meter
-from bachd.music.barlines import draw_opening
-from bachd.music.analysis import cadence
-from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Sampler, root_bias
+from bachd.music.midiread import LIMITS
 
 
 @dataclass
@@ -209,7 +209,8 @@ def load_seed(seed_file: str | None, seed_chorale: str | None) -> Seed | None:
         except Exception as exc:  # music21 raises many kinds for a bad file
             raise BachdError(f"seed file {path}: not readable MusicXML ({type(exc).__name__})") from None
         if float(score.highestTime) > LIMITS.beats:
-            raise BachdError(f"seed file {path}: longer than {LIMITS.beats:,} beats; bachd reads files of at most {LIMITS.beats:,} beats")
+            raise BachdError(f"seed file {path}: longer than {LIMITS.beats:,} beats; bachd reads files of at most "
+                             f"{LIMITS.beats:,} beats")
         return _seed_from_score(score, path.name)
     raise BachdError(f"seed file {path}: expected .mid, .midi, .musicxml, .xml or .mxl")
 
@@ -221,7 +222,8 @@ def _check_score_file(path: Path, suffix: str) -> None:
 
     size = path.stat().st_size
     if size > LIMITS.size:
-        raise BachdError(f"seed file {path}: {size / 2 ** 20:.1f} MB; bachd reads scores of at most {LIMITS.size // 2 ** 20} MB")
+        raise BachdError(f"seed file {path}: {size / 2 ** 20:.1f} MB; bachd reads scores of at most "
+                         f"{LIMITS.size // 2 ** 20} MB")
     if suffix == ".mxl":
         try:
             with zipfile.ZipFile(path) as archive:

@@ -27,9 +27,10 @@ from typing import Optional
 
 import numpy as np
 
-from bachd.music import encoding, analysis
-from bachd.presets import LiveSettings
 from bachd.files.replay import PlayedFile, perform
+from bachd.midi import NOTE_OFF, NOTE_ON, is_note_on
+from bachd.music import analysis, encoding
+from bachd.presets import LiveSettings
 
 SILENT = encoding.SILENT
 V = encoding.NUM_VOICES
@@ -48,13 +49,13 @@ def melody_of(tokens: np.ndarray, bpm: float = BPM, lead: int = 0) -> PlayedFile
         pitch = soprano[step] if step < len(soprano) else SILENT
         new = step < len(soprano) and attacks[step, 0]
         if start is not None and (pitch != soprano[start] or new):
-            events.append((step * step_seconds, (0x80, int(soprano[start]), 0)))
+            events.append((step * step_seconds, (NOTE_OFF, int(soprano[start]), 0)))
             start = None
         if pitch != SILENT and start is None:
-            events.append((step * step_seconds, (0x90, int(pitch), 80)))
+            events.append((step * step_seconds, (NOTE_ON, int(pitch), 80)))
             start = step
     events = [(t + lead * step_seconds, message) for t, message in events]
-    events.sort(key=lambda e: (e[0], e[1][0] == 0x90))
+    events.sort(key=lambda e: (e[0], e[1][0] == NOTE_ON))
     return PlayedFile(events, bpm, (lead + len(soprano)) * step_seconds)
 
 
@@ -67,7 +68,9 @@ def grid_of(sent: list[tuple[float, tuple]], melody: np.ndarray, step_seconds: f
     return encoding.encode_pitches(pitches, attacks)
 
 
-def _on_grid(sent: list[tuple[float, tuple]], steps: int, step_seconds: float, voices=range(V)) -> tuple[np.ndarray, np.ndarray]:
+def _on_grid(
+    sent: list[tuple[float, tuple]], steps: int, step_seconds: float, voices=range(V)
+) -> tuple[np.ndarray, np.ndarray]:
     """(pitches, attacks), (steps, 4), of the messages sent on the channels of ``voices``."""
     pitches = np.full((steps, V), SILENT, np.int64)
     attacks = np.zeros((steps, V), bool)
@@ -80,7 +83,7 @@ def _on_grid(sent: list[tuple[float, tuple]], steps: int, step_seconds: float, v
             pitch, start = sounding.pop(voice)
             pitches[start:step, voice] = pitch  # a note released as it was struck never sounded
             attacks[start, voice] |= step > start
-        if status & 0xF0 == 0x90 and velocity > 0 and step < steps:
+        if is_note_on((status, 0, velocity)) and step < steps:
             sounding[voice] = (note, step)
     for voice, (pitch, start) in sounding.items():
         pitches[start:, voice] = pitch
@@ -141,7 +144,11 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
         "voice_crossing_pct": round(100 * total["crossing_steps"] / max(total["steps"], 1.0), 2),
         "melody_in_chord_pct": round(100 * total["melody_in_chord"] / max(total["melody_attacks"], 1.0), 2),
         "pieces": int(total["pieces"]),
-    } | ({"in_bach_key_pct": round(100 * total["bach_key_steps"] / max(total["sounding_steps"], 1.0), 2)} if "bach_key_steps" in total else {})
+    } | (
+        {"in_bach_key_pct": round(100 * total["bach_key_steps"] / max(total["sounding_steps"], 1.0), 2)}
+        if "bach_key_steps" in total
+        else {}
+    )
 
 
 LABELS = {
@@ -207,7 +214,9 @@ def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=
     keys = [analysis.detect_key(encoding.decode_pitches(np.asarray(p))[0]) for p in pieces]
     bach_figures = summarize([piece_counts(p, key) for p, key in zip(pieces, keys)])
     our_figures = summarize([piece_counts(p, key) for p, key in zip(ours, keys)])
-    rows = [{"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS]
+    rows = [
+        {"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS
+    ]
     result = {"pieces": len(pieces), "rows": rows, "agreement_pct": agreement(ours, pieces),
               "melody_notes": int(sum(np.asarray(encoding.decode_pitches(p)[1])[:, 0].sum() for p in pieces)),
               "melody_notes_harmonized": _harmonized(ours)}
@@ -266,8 +275,13 @@ def answer_keys(engine, settings: LiveSettings, pieces: list[np.ndarray], call_b
             scale[who][0] += inside
             scale[who][1] += steps
     count = max(len(chosen), 1)
-    figures = {"calls": len(chosen), "answered": answered, "call_bars": call_bars, "answer_bars": settings.response_bars,
-               "call_key_named_pct": round(100 * named / count, 2)}
+    figures = {
+        "calls": len(chosen),
+        "answered": answered,
+        "call_bars": call_bars,
+        "answer_bars": settings.response_bars,
+        "call_key_named_pct": round(100 * named / count, 2),
+    }
     for who in ("bach", "bachd"):
         figures[f"{who}_same_key_pct"] = round(100 * same[who] / count, 2)
         figures[f"{who}_in_call_scale_pct"] = round(100 * scale[who][0] / max(scale[who][1], 1), 2)
@@ -294,9 +308,9 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
                 allow_pickle: bool = False, answers: bool = False) -> tuple[dict, list[str]]:
     """What ``bachd eval --harmonize`` (or ``--answers``) reports: the figures, and as lines
     of text."""
-    from bachd.music.corpus import load_corpora
-    from bachd.model.engine import make_engine
     from bachd.errors import BachdError
+    from bachd.model.engine import make_engine
+    from bachd.music.corpus import load_corpora
     from bachd.presets import resolve
 
     settings = resolve(preset or ("chorale" if answers else "harmonizer"), flags)
@@ -311,10 +325,16 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
             f"{model}, live continue mode answering the opening {figures['call_bars']} bars of {figures['calls']} "
             f"melodies ({where}) with {figures['answer_bars']} bars: {figures['answered']} answered",
             f"  {'':58s} {'Bach':>8s} {'bachd':>8s}",
-            f"  {'answers in the key detected for the call (%)':58s} {figures['bach_same_key_pct']:8g} {figures['bachd_same_key_pct']:8g}",
-            f"  {'answer steps in the scale of that key (%)':58s} {figures['bach_in_call_scale_pct']:8g} {figures['bachd_in_call_scale_pct']:8g}",
-            *(f"  {LABELS[name]:58s} {figures['bach_' + name]:8g} {figures.get('bachd_' + name, float('nan')):8g}" for name in ANSWER_CHORDS),
-            f"  the call's key as bachd named it from the melody: right for {figures['call_key_named_pct']:g} % of calls",
+            f"  {'answers in the key detected for the call (%)':58s} {figures['bach_same_key_pct']:8g} "
+            f"{figures['bachd_same_key_pct']:8g}",
+            f"  {'answer steps in the scale of that key (%)':58s} {figures['bach_in_call_scale_pct']:8g} "
+            f"{figures['bachd_in_call_scale_pct']:8g}",
+            *(
+                f"  {LABELS[name]:58s} {figures['bach_' + name]:8g} {figures.get('bachd_' + name, float('nan')):8g}"
+                for name in ANSWER_CHORDS
+            ),
+            f"  the call's key as bachd named it from the melody: right for {figures['call_key_named_pct']:g} % of "
+            "calls",
         ]
     figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model), bars=bars)
     figures.update(model=str(model), corpora=corpora, split=split, settings={
@@ -324,7 +344,8 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
              f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}"]
     lines += [f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}" for row in figures["rows"]]
     lines += [
-        f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of {figures['melody_notes']}",
+        f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of "
+        f"{figures['melody_notes']}",
         f"  agreement with Bach's alto, tenor and bass, note by note: {figures['agreement_pct']:g} %",
         f"  NLL of Bach's lower voices given the soprano: {figures['lower_voice_nll']:.4f} nats/token",
     ]

@@ -9,18 +9,20 @@ the same times (with the same preset, settings and ``--rng-seed``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import mido
 
 from bachd.errors import BachdError
+from bachd.live.session import Session
+from bachd.midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON, is_note_on
 from bachd.music.midifile import TICKS_PER_BEAT
-from bachd.music.midiread import DRUM_CHANNEL, MidiData, read_file
+from bachd.music.midiread import MidiData, read_file
 from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES, check_output
 from bachd.presets import LiveSettings
-from bachd.live.session import Session
 from bachd.settings import check
 
 TRACK_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
@@ -52,11 +54,11 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
     if not notes:
         where = (f" on channel {channel}" if channel else "") + (f" in track {track}" if track is not None else "")
         raise BachdError(f"{path}: no notes to play{where}")
-    events = []
+    events: list[tuple[float, tuple[int, int, int]]] = []
     for start, end, pitch, velocity in notes:
-        events.append((start, (0x90, pitch, velocity)))
-        events.append((end, (0x80, pitch, 0)))
-    events.sort(key=lambda e: (e[0], e[1][0] == 0x90))  # at one instant, note-offs first
+        events.append((start, (NOTE_ON, int(pitch), int(velocity))))
+        events.append((end, (NOTE_OFF, int(pitch), 0)))
+    events.sort(key=lambda e: (e[0], e[1][0] == NOTE_ON))  # at one instant, note-offs first
     return PlayedFile(events, data.first_bpm or 120.0, max(end for _, end, _, _ in notes))
 
 
@@ -78,7 +80,7 @@ def perform(engine, settings: LiveSettings, played: PlayedFile) -> Session:
     done: the harmony's last beat, or (continue mode) the listening gap and the answer."""
     session = Session(engine, settings)
     beat_seconds = 60.0 / settings.bpm
-    after = TAIL_BEATS
+    after = float(TAIL_BEATS)
     if settings.mode == "continue":
         after += settings.listen_gap + settings.meter.beats_per_bar * (settings.response_bars + 1)
     session.play(played.events, played.seconds + after * beat_seconds)
@@ -86,7 +88,9 @@ def perform(engine, settings: LiveSettings, played: PlayedFile) -> Session:
     return session
 
 
-def write_performance(session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str) -> int:
+def write_performance(
+    session: Session, played: PlayedFile, path: Path, settings: LiveSettings, player_track: str
+) -> int:
     """The player's notes and bachd's, one track per channel, as a type-1 MIDI file;
     returns the note-ons bachd played."""
     mid, played_notes = performance(session, played, settings, player_track)
@@ -94,7 +98,9 @@ def write_performance(session: Session, played: PlayedFile, path: Path, settings
     return played_notes
 
 
-def performance(session: Session, played: PlayedFile, settings: LiveSettings, player_track: str) -> tuple[mido.MidiFile, int]:
+def performance(
+    session: Session, played: PlayedFile, settings: LiveSettings, player_track: str
+) -> tuple[mido.MidiFile, int]:
     """What :func:`write_performance` writes, in memory, and the note-ons bachd played."""
     ticks_per_second = TICKS_PER_BEAT * settings.bpm / 60.0
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
@@ -110,13 +116,13 @@ def performance(session: Session, played: PlayedFile, settings: LiveSettings, pl
         channel = message[0] & 0x0F
         name = TRACK_NAMES[channel] if channel < len(TRACK_NAMES) else f"Channel {channel + 1}"
         tracks.setdefault(name, []).append((t, message))
-        played_notes += message[0] & 0xF0 == 0x90 and message[2] > 0
+        played_notes += is_note_on(message)
     for name, events in tracks.items():
         track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
         last = 0
         for t, (status, note, velocity) in sorted(events, key=lambda e: e[0]):  # stable: as sent
             tick = max(last, round(t * ticks_per_second))
-            kind = "note_on" if status & 0xF0 == 0x90 and velocity > 0 else "note_off"
+            kind = "note_on" if is_note_on((status, 0, velocity)) else "note_off"
             track.append(mido.Message(kind, channel=status & 0x0F, note=note, velocity=velocity, time=tick - last))
             last = tick
         mid.tracks.append(track)
@@ -159,30 +165,40 @@ def write_performance_score(session: Session, played: PlayedFile, path: Path, se
 
 
 def replay_file(
-    mode: str, source: Path, out: Path, settings: LiveSettings, model_path: Path, bpm: Optional[float] = None,
-    channel: Optional[int] = None, track: Optional[int] = None, say: Callable[[str], None] = print, analysis: bool = False,
+    mode: str,
+    source: Path,
+    out: Path,
+    settings: LiveSettings,
+    model_path: Path,
+    bpm: Optional[float] = None,
+    channel: Optional[int] = None,
+    track: Optional[int] = None,
+    say: Callable[[str], None] = print,
+    analysis: bool = False,
 ) -> Path:
     """What ``bachd harmonize`` (``mode="harmonize"``) and ``bachd continue`` do: the file at
     its own tempo (or ``bpm``) into the live performer of that mode, on the internal clock."""
     from dataclasses import replace
 
-    from bachd.live.daemon import load_engine
+    from bachd.live.launch import load_engine
 
     check_output(out, "--out", (*MIDI_SUFFIXES, *SCORE_SUFFIXES))
     if analysis and out.suffix.lower() not in SCORE_SUFFIXES:
         raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
     played = read_line(source, channel, track, top_line=mode == "harmonize")
-    settings = replace(settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"))
+    settings = replace(
+        settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo")
+    )
     session = perform(load_engine(model_path), settings, played)
-    stats = session.performer.stats
+    notes_in, figures = session.performer.stats.notes_in, session.performer.figures()
     player = "Melody" if mode == "harmonize" else "Call"
     if out.suffix.lower() in SCORE_SUFFIXES:
         notes = write_performance_score(session, played, out, settings, player, source, analysis)
     else:
         notes = write_performance(session, played, out, settings, player)
     if mode == "harmonize":
-        say(f"wrote {out}: {stats.notes_in} melody notes, {stats.melody_chords} with a chord struck under them, "
+        say(f"wrote {out}: {notes_in} melody notes, {figures['melody_chords']} with a chord struck under them, "
             f"{notes} notes by bachd")
     else:
-        say(f"wrote {out}: a call of {stats.notes_in} notes, {stats.answers} answer of {notes} notes")
+        say(f"wrote {out}: a call of {notes_in} notes, {figures['answers']} answer of {notes} notes")
     return out

@@ -1,32 +1,66 @@
-"""Where the 16th-note grid lies in time: an internal clock, a follower of the DAW's MIDI clock,
-or of an Ableton Link session's timeline.
+"""Where the 16th-note grid lies in time: the :class:`Clock` contract, and the two clocks that
+need nothing but MIDI (the internal clock, and a follower of the DAW's MIDI clock). Every
+clock is found by name in :data:`bachd.registry.CLOCKS` (Ableton Link's is in
+:mod:`bachd.live.abletonlink`).
 
 Pure logic on timestamps (seconds of ``time.monotonic()``): nothing here reads the time or
-sleeps, so tests drive both clocks with made-up timestamps. Both answer the same questions:
-is the transport running, at what time does grid step ``n`` fall, which step is it at time
-``t``, and what is the tempo.
+sleeps, so tests drive the clocks with made-up timestamps.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal, Optional
 
+from bachd.errors import BachdError
 from bachd.music.encoding import STEPS_PER_BEAT
+from bachd.registry import CLOCKS
+from bachd.settings import SETTINGS
+
+if TYPE_CHECKING:
+    from bachd.presets import LiveSettings
 
 CLOCKS_PER_BEAT = 24  # MIDI clock: 24 pulses per quarter note
 CLOCKS_PER_STEP = CLOCKS_PER_BEAT // STEPS_PER_BEAT
-MIN_BPM, MAX_BPM = 20.0, 320.0
+MIN_BPM, MAX_BPM = float(SETTINGS["bpm"].low or 0), float(SETTINGS["bpm"].high or 0)
+
+# A change of transport a clock's driver reports when polled: ("start" | "stop", at seconds).
+Transport = tuple[Literal["start", "stop"], float]
 
 
 def seconds_per_step(bpm: float) -> float:
     return 60.0 / (bpm * STEPS_PER_BEAT)
 
 
-class Clock:
-    """The interface the performer uses."""
+def make_clock(settings: LiveSettings, now_seconds: float) -> Clock:
+    """The clock ``settings.clock`` names (:data:`bachd.registry.CLOCKS`)."""
+    return CLOCKS[settings.clock].from_settings(settings, now_seconds)
 
+
+class Clock:
+    """What the performer, the router and the daemon ask of a clock. A clock says what it can
+    do through its class attributes; nothing outside the clocks asks which clock it is.
+
+    - ``sets_tempo``: the tempo can be set (the bpm setting, a CC, the panel);
+    - ``follows_midi``: it follows the MIDI clock and transport that come in
+      (:meth:`midi_tick`, :meth:`song_position`, and Start, Continue, Stop);
+    - a clock with a driver of its own (a network session) reports changes of transport from
+      :meth:`poll`, which the worker calls on every turn.
+    """
+
+    name: ClassVar[str] = "?"
+    sets_tempo: ClassVar[bool] = False
+    follows_midi: ClassVar[bool] = False
     running: bool
+
+    @classmethod
+    def from_settings(cls, settings: LiveSettings, now_seconds: float) -> Clock:
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise :class:`~bachd.errors.BachdError` if this clock cannot run here (a library
+        it needs is missing): called before any port opens."""
 
     @property
     def bpm(self) -> float:
@@ -44,7 +78,7 @@ class Clock:
     def step_seconds(self) -> float:
         return seconds_per_step(self.bpm)
 
-    # The transport (MIDI Start, Continue, Stop; Link's start/stop): the internal clock always runs.
+    # --- the transport (MIDI Start, Continue, Stop; a session's start/stop) ------------------
     def start(self, t_seconds: float) -> None:
         pass
 
@@ -54,9 +88,51 @@ class Clock:
     def stop(self, t_seconds: float) -> None:
         pass
 
+    # --- what only some clocks do ------------------------------------------------------------
+    def set_bpm(self, bpm: float, now_seconds: Optional[float] = None, source: str = "CC") -> None:
+        """Change the tempo, keeping the grid position at ``now_seconds``."""
+        raise BachdError(self.tempo_refusal(source))
+
+    def tempo_refusal(self, source: str) -> str:
+        """Why the tempo cannot be set on this clock (``source``: who asked)."""
+        return f"{source}: the tempo follows the {self.name} clock; change it there"
+
+    def midi_tick(self, t_seconds: float) -> None:
+        """A MIDI clock tick came in (only a clock that ``follows_midi`` minds)."""
+
+    def song_position(self, sixteenths: int) -> None:
+        """A Song Position Pointer came in, in 16th notes (= grid steps) from the song start."""
+
+    def begin(self, now_seconds: float) -> None:
+        """bachd starts playing now (after the model is loaded): a clock with a driver
+        connects to it here."""
+
+    def poll(self, now_seconds: float) -> Optional[Transport]:
+        """Called on every turn of the worker: a change of transport the driver reports."""
+        return None
+
+    def close(self) -> None:
+        """Let go of the driver, if any."""
+
+    # --- what the ready line, the status line and the panel say ------------------------------
+    def describe(self) -> str:
+        """The clock in the ready line: "90 bpm on the internal clock"."""
+        return f"{self.bpm:g} bpm on the {self.name} clock"
+
+    def detail(self) -> Optional[str]:
+        """Anything more the status line and the panel show (Link's peers), else None."""
+        return None
+
 
 class InternalClock(Clock):
     """A steady grid at ``bpm`` whose step 0 falls at ``origin_seconds``."""
+
+    name = "internal"
+    sets_tempo = True
+
+    @classmethod
+    def from_settings(cls, settings: LiveSettings, now_seconds: float) -> InternalClock:
+        return cls(settings.bpm, origin_seconds=now_seconds)
 
     def __init__(self, bpm: float, origin_seconds: float):
         self._bpm = _checked_bpm(bpm)
@@ -67,8 +143,9 @@ class InternalClock(Clock):
     def bpm(self) -> float:
         return self._bpm
 
-    def set_bpm(self, bpm: float, now_seconds: float) -> None:
-        """Change tempo without moving the grid position at ``now_seconds``."""
+    def set_bpm(self, bpm: float, now_seconds: Optional[float] = None, source: str = "CC") -> None:
+        """Change tempo without moving the grid position at ``now_seconds`` (None: step 0)."""
+        now_seconds = self.origin_seconds if now_seconds is None else now_seconds
         position = self.step_at(now_seconds)
         self._bpm = _checked_bpm(bpm)
         self.origin_seconds = now_seconds - position * self.step_seconds
@@ -79,12 +156,8 @@ class InternalClock(Clock):
     def step_at(self, t_seconds: float) -> float:
         return (t_seconds - self.origin_seconds) / self.step_seconds
 
-
-@dataclass
-class ClockStats:
-    ticks: int = 0
-    ignored_ticks: int = 0
-    resyncs: int = 0
+    def begin(self, now_seconds: float) -> None:
+        self.origin_seconds = now_seconds  # step 0 when bachd starts playing, not when it was built
 
 
 class MidiClock(Clock):
@@ -98,14 +171,22 @@ class MidiClock(Clock):
     tempo, a paused clock) resynchronises the filter instead of dragging it.
     """
 
-    def __init__(self, initial_bpm: float = 120.0, alpha: float = 0.25, beta: float = 0.02, min_tick_seconds: float = 0.002):
+    name = "midi"
+    follows_midi = True
+
+    @classmethod
+    def from_settings(cls, settings: LiveSettings, now_seconds: float) -> MidiClock:
+        return cls(initial_bpm=settings.bpm)
+
+    def __init__(
+        self, initial_bpm: float = 120.0, alpha: float = 0.25, beta: float = 0.02, min_tick_seconds: float = 0.002
+    ):
         self.period = 60.0 / (_checked_bpm(initial_bpm) * CLOCKS_PER_BEAT)
         self.alpha, self.beta, self.min_tick_seconds = alpha, beta, min_tick_seconds
         self.running = False
         self.tick = -1  # index of the last tick received; the next one is tick + 1
         self.tick_seconds: float | None = None  # filtered time of tick ``self.tick``
         self._last_raw: float | None = None
-        self.stats = ClockStats()
 
     @property
     def bpm(self) -> float:
@@ -128,17 +209,17 @@ class MidiClock(Clock):
     def stop(self, t_seconds: float) -> None:
         self.running = False
 
+    def describe(self) -> str:
+        return "following MIDI clock"
+
     def song_position(self, sixteenths: int) -> None:
-        """Song Position Pointer, in 16th notes (= grid steps) from the song start."""
         self.tick = int(sixteenths) * CLOCKS_PER_STEP - 1
 
     # --- ticks -----------------------------------------------------------------------------
-    def clock_tick(self, t_seconds: float) -> bool:
-        """Feed one clock tick; returns False if it was ignored as implausible."""
+    def midi_tick(self, t_seconds: float) -> None:
+        """Feed one clock tick; one closer than ``min_tick_seconds`` to the last is ignored."""
         if self._last_raw is not None and t_seconds - self._last_raw < self.min_tick_seconds:
-            self.stats.ignored_ticks += 1
-            return False
-        self.stats.ticks += 1
+            return
         if self.running:
             self.tick += 1
         if self._last_raw is None or self.tick_seconds is None:
@@ -150,7 +231,6 @@ class MidiClock(Clock):
             if abs(error) > 3 * self.period:
                 # A jump (tempo change by more than the filter can follow, or a gap in the
                 # stream): start the estimate over from this tick.
-                self.stats.resyncs += 1
                 raw_period = (t_seconds - self._last_raw) / gap_ticks
                 if 60.0 / (MAX_BPM * CLOCKS_PER_BEAT) <= raw_period <= 60.0 / (MIN_BPM * CLOCKS_PER_BEAT):
                     self.period = raw_period
@@ -160,7 +240,6 @@ class MidiClock(Clock):
                 period = self.period + self.beta * error
                 self.period = min(max(period, 60.0 / (MAX_BPM * CLOCKS_PER_BEAT)), 60.0 / (MIN_BPM * CLOCKS_PER_BEAT))
         self._last_raw = t_seconds
-        return True
 
     # --- grid ------------------------------------------------------------------------------
     def step_time(self, step: float) -> float:
@@ -170,43 +249,6 @@ class MidiClock(Clock):
     def step_at(self, t_seconds: float) -> float:
         anchor = self.tick_seconds if self.tick_seconds is not None else t_seconds
         return (self.tick + (t_seconds - anchor) / self.period) / CLOCKS_PER_STEP
-
-
-class LinkClock(Clock):
-    """The grid of an Ableton Link session: step ``4 b`` falls where the session's beat ``b``
-    does, so with a quantum of one bar, step 0 and every bar line fall on the session's bar
-    lines. :meth:`follow` is told what the session says (its tempo and the beat at a moment);
-    the transport follows Link's start/stop, as MIDI Start/Stop."""
-
-    def __init__(self, bpm: float, origin_seconds: float = 0.0):
-        self._bpm = _checked_bpm(bpm)
-        self.origin_seconds = origin_seconds  # where the session's beat 0 falls
-        self.running = False
-        self.peers = 0
-
-    @property
-    def bpm(self) -> float:
-        return self._bpm
-
-    def follow(self, bpm: float, beat: float, t_seconds: float) -> None:
-        """The session is at ``beat`` at ``t_seconds``, at ``bpm``."""
-        self._bpm = min(max(float(bpm), MIN_BPM), MAX_BPM)
-        self.origin_seconds = t_seconds - beat * 60.0 / self._bpm
-
-    def start(self, t_seconds: float) -> None:
-        self.running = True
-
-    def resume(self, t_seconds: float) -> None:
-        self.running = True
-
-    def stop(self, t_seconds: float) -> None:
-        self.running = False
-
-    def step_time(self, step: float) -> float:
-        return self.origin_seconds + step * self.step_seconds
-
-    def step_at(self, t_seconds: float) -> float:
-        return (t_seconds - self.origin_seconds) / self.step_seconds
 
 
 def _checked_bpm(bpm: float) -> float:

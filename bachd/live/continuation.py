@@ -16,16 +16,18 @@ at 130 bpm on the soprano alone.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from bachd.music import encoding
-from bachd.model.sampling import NO_REST
+from bachd.live.modes import ModeHost
 from bachd.live.player import PlayedNote
 from bachd.live.scheduler import Frame
-from bachd.live.stage import Stage
+from bachd.live.stream import Context
+from bachd.model.sampling import NO_REST
+from bachd.music import encoding
 
 V = encoding.NUM_VOICES
 
@@ -36,16 +38,17 @@ class Answer:
     end: int
     next: int
     velocity: int
-    snapshots: dict[int, tuple] = field(default_factory=dict)
+    snapshots: dict[int, Context] = field(default_factory=dict)
     closed: bool = False  # the final note-offs are scheduled
 
 
 class ContinueMode:
     name = "continue"
+    figures = ("answers", "interrupted")  # answers begun; answers the player came back in over
     min_lead_seconds = 0.03  # an answer never starts sooner than this after the call ends
 
-    def __init__(self, performer: Stage):
-        self.p = performer
+    def __init__(self, host: ModeHost, counts: Counter[str]):
+        self.host, self.counts = host, counts
         self.reset()
 
     def reset(self) -> None:
@@ -65,7 +68,7 @@ class ContinueMode:
     # --- events -------------------------------------------------------------------------------
     def note_on(self, t_seconds: float, step: int, velocity: int) -> None:
         self._call_velocities.append(velocity)
-        if self.answer is not None and not self.p.settings.allow_overlap:
+        if self.answer is not None and not self.host.settings.allow_overlap:
             self._interrupt = True
 
     def note_off(self, t_seconds: float, note: PlayedNote) -> None:
@@ -85,16 +88,16 @@ class ContinueMode:
 
     def horizon(self) -> int:
         """Played notes ending before this step are no longer needed."""
-        horizon = self.p.stream.grid_step if self.p.stream.grid_step is not None else 0
+        horizon = self.host.stream.grid_step if self.host.stream.grid_step is not None else 0
         return horizon if self._finalized is None else min(horizon, self._finalized)
 
     # --- time ---------------------------------------------------------------------------------
     def _gap_seconds(self) -> float:
         """The silence after the last note-off that ends a call."""
-        return self.p.settings.meter.beats(self.p.settings.listen_gap) * self.p.clock.step_seconds
+        return self.host.settings.meter.beats(self.host.settings.listen_gap) * self.host.clock.step_seconds
 
     def next_wakeup(self, now: float) -> Optional[float]:
-        p = self.p
+        p = self.host
         if self._trigger or self._interrupt:
             return now
         if self.answer is not None:
@@ -118,18 +121,18 @@ class ContinueMode:
                 self._step_answer(now)
                 return
         self._interrupt = False
-        if self.p.player.expire(now) is not None:  # held keys with no note-on for max_hold_beats: released
+        if self.host.player.expire(now) is not None:  # held keys with no note-on for max_hold_beats: released
             self._last_release_seconds = max(self._last_release_seconds, now)
         self._finalize_steps(now)
-        held = self.p.player.held
+        held = self.host.player.held
         gap_over = self._call_active and not held and now >= self._last_release_seconds + self._gap_seconds()
         if self._trigger or gap_over:
             self._trigger = False
-            if self._call_active or self.p.stream.grid_step is not None:
+            if self._call_active or self.host.stream.grid_step is not None:
                 self._start_answer(now)
 
     def _finalize_steps(self, now: float, through: Optional[int] = None) -> None:
-        p = self.p
+        p = self.host
         closed = math.floor(p.clock.step_at(now) - 0.5) if through is None else through
         if self._finalized is None or closed - self._finalized > 64:
             self._finalized = closed - 1
@@ -141,7 +144,7 @@ class ContinueMode:
         self._finalized = max(self._finalized, closed)
 
     def _start_answer(self, now: float) -> None:
-        p = self.p
+        p = self.host
         # The call is over: whatever is still held ends now, and the open step is fed too.
         current = round(p.clock.step_at(now))
         p.player.release_all(current)
@@ -157,12 +160,13 @@ class ContinueMode:
         self.answer = Answer(first, first + steps, first, velocity)
         self._call_active = False
         self._call_velocities = []
-        p.stats.answers += 1
+        self.counts["answers"] += 1
         self._compute_answer_step(now)  # the first step is ready long before it is due
         p.stream.prepare()
 
     def _step_answer(self, now: float) -> None:
-        p, a = self.p, self.answer
+        p, a = self.host, self.answer
+        assert a is not None
         while a.next < a.end and p.clock.step_time(a.next) - p.lookahead_seconds <= now:
             self._compute_answer_step(now)
         if a.next >= a.end and not a.closed:
@@ -179,7 +183,8 @@ class ContinueMode:
                 note.on_step = max(note.on_step, a.end)
 
     def _compute_answer_step(self, now: float) -> None:
-        p, a = self.p, self.answer
+        p, a = self.host, self.answer
+        assert a is not None
         a.snapshots[a.next] = p.stream.snapshot()
         opening = NO_REST if a.next == a.start else None  # an answer opens on four voices
         tokens = p.stream.feed(a.next, {}, restrict=opening, pad="hold", max_pad=encoding.STEPS_PER_BEAT - 1)
@@ -189,9 +194,10 @@ class ContinueMode:
 
     def _interrupt_answer(self, now: float) -> None:
         """The player came back in: stop the answer cleanly and keep only what sounded."""
-        p, a = self.p, self.answer
+        p, a = self.host, self.answer
+        assert a is not None
         self._interrupt = False
-        p.stats.interrupted += 1
+        self.counts["interrupted"] += 1
         p.out.cancel("answer")
         p.out.release(range(V))
         unsounded = [s for s in sorted(a.snapshots) if p.clock.step_time(s) > now]

@@ -11,15 +11,18 @@ ahead (:meth:`bachd.live.stream.Stream.chords_ahead`), so a melody note usually 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterator
 from typing import Optional
 
 import numpy as np
 
-from bachd.music import encoding
+from bachd.live.modes import ModeHost
 from bachd.live.player import PlayedNote
+from bachd.live.ranking import Preparing
 from bachd.live.scheduler import Frame
-from bachd.live.stage import Stage
-from bachd.live.stream import Preparing
+from bachd.live.stream import Context
+from bachd.music import encoding
 
 V = encoding.NUM_VOICES
 
@@ -45,22 +48,25 @@ ATTACKS, HOLDS_OR_REST = _attacks_mask(), _holds_or_rest_mask()
 
 class HarmonizeMode:
     name = "harmonize"
+    # Chords struck under a new melody note; of which were computed ahead; steps computed
+    # before a note came into them, taken back and computed again.
+    figures = ("melody_chords", "chords_ahead", "rollbacks")
     activity = "harmonizing"
     speculate_semitones = 12  # chords are computed ahead for melody notes this close to the last
     quiet_before_send_seconds = 0.002  # no spare-time work this close to a scheduled send
 
-    def __init__(self, performer: Stage):
-        self.p = performer
+    def __init__(self, host: ModeHost, counts: Counter[str]):
+        self.host, self.counts = host, counts
         self.reset()
 
     def reset(self) -> None:
         self._changed_step: Optional[int] = None  # earliest step whose input changed
         self._urgent_step: Optional[int] = None  # the step of a new melody note awaiting harmony
         self._urgent_since: Optional[float] = None  # when that note arrived
-        self._harmony: Optional[tuple[int, tuple]] = None  # the last computed step, and the snapshot before it
+        self._harmony: Optional[tuple[int, Context]] = None  # the last computed step, and the snapshot before it
         self._silent_from: Optional[int] = None
         self._muted = False  # after a panic, wait for the next melody note
-        self._ahead = None  # (stream version, generator) computing chords ahead
+        self._ahead: Optional[tuple[int, Iterator[None]]] = None  # (stream version, generator) computing chords ahead
         self._standing: Optional[tuple[int, int, np.ndarray]] = None  # (from, to step, masks): a prepared dominant
 
     # --- events -------------------------------------------------------------------------------
@@ -70,7 +76,7 @@ class HarmonizeMode:
         self._muted = False
 
     def note_off(self, t_seconds: float, note: PlayedNote) -> None:
-        self._mark_changed(note.off_step, urgent=False)
+        self._mark_changed(note.off_step if note.off_step is not None else note.on_step, urgent=False)
 
     def end_of_call(self) -> None:
         pass
@@ -79,7 +85,7 @@ class HarmonizeMode:
         self._muted = True
 
     def horizon(self) -> int:
-        return self.p.stream.grid_step if self.p.stream.grid_step is not None else 0
+        return self.host.stream.grid_step if self.host.stream.grid_step is not None else 0
 
     def _mark_changed(self, step: int, urgent: bool) -> None:
         self._changed_step = step if self._changed_step is None else min(self._changed_step, step)
@@ -87,17 +93,17 @@ class HarmonizeMode:
             self._urgent_step = step if self._urgent_step is None else max(self._urgent_step, step)
 
     def _known(self, step: int) -> dict[int, int]:
-        return self.p.player.known(step, self.p.stream.last, voices=1)
+        return self.host.player.known(step, self.host.stream.last, voices=1)
 
     # --- time ---------------------------------------------------------------------------------
     def next_wakeup(self, now: float) -> Optional[float]:
         if self._urgent_step is not None or self._changed_step is not None:
             return now
-        step = self.p.stream.grid_step
-        return now if step is None else self.p.clock.step_time(step + 1) - self.p.lookahead_seconds
+        step = self.host.stream.grid_step
+        return now if step is None else self.host.clock.step_time(step + 1) - self.host.lookahead_seconds
 
     def update(self, now: float) -> None:
-        p = self.p
+        p = self.host
         ended = p.player.expire(now)
         if ended is not None:  # a lost note-off: the melody ends
             self._mark_changed(ended, urgent=False)
@@ -120,7 +126,7 @@ class HarmonizeMode:
             # Not for a note-off once that step has sounded: what was struck stays (taking
             # it back would only click), and the melody's end counts from the next step.
             step, snapshot = self._harmony
-            p.stats.rollbacks += 1
+            self.counts["rollbacks"] += 1
             p.out.cancel(f"h{step}")
             p.stream.restore(snapshot)
             self._harmonize_step(step, now, play_now=urgent is not None and urgent <= step)
@@ -135,7 +141,7 @@ class HarmonizeMode:
         p.stream.prepare()
 
     def _harmonize_step(self, step: int, now: float, play_now: bool) -> None:
-        p = self.p
+        p = self.host
         known = self._known(step)
         if known:
             self._silent_from = None
@@ -147,6 +153,7 @@ class HarmonizeMode:
             if self._standing is not None and step > self._standing[0]:
                 self._standing = None  # a new melody note: its own chord, and nothing stands
         if not known:
+            assert self._silent_from is not None
             if step - self._silent_from >= encoding.STEPS_PER_BEAT:
                 known = {v: encoding.REST for v in range(V)}  # the player stopped: so does the harmony
             else:
@@ -158,10 +165,10 @@ class HarmonizeMode:
         snapshot = p.stream.snapshot()
         chord = None
         if restrict is ATTACKS and len(known) == 1:
-            p.stats.melody_chords += 1
-            chord = p.stream.chord_for(step, known[0])
+            self.counts["melody_chords"] += 1
+            chord = p.stream.ahead.chord_for(step, known[0])
         if chord is not None:
-            p.stats.chords_ahead += 1
+            self.counts["chords_ahead"] += 1
             tokens = p.stream.feed_chord(step, chord)
         else:
             tokens = p.stream.feed(step, known, restrict=restrict, pad="rest", max_pad=0)
@@ -171,7 +178,7 @@ class HarmonizeMode:
         self._prepared(step, known, tokens)  # after the chord is out: off the melody note's path
 
     def _play(self, step: int, known: dict[int, int], tokens: np.ndarray, now: float, play_now: bool) -> None:
-        p = self.p
+        p = self.host
         velocity = p.player.last_velocity if p.settings.velocity == "follow" else int(p.settings.velocity)
         frames = []
         for voice in range(V):
@@ -188,12 +195,16 @@ class HarmonizeMode:
     def _prepared(self, step: int, known: dict[int, int], tokens: np.ndarray) -> None:
         """After the chord under a melody note struck on the beat before a strong beat: if it
         is the root-position dominant :class:`Preparing` keeps, it stands to the strong beat."""
-        stream = self.p.stream
+        stream = self.host.stream
         if not stream.upbeat(step % stream.bar_steps):
             return
         self._standing = None
         preparing = Preparing(stream.keys.key)
-        if encoding.is_attack(known.get(0, encoding.REST)) and preparing.prepares(known[0]) and stream.sampler.config.chord_draws > 1:
+        if (
+            encoding.is_attack(known.get(0, encoding.REST))
+            and preparing.prepares(known[0])
+            and stream.sampler.config.chord_draws > 1
+        ):
             masks = preparing.standing(tokens)
             if masks is not None:
                 self._standing = (step, step + encoding.STEPS_PER_BEAT, masks)
@@ -202,7 +213,7 @@ class HarmonizeMode:
     def background(self, now_seconds: float) -> bool:
         """One batched engine step towards the chords under the likely next melody notes.
         True while more remains."""
-        p = self.p
+        p = self.host
         if p.stream.grid_step is None:
             return False
         due = p.out.next_due()
@@ -210,7 +221,7 @@ class HarmonizeMode:
             return False  # the output thread is about to need the interpreter
         version = p.stream.version
         if self._ahead is None or self._ahead[0] != version:
-            job = p.stream.chords_ahead(self._melody_candidates(), ATTACKS)
+            job = p.stream.ahead.compute(self._melody_candidates(), ATTACKS)
             if job is None:
                 self._ahead = None
                 return False
@@ -224,7 +235,7 @@ class HarmonizeMode:
 
     def _melody_candidates(self) -> list[int]:
         """Melody attacks nearest the last melody pitch first, within the model's range."""
-        p = self.p
+        p = self.host
         last = int(p.stream.last[0])
         if encoding.is_pitch_token(last):
             centre = encoding.token_pitch(last)
@@ -232,5 +243,8 @@ class HarmonizeMode:
             held = [n.pitch for n in (*p.player.held.values(), *p.player.released[-1:])]
             centre = max(held) if held else 72
         span = self.speculate_semitones
-        pitches = sorted(range(max(encoding.PITCH_LOW, centre - span), min(encoding.PITCH_HIGH, centre + span) + 1), key=lambda q: (abs(q - centre), q))
+        pitches = sorted(
+            range(max(encoding.PITCH_LOW, centre - span), min(encoding.PITCH_HIGH, centre + span) + 1),
+            key=lambda q: (abs(q - centre), q),
+        )
         return [encoding.attack(q) for q in pitches]

@@ -18,13 +18,28 @@ come out as tuples of ints: ``(status, data...)``; a complete SysEx as ``(0xF0, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+
+from bachd.midi import (
+    CHANNEL_PRESSURE,
+    CONTROL,
+    NOTE_OFF,
+    NOTE_ON,
+    PITCH_BEND,
+    POLY_PRESSURE,
+    PROGRAM,
+    SONG_POSITION,
+    SONG_SELECT,
+    SYSEX,
+    SYSEX_END,
+    TIME_CODE,
+    TUNE_REQUEST,
+)
 
 SYSEX_LIMIT = 65536
-SYSEX, SYSEX_END = 0xF0, 0xF7
-_CHANNEL_DATA = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
-_SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}  # F4, F5: undefined
+_CHANNEL_DATA = {NOTE_OFF: 2, NOTE_ON: 2, POLY_PRESSURE: 2, CONTROL: 2, PROGRAM: 1, CHANNEL_PRESSURE: 1, PITCH_BEND: 2}
+_SYSTEM_DATA = {TIME_CODE: 1, SONG_POSITION: 2, SONG_SELECT: 1, TUNE_REQUEST: 0}  # F4, F5: undefined
 
 
 @dataclass

@@ -26,35 +26,27 @@ always runs):
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
-from bachd.music import encoding
-from bachd.live.clock import Clock, InternalClock, MidiClock
-from bachd.live.continuation import ContinueMode
-from bachd.live.harmonizer import HarmonizeMode
-from bachd.live.player import PlayerInput
-from bachd.presets import LiveSettings
-from bachd.live.scheduler import OutputStage
 from bachd.errors import BachdError
-from bachd.settings import SETTINGS, check
+from bachd.live.clock import Clock
+from bachd.live.modes import LiveMode, mode_class, mode_figures
+from bachd.live.player import PlayerInput
+from bachd.live.scheduler import Output
 from bachd.live.stream import Stream
-
-MODES = {"continue": ContinueMode, "harmonize": HarmonizeMode}
-# The live settings the sampler reads (LiveSettings.sampling); the others are read as they are used.
-SAMPLING = ("temperature", "top_p", "rhythm_temperature", "key_pull", "inner_pull", "minor_pull", "root_pull",
-            "chord_draws", "allow_parallels")
+from bachd.music import encoding
+from bachd.presets import LiveSettings
+from bachd.settings import SAMPLING, SETTINGS, check
 
 
 @dataclass
 class PerformerStats:
+    """The performer's own figures; each mode keeps its own (:attr:`Performer.mode_counts`)."""
+
     notes_in: int = 0
-    answers: int = 0
-    interrupted: int = 0
     panics: int = 0
-    rollbacks: int = 0
-    melody_chords: int = 0  # harmonize: chords struck under a new melody note
-    chords_ahead: int = 0  # ... of which were computed ahead
     starts: int = 0  # MIDI Start
     stops: int = 0  # MIDI Stop
     relocations: int = 0  # Song Position Pointer jumps
@@ -62,21 +54,32 @@ class PerformerStats:
 
 
 class Performer:
-    """Continue (call and response) or harmonize, on any :class:`~bachd.live.clock.Clock`."""
+    """Any live mode (:data:`bachd.registry.MODES`) on any clock (:data:`bachd.registry.CLOCKS`)."""
 
     lookahead_seconds = 0.03  # compute a step this long before it is due
 
-    def __init__(self, stream: Stream, clock: Clock, out: OutputStage, settings: LiveSettings):
+    def __init__(self, stream: Stream, clock: Clock, out: Output, settings: LiveSettings):
         self.stream, self.clock, self.out, self.settings = stream, clock, out, settings
         stream.bar_steps = encoding.bar_period(settings.steps_per_bar)  # grid step 0 is a downbeat
         self.stats = PerformerStats()
         self.player = PlayerInput(clock, settings.max_hold_beats)
-        self.mode_player = MODES[settings.mode](self)
+        self.mode_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)  # mode name -> its figures
+        self.live_mode: LiveMode = self._new_mode(settings.mode)
         self._relocated = False  # a song position arrived while stopped
+
+    def _new_mode(self, name: str) -> LiveMode:
+        return mode_class(name)(self, self.mode_counts[name])
 
     @property
     def mode(self) -> str:
-        return self.mode_player.name
+        return self.live_mode.name
+
+    def figures(self) -> dict[str, int]:
+        """The modes' figures, every registered mode's names there (0 where unused)."""
+        totals: Counter[str] = Counter()
+        for counts in self.mode_counts.values():
+            totals.update(counts)
+        return {name: totals[name] for name in mode_figures()}
 
     @property
     def held(self) -> dict:
@@ -85,7 +88,7 @@ class Performer:
     @property
     def state(self) -> str:
         """stopped, or the mode's activity: listening, answering, harmonizing."""
-        return self.mode_player.activity if self.clock.running else "stopped"
+        return self.live_mode.activity if self.clock.running else "stopped"
 
     # --- notes and controls -------------------------------------------------------------------
     def note_on(self, t_seconds: float, note: int, velocity: int) -> None:
@@ -96,15 +99,15 @@ class Performer:
             return
         self.stats.notes_in += 1
         step = self.player.note_on(t_seconds, note, velocity)
-        self.mode_player.note_on(t_seconds, step, velocity)
+        self.live_mode.note_on(t_seconds, step, velocity)
 
     def note_off(self, t_seconds: float, note: int) -> None:
         played = self.player.note_off(t_seconds, note)
         if played is not None:  # a note-off with no note-on: nothing to do
-            self.mode_player.note_off(t_seconds, played)
+            self.live_mode.note_off(t_seconds, played)
 
     def end_of_call(self) -> None:
-        self.mode_player.end_of_call()
+        self.live_mode.end_of_call()
 
     def set_mode(self, mode: str) -> None:
         self.change("mode", mode)
@@ -116,7 +119,7 @@ class Performer:
         self.out.silence()
         self.player.clear()
         self.stream.cut()
-        self.mode_player.panic()
+        self.live_mode.panic()
 
     def input_lost(self) -> None:
         """Input was lost before bachd could read it (a flood past the input queue), or came
@@ -128,7 +131,7 @@ class Performer:
         self.stats.input_resets += 1
         self._halt()
         self.stream.restart()
-        self.mode_player = MODES[self.mode](self)
+        self.live_mode = self._new_mode(self.mode)
 
     def set_temperature(self, temperature: float) -> None:
         self.change("temperature", temperature, "CC")
@@ -136,7 +139,7 @@ class Performer:
     def set_response_bars(self, bars: int) -> None:
         self.change("response_bars", bars, "CC")
 
-    def change(self, name: str, value, source: str = "CC", now_seconds: Optional[float] = None):
+    def change(self, name: str, value: Any, source: str = "CC", now_seconds: Optional[float] = None) -> Any:
         """Set live setting ``name`` while playing: the one path for a CC knob, the control
         surface and a preset switched to. Checked like a flag or a preset key (a bad value
         raises :class:`~bachd.errors.BachdError` naming ``source``); returns the value kept.
@@ -152,14 +155,12 @@ class Performer:
         if value == getattr(self.settings, name):
             return value
         if name == "bpm":
-            if not isinstance(self.clock, InternalClock):
-                raise BachdError(f"{source}: the tempo follows the {self.settings.clock} clock; change it there")
-            self.clock.set_bpm(value, self.clock.origin_seconds if now_seconds is None else now_seconds)
+            self.clock.set_bpm(value, now_seconds, source)  # refused on a clock that follows another
         self.settings = replace(self.settings, **{name: value})
         if name == "mode":
             self.out.silence()
             self.stream.cut()  # what the other mode sounded is released: nothing holds over
-            self.mode_player = MODES[value](self)
+            self.live_mode = self._new_mode(value)
         elif name == "out_channel":
             self.out.set_channels(self.settings.out_channels())
         elif name == "max_hold_beats":
@@ -181,7 +182,7 @@ class Performer:
         self.stats.starts += 1
         self._relocated = False
         self.stream.restart()
-        self.mode_player = MODES[self.mode](self)
+        self.live_mode = self._new_mode(self.mode)
 
     def transport_continue(self, t_seconds: float) -> None:
         if self.clock.running:
@@ -190,11 +191,10 @@ class Performer:
         if self._relocated:
             self._relocated = False
             self.stream.relocate()
-        self.mode_player.reset()
+        self.live_mode.reset()
 
     def song_position(self, t_seconds: float, sixteenths: int) -> None:
-        if isinstance(self.clock, MidiClock):
-            self.clock.song_position(sixteenths)
+        self.clock.song_position(sixteenths)
         self.stats.relocations += 1
         if self.clock.running:
             self._halt()
@@ -208,11 +208,11 @@ class Performer:
         self.out.silence()
         self.player.clear()
         self.stream.cut()
-        self.mode_player.reset()
+        self.live_mode.reset()
 
     def shutdown(self, wait_seconds: Optional[float] = None) -> None:
         self.out.silence(wait_seconds)
-        self.mode_player.reset()
+        self.live_mode.reset()
 
     # --- time ---------------------------------------------------------------------------------
     def update(self, now_seconds: float) -> None:
@@ -222,18 +222,18 @@ class Performer:
         storm_over = self.player.storm_over_at()
         if storm_over is not None and now_seconds >= storm_over:
             self.input_lost()
-        self.mode_player.update(now_seconds)
-        self.player.forget_before(self.mode_player.horizon())
+        self.live_mode.update(now_seconds)
+        self.player.forget_before(self.live_mode.horizon())
 
     def background(self, now_seconds: float) -> bool:
         """Spare-time work, called when nothing is due (harmonize: chords ahead). True while
         more remains."""
-        return self.clock.running and self.mode_player.background(now_seconds)
+        return self.clock.running and self.live_mode.background(now_seconds)
 
     def next_wakeup(self, now_seconds: float) -> Optional[float]:
         """The next time :meth:`update` has work to do (None: only input can create work)."""
         if not self.clock.running:
             return None
-        wake = self.mode_player.next_wakeup(now_seconds)
+        wake = self.live_mode.next_wakeup(now_seconds)
         storm_over = self.player.storm_over_at()
         return storm_over if wake is None or (storm_over is not None and storm_over < wake) else wake

@@ -11,11 +11,12 @@ otherwise stay the melody, or hold a call open, for as long as the player goes o
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from bachd.music import encoding
 from bachd.live.clock import Clock
+from bachd.music import encoding
 
 V = encoding.NUM_VOICES
 MAX_HELD_NOTES = 16  # a stuck keyboard or a note-on storm cannot grow this without bound
@@ -125,7 +126,11 @@ class PlayerInput:
         """The player's tokens at ``step``: sounding notes, highest first, onto at most
         ``voices`` voice slots (1: the melody alone). ``last_tokens`` are the previous step's
         tokens, which tell a held note from a new one."""
-        notes = [n for n in (*self.held.values(), *self.released) if n.on_step <= step and (n.off_step is None or n.off_step > step)]
+        notes = [
+            n
+            for n in (*self.held.values(), *self.released)
+            if n.on_step <= step and (n.off_step is None or n.off_step > step)
+        ]
         if not notes:
             return {}
         by_pitch: dict[int, PlayedNote] = {}
@@ -134,7 +139,7 @@ class PlayerInput:
         ordered = list(by_pitch.values())
         if voices < V:  # the melody (and the voices under it) from the top down
             ordered = ordered[:voices]
-            slots = range(len(ordered))
+            slots: Sequence[int] = range(len(ordered))
         else:  # four or fewer parts: the top ones and the bass
             if len(ordered) > V:
                 ordered = ordered[: V - 1] + ordered[-1:]
@@ -149,4 +154,4 @@ class PlayerInput:
 
     def forget_before(self, step: int) -> None:
         if len(self.released) > 8:
-            self.released = [n for n in self.released if n.off_step >= step]
+            self.released = [n for n in self.released if n.off_step is None or n.off_step >= step]

@@ -19,14 +19,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from bachd.errors import BachdError
 from bachd.live.player import STORM_QUIET_SECONDS
+from bachd.midi import BACKENDS
 from bachd.quiet import quiet_fd2
 
-BACKENDS = ("alsa", "jack", "coremidi", "windows")
-_API_ATTRS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
+_API_ATTRS = {
+    "alsa": "API_LINUX_ALSA",
+    "jack": "API_UNIX_JACK",
+    "coremidi": "API_MACOSX_CORE",
+    "windows": "API_WINDOWS_MM",
+}
 _VIRTUAL = {"alsa", "jack", "coremidi"}
 INPUT_QUEUE_LIMIT = 65536
 QUIET_SECONDS = STORM_QUIET_SECONDS  # a quiet spell in the input this long ends a flood's backlog
@@ -115,7 +120,9 @@ class JackWatch:
 
         self.gone = False
         # python-rtmidi's wheels carry their own libjack: quiet every copy in the process.
-        libraries = [ctypes.CDLL(path) for path in _loaded_libjacks()] or [ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")]
+        libraries = [ctypes.CDLL(path) for path in _loaded_libjacks()] or [
+            ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+        ]
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         message_function = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
         # A C function that reads the string and does nothing with it (strlen), so libjack's
@@ -172,7 +179,8 @@ class JackWatch:
         function.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
         result = function(ctypes.c_void_p(self._client), source.encode(), destination.encode())
         if result not in (0, 17):  # 17: EEXIST, already connected
-            raise BachdError(f"JACK could not {'connect' if connect else 'disconnect'} {source} → {destination} (error {result})")
+            raise BachdError(f"JACK could not {'connect' if connect else 'disconnect'} {source} → {destination} "
+                             f"(error {result})")
 
     def _names(self, array) -> list[str]:
         import ctypes
@@ -210,13 +218,13 @@ def _loaded_libjacks() -> list[str]:
 @dataclass
 class MidiPorts:
     backend: str
-    midi_in: object
-    midi_out: object
+    midi_in: Any  # rtmidi.MidiIn
+    midi_out: Any  # rtmidi.MidiOut
     in_label: str
     out_label: str
     dropped: int = 0
     watch: Optional[JackWatch] = None
-    keepalive_out: object = None  # JACK: bachd's own SysEx into its input (see keepalive)
+    keepalive_out: Any = None  # JACK: bachd's own SysEx into its input (see keepalive)
     opened: tuple[tuple[str, str], ...] = ()  # existing ports opened by name: (kind, port)
     jack_ports: tuple[str, str] = ("", "")  # JACK: bachd's own input and output port, "client:port"
     _next_keepalive: float = 0.0
@@ -228,7 +236,7 @@ class MidiPorts:
     quiet_before: tuple[int, ...] = ()
     _quiet_seconds: float = 0.0  # since the last message other than bachd's own keepalive
 
-    def lost(self, now_seconds: float) -> Optional[str]:
+    def gone(self, now_seconds: float) -> Optional[str]:
         """What went away, if the MIDI system or an opened port did (None: all is well)."""
         if self._lost is None and self.watch is not None and self.watch.gone:
             self._lost = "the JACK server went away"
@@ -255,7 +263,7 @@ class MidiPorts:
     def poll(self, limit: int = 512) -> list[tuple[float, list[int]]]:
         """Messages waiting in rtmidi's input queue, stamped with the monotonic time now."""
         now = time.monotonic()
-        messages = []
+        messages: list[tuple[float, list[int]]] = []
         quiet = []
         get = self.midi_in.get_message
         while len(messages) < limit:
@@ -332,7 +340,8 @@ def patch(ports: MidiPorts, side: str, other: str, connect: bool) -> None:
     """Connect bachd's ``side`` ("input" or "output") to the port ``other`` (JACK only)."""
     watch = ports.watch
     if ports.backend != "jack" or watch is None or watch.gone:
-        raise BachdError(f"bachd connects its ports itself on JACK only; on {ports.backend}, connect them in your DAW or MIDI settings")
+        raise BachdError(f"bachd connects its ports itself on JACK only; on {ports.backend}, connect them in your DAW "
+                         "or MIDI settings")
     listed = port_map(ports)
     choices = listed["sources"] if side == "input" else listed["destinations"]
     if other not in choices and other not in listed["input_from" if side == "input" else "output_to"]:
@@ -348,9 +357,14 @@ def open_ports(in_name: str = "bachd-in", out_name: str = "bachd-out", backend: 
     if backend != "auto" and backend not in BACKENDS:
         raise BachdError(f"unknown MIDI backend {backend!r} (auto, {', '.join(BACKENDS)})")
     compiled = compiled_backends()
-    order = [b for b in compiled if b != "windows"] + (["windows"] if "windows" in compiled else []) if backend == "auto" else [backend]
+    order = (
+        [b for b in compiled if b != "windows"] + (["windows"] if "windows" in compiled else [])
+        if backend == "auto"
+        else [backend]
+    )
     if backend != "auto" and backend not in compiled:
-        raise BachdError(f"the {backend} MIDI backend is not available in this build of python-rtmidi (available: {', '.join(compiled) or 'none'})")
+        raise BachdError(f"the {backend} MIDI backend is not available in this build of python-rtmidi (available: "
+                         f"{', '.join(compiled) or 'none'})")
     reasons = []
     for name in order:
         works, why, _, _ = probe(name)
@@ -374,8 +388,12 @@ def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
     midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
     ports = MidiPorts(backend, midi_in, midi_out, "", "")
     try:
-        ports.in_label = _open_side(midi_in, in_name, backend, sources=midi_in.get_ports(), rivals=midi_out.get_ports(), kind="input")
-        ports.out_label = _open_side(midi_out, out_name, backend, sources=midi_out.get_ports(), rivals=midi_in.get_ports(), kind="output")
+        ports.in_label = _open_side(
+            midi_in, in_name, backend, sources=midi_in.get_ports(), rivals=midi_out.get_ports(), kind="input"
+        )
+        ports.out_label = _open_side(
+            midi_out, out_name, backend, sources=midi_out.get_ports(), rivals=midi_in.get_ports(), kind="output"
+        )
     except BachdError:
         ports.close()
         raise
@@ -409,12 +427,15 @@ def _open_side(port, name: str, backend: str, sources: list[str], rivals: list[s
                 return f"connected to {sources[existing]}"
             if ":" in name:  # "client:port" names a port that exists; bachd never creates one so named
                 listed = ", ".join(sources) or "none"
-                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); give an existing port's name, or a name without ':' for a new virtual port")
+                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); give an existing port's "
+                                 "name, or a name without ':' for a new virtual port")
             if backend not in _VIRTUAL:
                 listed = ", ".join(sources) or "none"
-                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); {backend} has no virtual ports, so create one (e.g. with loopMIDI) and pass its name")
+                raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); {backend} has no virtual "
+                                 "ports, so create one (e.g. with loopMIDI) and pass its name")
             if _match(name, rivals) is not None:
-                raise BachdError(f"a MIDI port named '{name}' already exists (is another bachd running?); choose another name with {'--in' if kind == 'input' else '--out'}")
+                raise BachdError(f"a MIDI port named '{name}' already exists (is another bachd running?); choose "
+                                 f"another name with {'--in' if kind == 'input' else '--out'}")
             port.open_virtual_port(name)
         except BachdError:
             raise

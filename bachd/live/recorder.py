@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Optional
 
 import mido
 
 from bachd.errors import BachdError
-from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES
 from bachd.music.encoding import VOICES
+from bachd.outputs import MIDI_SUFFIXES, SCORE_SUFFIXES
 
 TICKS_PER_BEAT = 480
 VOICE_CHANNELS = (0, 1, 2, 3)
@@ -186,3 +188,44 @@ def render(events: list[_Event], end_seconds: float, beats_per_bar: int = 4) -> 
         midi.tracks.append(track)
     return midi
 
+
+
+class LiveRecording:
+    """The recording of a ``bachd run``: bachd's voices and the answers as they are sent,
+    the player's notes as the worker reads them, the tempo and a write at least once a bar
+    from the main thread, and the last write (and the score) at the end. A failed write is
+    said once on stderr, and bachd plays on."""
+
+    def __init__(
+        self, path: Path, now_seconds: float, bpm: float, beats_per_bar: int, bar_seconds: Callable[[], float]
+    ):
+        # The first, empty file now: a place that cannot be written fails before bachd plays.
+        self.recorder = Recorder(path, now_seconds, bpm, beats_per_bar)
+        self.recorder.write(now_seconds)
+        self.path = self.recorder.path
+        self.error: Optional[str] = None
+        self._bar_seconds = bar_seconds
+        self._written_at = now_seconds
+
+    def keep(self, now_seconds: float, bpm: float) -> None:
+        """The tempo now, and a write once a bar has passed since the last."""
+        self.recorder.tempo(now_seconds, bpm)
+        if now_seconds - self._written_at >= self._bar_seconds():
+            self._write(now_seconds)
+            self._written_at = now_seconds
+
+    def finish(self, now_seconds: float) -> Optional[str]:
+        """The last write and the score; what to tell the user, if it was written."""
+        self._write(now_seconds, finish=True)
+        if not self.recorder.finished:
+            return None
+        score = f", its score in {self.recorder.score_path}" if self.recorder.score_path else ""
+        return f"the session is recorded in {self.recorder.path}{score}"
+
+    def _write(self, now_seconds: float, finish: bool = False) -> None:
+        try:
+            self.recorder.finish(now_seconds) if finish else self.recorder.write(now_seconds)
+        except BachdError as error:
+            if self.error is None:
+                sys.stderr.write(f"bachd: {error}\n")
+            self.error = str(error)

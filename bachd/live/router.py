@@ -8,28 +8,39 @@ counted as ignored; anything broken is counted by the parser.
 
 from __future__ import annotations
 
-from bachd.live.clock import Clock, MidiClock
-from bachd.live.midiparse import SYSEX, MidiParser
+from collections.abc import Sequence
+
+from bachd.live.midiparse import MidiParser
+from bachd.live.modes import mode_for_cc
 from bachd.live.performer import Performer
-from bachd.presets import LiveSettings
+from bachd.midi import (
+    ALL_NOTES_OFF,
+    ALL_SOUND_OFF,
+    CLOCK_TICK,
+    CONTINUE,
+    CONTROL,
+    DRUM_CHANNEL,
+    NOTE_OFF,
+    NOTE_ON,
+    SONG_POSITION,
+    START,
+    STOP,
+    SYSEX,
+)
 from bachd.settings import SETTINGS
 
-CLOCK_TICK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
-ALL_SOUND_OFF, ALL_NOTES_OFF = 120, 123
-DRUM_CHANNEL = 9  # channel 10: General MIDI percussion, never a melody unless asked for
 KEEPALIVE = (SYSEX, 0x7D, 0x62, 0x64)  # bachd's own SysEx (7D: non-commercial), see bachd.live.ports
 
 
 class Router:
-    def __init__(self, performer: Performer, clock: Clock, settings: LiveSettings):
-        self.performer, self.clock, self.settings = performer, clock, settings
+    def __init__(self, performer: Performer):
+        self.performer = performer
         self.parser = MidiParser()
         self.ignored = 0
         self.played: list[tuple[float, int, int, int]] = []  # (t, channel, note, velocity; 0: off): for the view
-        self._cc_roles = {number: role for role, number in settings.cc.items() if number is not None}
+        self._cc_roles = {number: role for role, number in performer.settings.cc.items() if number is not None}
 
-    def handle(self, t_seconds: float, data) -> None:
+    def handle(self, t_seconds: float, data: Sequence[int]) -> None:
         """Bytes received at ``t_seconds`` (one rtmidi message, or any fragment)."""
         if not data:
             return
@@ -42,7 +53,7 @@ class Router:
             self._system(t_seconds, message)
             return
         kind, channel = status & 0xF0, status & 0x0F
-        if not self.accepts(channel):
+        if not self.accepts(channel):  # channel 10 (drums) is never a melody unless asked for
             self.ignored += 1
             return
         if kind == NOTE_ON or kind == NOTE_OFF:
@@ -72,11 +83,11 @@ class Router:
             if message[:4] != KEEPALIVE:
                 self.ignored += 1
             return
-        if not isinstance(self.clock, MidiClock):
-            return  # on the internal clock, the DAW's transport and clock are not ours to follow
         performer = self.performer
+        if not performer.clock.follows_midi:
+            return  # on the internal clock, the DAW's transport and clock are not ours to follow
         if status == CLOCK_TICK:
-            self.clock.clock_tick(t_seconds)
+            performer.clock.midi_tick(t_seconds)
         elif status == START:
             performer.transport_start(t_seconds)
         elif status == CONTINUE:
@@ -98,6 +109,6 @@ class Router:
         elif role == "response_bars":
             self.performer.set_response_bars(SETTINGS["response_bars"].from_cc(value))
         elif role == "mode":
-            self.performer.set_mode("harmonize" if value >= 64 else "continue")
+            self.performer.set_mode(mode_for_cc(value))
         elif role == "end_of_call" and value >= 64:
             self.performer.end_of_call()

@@ -5,11 +5,11 @@
   the translation happens at the send edge, a cancelled or replaced frame can never leave a
   note hanging: every note-on it sends is in its ledger until the matching note-off is sent.
 - :class:`Scheduler` is a time-ordered queue of frames with tags that can be cancelled.
-- :class:`OutputStage` puts the two together behind a lock, sends due messages (sleep, then
+- :class:`Output` puts the two together behind a lock, sends due messages (sleep, then
   a short spin), and records each message's lateness against its due time.
 
 No threads are started here and nothing reads a MIDI port: the daemon runs
-:meth:`OutputStage.run` in its output thread, and tests drive :meth:`OutputStage.send_due`
+:meth:`Output.run` in its output thread, and tests drive :meth:`Output.send_due`
 with a manual clock and a recording sink.
 """
 
@@ -20,14 +20,15 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
+from bachd.midi import NOTE_OFF, NOTE_ON
 from bachd.music import encoding
 
-NOTE_ON, NOTE_OFF = 0x90, 0x80
 Message = tuple[int, ...]  # raw MIDI bytes
 Sink = Callable[[Message], None]
 
@@ -161,14 +162,16 @@ class LatenessStats:
         return np.roll(self._samples, -(self._count % len(self._samples)))[-n:] if n else np.zeros(0)
 
 
-class OutputStage:
+class Output:
     """The thread-safe output edge: schedule frames, play them now, cancel, silence.
 
     ``sink`` sends one raw MIDI message. Lateness is recorded for scheduled frames only:
     frames played at once (harmony answering a note) have no grid time to be late against.
     """
 
-    def __init__(self, sink: Sink, voicer: Voicer, now: Callable[[], float] = time.monotonic, spin_seconds: float = 0.0003):
+    def __init__(
+        self, sink: Sink, voicer: Voicer, now: Callable[[], float] = time.monotonic, spin_seconds: float = 0.0003
+    ):
         self._sink = sink
         self.voicer = voicer
         self._now = now

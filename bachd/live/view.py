@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from bachd.music import encoding
+
 from bachd.live.clock import Clock
+from bachd.music import encoding
 
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 ROWS = 8
@@ -66,7 +67,9 @@ class LiveView:
             tokens = self._voices_through(present)
             for step in range(present - self.rows + 1, present + 1):
                 cells = [self._cell(t) for t in tokens.get(step, [encoding.REST] * encoding.NUM_VOICES)]
-                lines.append(f"{self._position(step):>13s}  {self._input_cell(step):10s} " + " ".join(f"{c:7s}" for c in cells))
+                lines.append(
+                    f"{self._position(step):>13s}  {self._input_cell(step):10s} " + " ".join(f"{c:7s}" for c in cells)
+                )
         return lines
 
     def roll(self, now_seconds: float, steps: int = KEEP_STEPS) -> dict:
@@ -80,7 +83,11 @@ class LiveView:
         with self._lock:  # copied under the lock, worked out after: the output thread never waits long
             played = [list(note) for note in self._in]
             sent = {step: list(row) for step, row in self._out.items()}
-        notes = [[0, pitch, max(on, first), off] for pitch, on, off in played if (off is None or off > first) and on <= present]
+        notes = [
+            [0, pitch, max(on, first), off]
+            for pitch, on, off in played
+            if (off is None or off > first) and on <= present
+        ]
         tokens = self._voices_through(present, first, sent)
         sounding: list = [None] * encoding.NUM_VOICES  # the open note per voice
         for step in range(first, present + 1):
@@ -106,7 +113,9 @@ class LiveView:
         rows = {}
         for step in range(first, present + 1):
             sent = out.get(step)
-            row = [(_continued(current[v]) if sent is None or sent[v] < 0 else sent[v]) for v in range(encoding.NUM_VOICES)]
+            row = [
+                (_continued(current[v]) if sent is None or sent[v] < 0 else sent[v]) for v in range(encoding.NUM_VOICES)
+            ]
             rows[step] = current = row
         return rows
 

@@ -39,7 +39,8 @@ def mixture_weights(teachers: list[str], weights: list[float]) -> list[float]:
     if not weights:
         weights = [1.0] * len(teachers)
     if len(weights) != len(teachers):
-        raise BachdError(f"{len(weights)} --teacher-weight for {len(teachers)} --teacher: give one per teacher, or none")
+        raise BachdError(f"{len(weights)} --teacher-weight for {len(teachers)} --teacher: give one per teacher, or "
+                         "none")
     if any(w <= 0 for w in weights):
         raise BachdError("--teacher-weight must be positive")
     total = float(sum(weights))
@@ -65,10 +66,11 @@ def soft_tables(teachers: list[str], weights: list[float], pieces: list[Piece], 
             raise BachdError(f"teacher {path} has another vocabulary than bachd's")
         config = config_of(model)
 
-        def arrays(index: int, shift: int) -> dict:
+        def arrays(index: int, shift: int, positions: int = config.positions) -> dict:
             piece = pieces[index]
             tokens = encoding.transpose_tokens(piece.tokens, shift)
-            return sequence_arrays(tokens, 0, piece.phase, piece.steps, piece_period(piece, config.positions))
+            assert tokens is not None
+            return sequence_arrays(tokens, 0, piece.phase, piece.steps, piece_period(piece, positions))
 
         items = ((key, arrays(*key)) for key in sequences)
         for batch, _, logits in whole_piece_logits(model, items, batch_tokens):

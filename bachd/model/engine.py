@@ -6,7 +6,8 @@ here each token costs one cell step per layer, on the weights of the loaded Kera
 Two interchangeable steppers share one interface:
 
 - ``numpy`` (the default): the step written out in numpy on the weights read straight from
-  the .keras file (:func:`bachd.model.modelfile.read_weights`), without importing TensorFlow. The first layer's input projection is linear in the three embeddings, so it
+  the .keras file (:func:`bachd.model.modelfile.read_weights`), without importing TensorFlow. The first
+  layer's input projection is linear in the three embeddings, so it
   is folded into lookup tables. On a small CPU a TensorFlow call costs more than the whole
   step (see benchmarks/engine.py), so this is what keeps a token well under a millisecond.
 - ``tf`` (:mod:`bachd.model.tf_engine`): a ``tf.function`` traced once on the Keras model's own
@@ -20,43 +21,30 @@ import copy
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bachd.music import encoding
 from bachd.errors import BachdError
 from bachd.model.modelfile import ModelWeights, read_weights
-from bachd.model.streaming import StreamingEngine
+from bachd.model.streaming import StreamingEngine, lstm_row_cost
+from bachd.music import encoding
+from bachd.registry import ENGINES
 
-BACKENDS = ("auto", "numpy", "tf", "xla")
 
-
-def make_engine(model, batch_size: int = 1, backend: str = "auto") -> StreamingEngine:
-    """An engine on ``model``: a .keras path, :class:`ModelWeights`, or a loaded Keras model.
+def make_engine(model: Any, batch_size: int = 1, backend: str = "auto") -> StreamingEngine:
+    """An engine on ``model`` (a .keras path, or what the backend takes besides: the numpy
+    engine, :class:`ModelWeights` or a Keras model; the tf engines, a Keras model), from
+    :data:`bachd.registry.ENGINES`.
 
     ``auto`` is the numpy engine, unless TensorFlow is already loaded in this process (training,
     evaluation) and sees a GPU. Only ``tf`` and ``xla`` import TensorFlow."""
-    if backend not in BACKENDS:
-        raise BachdError(f"unknown engine backend {backend!r} ({', '.join(BACKENDS)})")
     if backend == "auto":
         backend = "tf" if _tf_sees_gpu() else "numpy"
-    if backend == "numpy":
-        if isinstance(model, (str, Path)):
-            model = read_weights(model)
-        elif not isinstance(model, ModelWeights):
-            from bachd.model.keras_model import weights_of
-
-            model = weights_of(model)
-        return NumpyEngine(model, batch_size)
-    from bachd.model.tf_engine import TFEngine
-
-    if isinstance(model, (str, Path)):
-        from bachd.model.keras_model import load_model
-
-        model = load_model(model)
-    elif isinstance(model, ModelWeights):
-        raise BachdError("the tf engine needs the Keras model or its file, not its weights")
-    return TFEngine(model, batch_size, jit_compile=backend == "xla")
+    if backend not in ENGINES:
+        raise BachdError(f"unknown engine backend {backend!r} (auto, {', '.join(ENGINES)})")
+    engine: StreamingEngine = ENGINES[backend].load(model, batch_size)
+    return engine
 
 
 def _tf_sees_gpu() -> bool:
@@ -73,9 +61,23 @@ class NumpyEngine(StreamingEngine):
       sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o and tanh(z) for the cell input.
     """
 
+    backend = "numpy"
+
+    @classmethod
+    def load(cls, model: Any, batch_size: int = 1) -> NumpyEngine:
+        if isinstance(model, (str, Path)):
+            model = read_weights(model)
+        elif not isinstance(model, ModelWeights):
+            from bachd.model.keras_model import weights_of
+
+            model = weights_of(model)
+        return cls(model, batch_size)
+
     def __init__(self, weights: ModelWeights, batch_size: int = 1):
+        self.check_architecture(weights.config.architecture)
         self.config = config = weights.config
         self.batch_size = int(batch_size)
+        self.row_cost = lstm_row_cost(config.lstm_units)
 
         def read(key: str) -> np.ndarray:
             return np.asarray(weights[key], np.float64)
@@ -86,7 +88,7 @@ class NumpyEngine(StreamingEngine):
         self._input_kernels: list[np.ndarray] = []  # kernel rows for x, then for h, stacked
         self._biases: list[np.ndarray] = []
         self._epsilons = [config.norm_epsilon] * config.lstm_layers
-        gamma = beta = None
+        gamma = beta = np.empty(0)  # the previous LayerNorm's, folded into the next kernel (from layer 1)
         for i in range(config.lstm_layers):
             kernel, recurrent, bias = (read(f"lstm_{i}/{name}") for name in ("kernel", "recurrent_kernel", "bias"))
             if i == 0:
@@ -108,7 +110,9 @@ class NumpyEngine(StreamingEngine):
                 return np.zeros((rows, 4 * units), np.float32)
             return (read(key) @ first_kernel * gate_scale).astype(np.float32)
 
-        self._token_proj = ((read("token_embedding/embeddings") @ first_kernel + first_bias) * gate_scale).astype(np.float32)
+        self._token_proj = ((read("token_embedding/embeddings") @ first_kernel + first_bias) * gate_scale).astype(
+            np.float32
+        )
         self._voice_proj = project("voice_embedding")
         self._beat_proj = project("beat_embedding")
         self._key_proj = project("key_embedding", encoding.KEY_ROWS) if config.use_key else None
@@ -129,14 +133,16 @@ class NumpyEngine(StreamingEngine):
         if self._key_term is not None:
             z = z + self._key_term
         units = self._units
-        normed = None
+        normed = np.empty(0)  # the last layer's output, normalized
         for layer, kernel in enumerate(self._input_kernels):
             if layer == 0:
                 z = z + self._h[0] @ self._recurrent0
             else:
                 z = np.concatenate([normed, self._h[layer]], axis=1) @ kernel + self._biases[layer]
             t = np.tanh(z)
-            c = (0.5 * t[:, units : 2 * units] + 0.5) * self._c[layer] + (0.5 * t[:, :units] + 0.5) * t[:, 2 * units : 3 * units]
+            c = (0.5 * t[:, units : 2 * units] + 0.5) * self._c[layer] + (0.5 * t[:, :units] + 0.5) * t[
+                :, 2 * units : 3 * units
+            ]
             h = (0.5 * t[:, 3 * units :] + 0.5) * np.tanh(c)
             self._h[layer] = h
             self._c[layer] = c
@@ -176,7 +182,9 @@ class NumpyEngine(StreamingEngine):
         partial = np.where((np.arange(window)[None, :] > np.arange(window)[:, None])[:, None, :], -np.inf, full)
         self._ring_bias = (partial.astype(np.float32), full.astype(np.float32))
         self._att_epsilon = config.norm_epsilon
-        return np.asarray(weights["norm_attention/gamma"], np.float64), np.asarray(weights["norm_attention/beta"], np.float64)
+        return np.asarray(weights["norm_attention/gamma"], np.float64), np.asarray(
+            weights["norm_attention/beta"], np.float64
+        )
 
     def _attend(self, normed: np.ndarray) -> np.ndarray:
         """(batch, units) normalised LSTM output → normalised attention block output."""
@@ -223,7 +231,7 @@ class NumpyEngine(StreamingEngine):
         z = self._token_proj[token] + self._side_proj[voice, beat]
         if self._key_term is not None:
             z += self._key_term[0]
-        normed = None
+        normed = np.empty(0)  # the last layer's output, normalized
         for layer, kernel in enumerate(self._input_kernels):
             h_prev = self._h[layer][0]
             if layer == 0:
@@ -247,7 +255,7 @@ class NumpyEngine(StreamingEngine):
         logits += self._out_bias
         return logits
 
-    def spawn(self, batch_size: int) -> "NumpyEngine":
+    def spawn(self, batch_size: int) -> NumpyEngine:
         """Another engine on the same (shared, read-only) weights, with its own state."""
         twin = copy.copy(self)
         twin.batch_size = int(batch_size)

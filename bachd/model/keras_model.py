@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bachd.music import encoding
 from bachd.errors import BachdError
 from bachd.model.modelfile import ModelConfig, ModelWeights, check_model_path, read_config, write_config
 from bachd.model.tf_setup import import_tf
+from bachd.music import encoding
 
 tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow is quiet)
@@ -75,7 +75,7 @@ class LocalAttention(keras.layers.Layer):
         return {**super().get_config(), "window": self.window, "heads": self.heads, "key_dim": self.key_dim}
 
 
-def build_model(config: ModelConfig) -> "keras.Model":
+def build_model(config: ModelConfig) -> keras.Model:
     """The sequence model. Inputs: previous token, voice and position of the target (the
     16th within the bar, or within the beat for ``positions=4``) and, with ``use_key``, the
     piece's key (:func:`bachd.music.encoding.key_row`; 0 where it is not known)."""
@@ -109,13 +109,13 @@ def build_model(config: ModelConfig) -> "keras.Model":
     return model
 
 
-def save_model(model: "keras.Model", path: str | Path) -> None:
+def save_model(model: keras.Model, path: str | Path) -> None:
     """Save the model with its ModelConfig inside, so it can be rebuilt without Keras."""
     model.save(str(path))
     write_config(path, config_of(model))
 
 
-def load_model(path: str | Path, compile: bool = False) -> "keras.Model":
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Load a bachd model with Keras safe mode; a bad file is a one-line BachdError."""
     path = check_model_path(path)
     config = read_config(path)  # also rejects a .keras file that is not a bachd model
@@ -133,12 +133,12 @@ def input_names(config: ModelConfig) -> tuple[str, ...]:
     return ("tokens", "voices", "beats") + (("keys",) if config.use_key else ())
 
 
-def config_of(model: "keras.Model") -> ModelConfig:
+def config_of(model: keras.Model) -> ModelConfig:
     """The ModelConfig a model was built from (by :func:`build_model` or read by :func:`load_model`)."""
     return model.bachd_config
 
 
-def weights_of(model: "keras.Model") -> ModelWeights:
+def weights_of(model: keras.Model) -> ModelWeights:
     """A built model's weights as the numpy engine takes them (as :func:`bachd.model.modelfile.read_weights`
     reads them from a file)."""
     layers = {layer.name: layer for layer in model.layers}

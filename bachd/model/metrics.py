@@ -8,7 +8,8 @@ tie-less corpora cannot make.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from bachd.music import encoding
 from bachd.music.corpus import Piece
 
 
-def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int = 16384, with_key: bool = False) -> dict:
+def evaluate_pieces(model: keras.Model, pieces: list[Piece], batch_tokens: int = 16384, with_key: bool = False) -> dict:
     """Sums and means over every target token of ``pieces``, overall and per voice.
 
     A model with the key input is told "not known" unless ``with_key``: the key of the whole
@@ -50,8 +51,8 @@ def evaluate_pieces(model: "keras.Model", pieces: list[Piece], batch_tokens: int
     return summarize(totals)
 
 
-def whole_piece_logits(model: "keras.Model", items: Iterable[tuple[Any, dict]], batch_tokens: int
-                       ) -> Iterator[tuple[list[tuple[Any, dict]], dict, "tf.Tensor"]]:
+def whole_piece_logits(model: keras.Model, items: Iterable[tuple[Any, dict]], batch_tokens: int
+                       ) -> Iterator[tuple[list[tuple[Any, dict]], dict, tf.Tensor]]:
     """Whole sequences through ``model`` in batches of at most ``batch_tokens`` tokens, each
     padded to its longest sequence: yields (the batch's ``(tag, arrays)`` items, their arrays
     stacked and zero-padded, float32 logits (batch, steps * voices, vocab)). Items are batched
@@ -59,7 +60,7 @@ def whole_piece_logits(model: "keras.Model", items: Iterable[tuple[Any, dict]], 
     names = input_names(config_of(model))
     batch: list[tuple[Any, dict]] = []
 
-    def run() -> tuple[list[tuple[Any, dict]], dict, "tf.Tensor"]:
+    def run() -> tuple[list[tuple[Any, dict]], dict, tf.Tensor]:
         length = max(len(a["tokens"]) for _, a in batch)
         stacked = {k: np.stack([np.pad(a[k], (0, length - len(a[k]))) for _, a in batch]) for k in batch[0][1]}
         logits = tf.cast(model({k: stacked[k] for k in names}, training=False), tf.float32)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bachd.music import encoding
 from bachd.errors import BachdError
+from bachd.music import encoding
 
 CONFIG_ENTRY = "bachd.json"
 
@@ -40,6 +40,7 @@ _VARIABLES = {
 
 @dataclass(frozen=True)
 class ModelConfig:
+    architecture: str = "lstm"  # which streaming engines can step it (bachd.model.streaming)
     vocab_size: int = encoding.VOCAB_SIZE
     embed_dim: int = 128
     lstm_units: int = 384
@@ -54,7 +55,7 @@ class ModelConfig:
     attention_key_dim: int = 32  # per head; queries, keys and values are heads × key_dim wide
     norm_epsilon: float = 1e-3  # LayerNormalization's epsilon (Keras' default)
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         if self.lstm_layers < 1 or self.lstm_units < 1 or self.embed_dim < 1:
             raise BachdError("model size options must be positive")
         if self.attention_steps < 0:
@@ -74,7 +75,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         data = {"positions": encoding.STEPS_PER_BEAT, **data}  # written before the bar input
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -11,7 +11,7 @@ shows it), and that pull compounds step after step.
 Pure numpy, no TensorFlow: the constraints are musical rules that must hold whatever the
 model says. A voice stays in its range, and a hold may only continue the pitch the same
 voice is already sounding (no hold after a rest, no hold that jumps). With
-``avoid_parallels`` (the default), a lower voice may not move in parallel fifths or octaves
+Unless ``allow_parallels``, a lower voice may not move in parallel fifths or octaves
 (in similar or contrary motion) with a voice above it that has already been chosen at this
 step, and the bass may not reach a fifth or octave with a leaping soprano in similar motion
 (hidden fifths and octaves): the rules of four-part writing that a sampled model breaks
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bachd.music import encoding
-from bachd.settings import SETTINGS, check
+from bachd.settings import SAMPLING, SETTINGS, check
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class SamplingConfig:
     temperature: float = SETTINGS["temperature"].default
     top_p: float = SETTINGS["top_p"].default
     voice_ranges: tuple[tuple[int, int], ...] = field(default=encoding.VOICE_RANGES)
-    avoid_parallels: bool = not SETTINGS["allow_parallels"].default
+    allow_parallels: bool = SETTINGS["allow_parallels"].default
     rhythm_temperature: float = SETTINGS["rhythm_temperature"].offline_default()
     key_pull: float = SETTINGS["key_pull"].offline_default()
     minor_pull: float = SETTINGS["minor_pull"].offline_default()
@@ -46,8 +46,8 @@ class SamplingConfig:
     away_hold: float = SETTINGS["away_hold"].offline_default()
     chord_draws: int = SETTINGS["chord_draws"].offline_default()
 
-    def validate(self) -> "SamplingConfig":
-        for name in ("temperature", "top_p", "rhythm_temperature", "key_pull", "minor_pull", "inner_pull", "root_pull", "max_chord_beats", "cadence_hold", "away_hold", "chord_draws"):
+    def validate(self) -> SamplingConfig:
+        for name in SAMPLING:
             check(name, getattr(self, name), "sampling")
         return self
 
@@ -77,7 +77,7 @@ class Sampler:
         else:
             self.rng = np.random.default_rng(np.random.SeedSequence(self.rng_seed, spawn_key=(self.stream_key,)))
 
-    def spawn(self, stream_key: int) -> "Sampler":
+    def spawn(self, stream_key: int) -> Sampler:
         """A sampler with the same rules and its own generator, derived from the same seed:
         draws made on one never move the other's."""
         twin = Sampler(self.config, self.rng_seed, stream_key)
@@ -113,13 +113,15 @@ class Sampler:
         """
         logits = np.asarray(logits, dtype=np.float64)
         parallels = None
-        if self.config.avoid_parallels and voice and before is not None and above is not None:
+        if not self.config.allow_parallels and voice and before is not None and above is not None:
             parallels = parallel_mask(voice, np.asarray(before).reshape(-1, 4), np.asarray(above).reshape(-1, voice))
         if logits.shape[0] == 1:
             rule = None if parallels is None else parallels[0]
             bias = None if pitch_bias is None else np.asarray(pitch_bias).reshape(-1, logits.shape[-1])[0]
             hold = 0.0 if hold_bias is None else float(np.asarray(hold_bias).reshape(-1)[0])
-            token, log_prob = self._sample_one(logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule, bias, hold)
+            token, log_prob = self._sample_one(
+                logits[0], voice, int(np.asarray(previous).reshape(-1)[0]), restrict, rule, bias, hold
+            )
             return np.array([token], np.int32), np.array([log_prob])
         log_probs = logits - _logsumexp(logits)
         mask = self.allowed(voice, previous)
@@ -182,8 +184,14 @@ class Sampler:
         return result
 
     def _sample_one(
-        self, logits: np.ndarray, voice: int, previous: int, restrict: np.ndarray | None, rule: np.ndarray | None = None,
-        pitch_bias: np.ndarray | None = None, hold_bias: float = 0.0,
+        self,
+        logits: np.ndarray,
+        voice: int,
+        previous: int,
+        restrict: np.ndarray | None,
+        rule: np.ndarray | None = None,
+        pitch_bias: np.ndarray | None = None,
+        hold_bias: float = 0.0,
     ) -> tuple[int, float]:
         """One stream, on 1-D arrays and with as few numpy calls as possible: the live path,
         where each call's overhead counts. Same distribution as the batched path."""
@@ -227,7 +235,9 @@ class Sampler:
                     chosen = chosen + pitch_bias[allowed]
                     probs = np.exp((chosen - chosen.max()) * inverse_temperature)
                 else:
-                    probs = weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+                    probs = (
+                        weights if inverse_temperature == 1.0 else np.exp((chosen - chosen.max()) * inverse_temperature)
+                    )
                 if has_hold:
                     probs[-1] = 0.0
                 if has_strike:
@@ -241,7 +251,9 @@ class Sampler:
             order = np.argsort(-probs)
             cumulative = np.cumsum(probs[order])
             kept = int(np.searchsorted(cumulative, self.config.top_p * cumulative[-1])) + 1
-            index = order[min(int(np.searchsorted(cumulative[:kept], draw * cumulative[kept - 1], side="right")), kept - 1)]
+            index = order[
+                min(int(np.searchsorted(cumulative[:kept], draw * cumulative[kept - 1], side="right")), kept - 1)
+            ]
         else:
             cumulative = np.cumsum(probs)
             index = min(int(np.searchsorted(cumulative, draw * cumulative[-1], side="right")), allowed.size - 1)
@@ -451,7 +463,11 @@ class ChordClock:
             return None
         pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
         bass_before = np.asarray(bass_before, dtype=np.int64).reshape(-1)
-        stale = (self.run >= self.limit) & (pitches == self.last[:, :-1]).all(axis=1) & (self.last != encoding.SILENT).all(axis=1)
+        stale = (
+            (self.run >= self.limit)
+            & (pitches == self.last[:, :-1]).all(axis=1)
+            & (self.last != encoding.SILENT).all(axis=1)
+        )
         stale &= bass_before >= _FIRST_ATTACK
         if not stale.any():
             return None

@@ -5,16 +5,37 @@ tested against are in :mod:`bachd.model.engine`; only this engine imports Tensor
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-from bachd.model.streaming import StreamingEngine
+from bachd.errors import BachdError
 from bachd.model.keras_model import config_of, keras, tf
+from bachd.model.modelfile import ModelWeights
+from bachd.model.streaming import StreamingEngine, lstm_row_cost
 
 
 class TFEngine(StreamingEngine):
-    def __init__(self, model: "keras.Model", batch_size: int = 1, jit_compile: bool = False):
+    backend = "tf"
+    jit_compile = False
+
+    @classmethod
+    def load(cls, model: Any, batch_size: int = 1) -> TFEngine:
+        if isinstance(model, (str, Path)):
+            from bachd.model.keras_model import load_model
+
+            model = load_model(model)
+        elif isinstance(model, ModelWeights):
+            raise BachdError(f"the {cls.backend} engine needs the Keras model or its file, not its weights")
+        return cls(model, batch_size)
+
+    def __init__(self, model: keras.Model, batch_size: int = 1):
+        self.model = model
         self.config = config_of(model)
+        self.check_architecture(self.config.architecture)
         self.batch_size = int(batch_size)
+        self.row_cost = lstm_row_cost(self.config.lstm_units)
         layers = {layer.name: layer for layer in model.layers}
         self._token_embedding = layers["token_embedding"]
         self._voice_embedding = layers.get("voice_embedding")
@@ -38,7 +59,7 @@ class TFEngine(StreamingEngine):
                 tf.Variable(tf.zeros((self.batch_size,), tf.int32), trainable=False),
             ]
         spec = tf.TensorSpec((self.batch_size,), tf.int32)
-        step = tf.function(self._step_graph, input_signature=[spec, spec, spec], jit_compile=jit_compile)
+        step = tf.function(self._step_graph, input_signature=[spec, spec, spec], jit_compile=self.jit_compile)
         self._step_fn = step.get_concrete_function()  # traced once; skips per-call dispatch
         self._voice_buf = np.zeros(self.batch_size, dtype=np.int32)
         self._beat_buf = np.zeros(self.batch_size, dtype=np.int32)
@@ -95,3 +116,14 @@ class TFEngine(StreamingEngine):
     def set_state(self, state: list[np.ndarray]) -> None:
         for variable, value in zip((*self._h, *self._c, *self._cache), state):
             variable.assign(np.broadcast_to(value, variable.shape))
+
+    def spawn(self, batch_size: int) -> TFEngine:
+        """Another engine on the same Keras model (its own traced step and state)."""
+        return type(self)(self.model, batch_size)
+
+
+class XLAEngine(TFEngine):
+    """The tf engine with its step compiled by XLA."""
+
+    backend = "xla"
+    jit_compile = True

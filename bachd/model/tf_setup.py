@@ -33,8 +33,8 @@ def import_tf():
             "(bachd run, generate and render work without it)"
         ) from None
     with quiet_fd2():
-        import tensorflow as tf
         import keras  # noqa: F401
+        import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe prints here; do it now
     tf.get_logger().setLevel(logging.ERROR)

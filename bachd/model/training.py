@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 import bachd
+from bachd.errors import BachdError
+from bachd.model.keras_model import ModelConfig, build_model, config_of, input_names, keras, load_model, save_model, tf
+from bachd.model.metrics import evaluate_pieces
+from bachd.model.modelfile import card_path, read_config
+from bachd.model.windows import CropSampler, WindowConfig, piece_key_row, piece_period, sequence_arrays
 from bachd.music import encoding
 from bachd.music.corpus import Corpus, Piece, load_corpora
-from bachd.model.windows import CropSampler, WindowConfig, piece_key_row, piece_period, sequence_arrays
-from bachd.errors import BachdError
-from bachd.model.metrics import evaluate_pieces
-from bachd.model.keras_model import ModelConfig, build_model, config_of, input_names, keras, load_model, save_model, tf
-from bachd.model.modelfile import card_path, read_config
 from bachd.outputs import check_output
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
@@ -55,7 +55,7 @@ class TrainConfig:
     teacher_weights: list[float] = field(default_factory=list)  # their mixture weights (empty: equal)
     distill: float = 0.5  # with teachers: the loss's share on the teachers' distribution
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.window.window_steps < 1:
             raise BachdError("--epochs, --batch-size and --window-steps must be at least 1")
         if self.distribute not in DISTRIBUTE:
@@ -197,7 +197,7 @@ class HardNLL(keras.metrics.SparseCategoricalCrossentropy):
         return super().update_state(hard_targets(y_true), y_pred, sample_weight)
 
 
-def compile_model(model: "keras.Model", config: TrainConfig, total_steps: int) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, total_steps: int) -> None:
     warmup = min(200, max(1, total_steps // 20))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10,
@@ -297,7 +297,7 @@ class RunState(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: TrainConfig, initial_epoch: int,
+def fit_distributed(model: keras.Model, strategy, train_ds, valid_ds, config: TrainConfig, initial_epoch: int,
                     steps_per_epoch: int, callbacks: list) -> None:
     """The training loop for MultiWorkerMirroredStrategy, which Keras 3's ``fit()`` cannot
     run (keras-team/keras#20585): each replica computes the loss of its share of the global
@@ -371,14 +371,14 @@ def fit_distributed(model: "keras.Model", strategy, train_ds, valid_ds, config: 
     hooks.on_train_end()
 
 
-def _swap_average(model: "keras.Model") -> None:
+def _swap_average(model: keras.Model) -> None:
     """Exchange the model's weights with the optimizer's moving average of them."""
     swap = keras.callbacks.SwapEMAWeights()
     swap.set_model(model)
     swap._swap_variables()
 
 
-def validation_nll(model: "keras.Model", valid_ds) -> float:
+def validation_nll(model: keras.Model, valid_ds) -> float:
     """The validation NLL the training loop logs (``val_nll``), for weights not yet trained."""
     total = weight = 0.0
     for x, y, w in valid_ds:
@@ -389,7 +389,7 @@ def validation_nll(model: "keras.Model", valid_ds) -> float:
     return total / max(weight, 1.0)
 
 
-def save_artifact(model: "keras.Model", path: Path) -> None:
+def save_artifact(model: keras.Model, path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy: no optimizer state in shipped models."""
     clean = build_model(config_of(model))
     clean.set_weights(model.get_weights())
@@ -454,7 +454,14 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
 
         soft = soft_tables(config.teachers, config.teacher_weights, train_pieces, config.window.transpose)
     train_ds, valid_ds, steps_per_epoch = make_datasets(
-        config, train_pieces, valid_pieces, strategy, state["epoch"], model_config.positions, input_names(model_config), soft
+        config,
+        train_pieces,
+        valid_pieces,
+        strategy,
+        state["epoch"],
+        model_config.positions,
+        input_names(model_config),
+        soft,
     )
     with strategy.scope():
         if resume:
@@ -491,7 +498,9 @@ def train(config: TrainConfig, model_config: ModelConfig, resume: bool = False, 
         keras.callbacks.CSVLogger(str(directory / "log.csv"), append=resume),
     ]
     if config.distribute != "multiworker":
-        callbacks.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0))
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False, profile_batch=0)
+        )
     if resume and (directory / "best.keras").exists():
         state_callback.best_weights = load_model(directory / "best.keras").get_weights()
     elif start_weights is not None:
@@ -525,7 +534,9 @@ def corpus_metrics(model, corpora: list[Corpus]) -> dict:
     """Each corpus's valid and test figures on their own: trained on several corpora, a
     model's benchmark figure is the one on its benchmark corpus alone."""
     return {
-        corpus.spec: {split: evaluate_pieces(model, corpus.split(split)) for split in ("valid", "test") if corpus.split(split)}
+        corpus.spec: {
+            split: evaluate_pieces(model, corpus.split(split)) for split in ("valid", "test") if corpus.split(split)
+        }
         for corpus in corpora
     }
 
@@ -551,7 +562,11 @@ def write_card(model, config: TrainConfig, corpora, state: dict, command: str) -
         "parameters": int(model.count_params()),
         "training": {**asdict(config), "resumed": "elapsed_seconds_before" in state},
         "corpora": [
-            {"spec": c.spec, "pieces": {s: len(c.split(s)) for s in ("train", "valid", "test")}, "skipped": len(c.skipped)}
+            {
+                "spec": c.spec,
+                "pieces": {s: len(c.split(s)) for s in ("train", "valid", "test")},
+                "skipped": len(c.skipped),
+            }
             for c in corpora
         ],
         "split": "the corpus's own split where it has one, else 80/10/10 by a hash of each piece's name",

@@ -99,7 +99,9 @@ class CropSampler:
         key = encoding.transposed_key_row(self.key_rows[index], moved_by)
         if self.rng.random() < config.key_dropout:
             key = encoding.UNKNOWN_KEY  # so the model also plays before it knows the key
-        arrays = sequence_arrays(tokens, first_step, piece.phase, config.window_steps, piece_period(piece, self.positions), key)
+        arrays = sequence_arrays(
+            tokens, first_step, piece.phase, config.window_steps, piece_period(piece, self.positions), key
+        )
         if self.soft is not None:
             start, length = first_step * encoding.NUM_VOICES, config.window_steps * encoding.NUM_VOICES
             part = self.soft[index, moved_by][start : start + length]

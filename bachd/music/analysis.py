@@ -86,7 +86,9 @@ class Margin:
 
     def describe(self) -> str:
         amount = f"{self.amount:.0%}" if self.kind == "rel" else f"{self.amount:g}"
-        return {"above": f"at most {amount} above", "below": f"at most {amount} below"}.get(self.side, f"within ±{amount}")
+        return {"above": f"at most {amount} above", "below": f"at most {amount} below"}.get(
+            self.side, f"within ±{amount}"
+        )
 
 
 # The margins the shipped default model must meet (see the README's quality section): about
@@ -230,7 +232,7 @@ def phrase_ends(pitches: np.ndarray, attacks: np.ndarray) -> list[int]:
     """Onsets of soprano notes a half note or longer, or followed by a rest or the end."""
     ends, steps = [], pitches.shape[0]
     for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
-        end = start + _note_length(pitches, attacks, start, 0)
+        end = start + _note_length(pitches, attacks, int(start), 0)
         if end - start >= 2 * encoding.STEPS_PER_BEAT or end == steps or pitches[end, 0] == SILENT:
             ends.append(int(start))
     return ends
@@ -309,7 +311,7 @@ def _long_notes_per_parity(pitches: np.ndarray, attacks: np.ndarray) -> list[int
     per_parity = [0, 0]
     for voice in range(pitches.shape[1]):
         for start in np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT)):
-            if start % beat == 0 and _note_length(pitches, attacks, start, voice) >= 2 * beat:
+            if start % beat == 0 and _note_length(pitches, attacks, int(start), voice) >= 2 * beat:
                 per_parity[(start // beat) % 2] += 1
     return per_parity
 
@@ -333,7 +335,9 @@ def strong_beats(steps: int, phase: int, bar_steps: int) -> np.ndarray:
     return strong
 
 
-def heard_phrase_ends(pitches: np.ndarray, attacks: np.ndarray, phase: Optional[int] = None, bar_steps: int = 16) -> list[int]:
+def heard_phrase_ends(
+    pitches: np.ndarray, attacks: np.ndarray, phase: Optional[int] = None, bar_steps: int = 16
+) -> list[int]:
     """Phrase ends as a listener hears them: onsets of soprano notes of a beat or more followed
     by a rest, or of two beats or more struck on a strong beat over a bass held for a beat.
 
@@ -348,7 +352,7 @@ def heard_phrase_ends(pitches: np.ndarray, attacks: np.ndarray, phase: Optional[
         strong = strong_beats(steps, phase, bar_steps)
     ends = []
     for start in np.flatnonzero(attacks[:, 0] & (pitches[:, 0] != SILENT)):
-        length = _note_length(pitches, attacks, start, 0)
+        length = _note_length(pitches, attacks, int(start), 0)
         end = start + length
         if length >= beat and end < steps and pitches[end, 0] == SILENT:
             ends.append(int(start))
@@ -442,7 +446,9 @@ def piece_counts(tokens: np.ndarray, phase: Optional[int] = None, bar_steps: int
     full = sounding.all(axis=1)
     counts["beat_triads"], counts["root_position_triads"] = root_positions(pitches, attacks)
     counts["full_steps"] = int(full.sum())
-    counts["wide_steps"] = int((full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum())
+    counts["wide_steps"] = int(
+        (full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum()
+    )
     counts["strong_long_notes"], counts["long_notes"] = _metric(pitches, attacks)
     return counts
 
@@ -527,14 +533,16 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     return figures
 
 
-def measure(pieces: list[np.ndarray], bars: Optional[list[tuple[int, int]]] = None,
-            homes: Optional[list[tuple[int, bool]]] = None) -> dict[str, float]:
+def measure(pieces: list[np.ndarray], bars: Optional[list[tuple[Optional[int], int]]] = None,
+            homes: Optional[list[Optional[tuple[int, bool]]]] = None) -> dict[str, float]:
     """The musical figures of a list of (T, 4) token arrays; ``bars``: each one's (phase,
     bar steps) where the bar lines are known; ``homes``: the key of the whole piece each is
     a stretch of."""
     bars = bars or [(None, 16)] * len(pieces)
     homes = homes or [None] * len(pieces)
-    return summarize([piece_counts(p, phase, bar_steps, home) for p, (phase, bar_steps), home in zip(pieces, bars, homes)])
+    return summarize(
+        [piece_counts(p, phase, bar_steps, home) for p, (phase, bar_steps), home in zip(pieces, bars, homes)]
+    )
 
 
 def compare(model: dict, corpus: dict, margins: dict[str, Margin] = MARGINS) -> list[dict]:

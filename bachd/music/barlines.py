@@ -3,7 +3,8 @@
 The JSB and JS Fake Chorales arrays carry no bar lines. A chorale shows its metre all the
 same: long notes start on the strong beats, the bass moves on them, and most chorales open
 on a one-beat pickup. The estimate is for whole pieces, from their first note: how a piece
-opens is part of the evidence (without that prior, 82 % of Bach's bar lines are found). :func:`estimate_phase` scores each of the four beat positions the
+opens is part of the evidence (without that prior, 82 % of Bach's bar lines are found).
+:func:`estimate_phase` scores each of the four beat positions the
 first step could fall on with a linear model of those counts, fitted once on music21's
 chorales, whose bar lines are known (:func:`fit_phase_weights` refits it; the test
 ``tests/test_metre.py`` checks it on them).
@@ -62,8 +63,12 @@ def phase_features(tokens: np.ndarray) -> np.ndarray:
         beat = position // _BEAT
         parts = [np.bincount(beat[on_beat], weights=(lengths[on_beat, v] > 0).astype(float), minlength=4)
                  for v in range(encoding.NUM_VOICES)]
-        parts.append(np.bincount(beat[on_beat], weights=(lengths[on_beat] >= 2 * _BEAT).sum(1).astype(float), minlength=4))
-        parts.append(np.bincount(beat[on_beat], weights=(lengths[on_beat] >= 3 * _BEAT).sum(1).astype(float), minlength=4))
+        parts.append(
+            np.bincount(beat[on_beat], weights=(lengths[on_beat] >= 2 * _BEAT).sum(1).astype(float), minlength=4)
+        )
+        parts.append(
+            np.bincount(beat[on_beat], weights=(lengths[on_beat] >= 3 * _BEAT).sum(1).astype(float), minlength=4)
+        )
         features = np.concatenate(parts) / bars
         rows.append(np.concatenate([features, np.eye(len(CANDIDATES))[candidate]]))
     return np.array(rows)

@@ -13,11 +13,12 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
-from bachd.music import encoding
 from bachd.errors import BachdError
+from bachd.music import encoding
 from bachd.music.barlines import WEIGHTS, estimate_phase
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,9 @@ def _music21_fingerprint() -> list:
 def _cached(spec: str, fingerprint: list, load) -> Corpus:
     """Load through an npz cache keyed by the source and its fingerprint (no pickle)."""
     # The estimated bar lines are cached too: the estimator's weights are part of the key.
-    key = hashlib.sha1(json.dumps([_CACHE_VERSION, encoding.REPRESENTATION_VERSION, spec, fingerprint, WEIGHTS.tolist()]).encode())
+    key = hashlib.sha1(
+        json.dumps([_CACHE_VERSION, encoding.REPRESENTATION_VERSION, spec, fingerprint, WEIGHTS.tolist()]).encode()
+    )
     path = cache_dir() / f"corpus-{key.hexdigest()[:16]}.npz"
     if path.exists():
         try:
@@ -199,7 +202,7 @@ def _load_npz(path: Path, allow_pickle: bool) -> Corpus:
         keys = list(archive.keys())
         try:
             if "pitches" in keys:  # JS Fake Chorales: no split of its own
-                groups = [(None, archive["pitches"])]
+                groups: list[tuple[Optional[str], Any]] = [(None, archive["pitches"])]
             elif any(k in keys for k in SPLITS):
                 groups = [(k, archive[k]) for k in SPLITS if k in keys]
             else:

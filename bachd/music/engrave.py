@@ -31,7 +31,7 @@ def _toolkit(musicxml: str, width: int):
 
     toolkit = verovio.toolkit(False)
     # Verovio keeps its default resource path per thread; the studio engraves on its job thread.
-    if not toolkit.setResourcePath(str(files("verovio") / "data")):
+    if not toolkit.setResourcePath(str(files("verovio") / "data")):  # type: ignore[func-returns-value]  # stubs say None
         raise BachdError("Verovio's fonts are missing from its package; reinstall verovio")
     toolkit.setOptions({"pageWidth": width, "adjustPageHeight": True, "footer": "none", "scale": 40,
                         "breaks": "auto", "svgViewBox": True, "svgRemoveXlink": True})
@@ -53,7 +53,9 @@ def engraved(musicxml: str, width: int = 2100) -> tuple[str, list[tuple[int, lis
     toolkit.setOptions({"breaks": "auto", "adjustPageHeight": True, "pageHeight": 60000})
     toolkit.redoLayout()
     svg = STYLE.sub("", toolkit.renderToSVG(1))
-    timemap = [(int(entry["tstamp"]), list(entry.get("on", []))) for entry in toolkit.renderToTimemap() if entry.get("on")]
+    timemap = [
+        (int(entry["tstamp"]), list(entry.get("on", []))) for entry in toolkit.renderToTimemap() if entry.get("on")
+    ]
     return svg, timemap
 
 

@@ -143,7 +143,9 @@ def voice_biases(keys: list[Key], config) -> np.ndarray | None:
     if not pulls_toward_key(config):
         return None
     outer = scale_bias(keys, config.key_pull, config.minor_pull)
-    inner = outer if config.inner_pull == 1 else scale_bias(keys, config.key_pull * config.inner_pull, config.minor_pull)
+    inner = (
+        outer if config.inner_pull == 1 else scale_bias(keys, config.key_pull * config.inner_pull, config.minor_pull)
+    )
     return np.stack([inner if voice in INNER_VOICES else outer for voice in range(encoding.NUM_VOICES)], axis=1)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note, tokens_to_notes
 from bachd.errors import BachdError
-from bachd.music.midiread import DRUM_CHANNEL, MidiData, read_file
+from bachd.midi import DRUM_CHANNEL
+from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT, VOICE_SLOTS, Note, tokens_to_notes
+from bachd.music.midiread import MidiData, read_file
 
 TICKS_PER_BEAT = 480
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
@@ -103,7 +104,8 @@ def grid_of(data: MidiData) -> tuple[np.ndarray, np.ndarray, int]:
         if note.channel != DRUM_CHANNEL:  # General MIDI percussion: no pitches to read
             streams.setdefault((note.track, note.channel), []).append((note.pitch, note.start, note.end))
     if not streams and data.drum_notes:
-        raise BachdError(f"{path}: its only notes are drums (channel 10); give a file with a melody or parts on other channels")
+        raise BachdError(f"{path}: its only notes are drums (channel 10); give a file with a melody or parts on other "
+                         "channels")
     if not streams:
         raise BachdError(f"{path}: no notes in this MIDI file")
     by_track: dict[int, list] = {}

@@ -22,8 +22,8 @@ from typing import Optional, Union
 import mido
 
 from bachd.errors import BachdError
+from bachd.midi import DRUM_CHANNEL
 
-DRUM_CHANNEL = 9  # channel 10, 0-based
 DEFAULT_TEMPO = 500_000  # microseconds per beat (120 bpm) until a file says otherwise
 
 
@@ -74,7 +74,9 @@ class MidiData:
         self._marks = [(0, 0.0, DEFAULT_TEMPO)]  # (tick, seconds there, tempo from there)
         for tick, tempo in self.tempos:
             last_tick, last_seconds, last_tempo = self._marks[-1]
-            self._marks.append((tick, last_seconds + (tick - last_tick) * last_tempo / 1e6 / self.ticks_per_beat, tempo))
+            self._marks.append(
+                (tick, last_seconds + (tick - last_tick) * last_tempo / 1e6 / self.ticks_per_beat, tempo)
+            )
         self._mark_ticks = [mark[0] for mark in self._marks]
 
     def seconds(self, tick: int) -> float:
@@ -161,7 +163,8 @@ def _scan(mid: mido.MidiFile, name: str, limits: Limits) -> MidiData:
         for message in track:
             tick += message.time
             if tick > max_tick:
-                raise BachdError(f"{name}: longer than {limits.beats:,} beats; bachd reads files of at most {limits.beats:,} beats")
+                raise BachdError(f"{name}: longer than {limits.beats:,} beats; bachd reads files of at most "
+                                 f"{limits.beats:,} beats")
             kind = message.type
             if kind == "note_on" or kind == "note_off":
                 if message.channel == DRUM_CHANNEL:
@@ -173,7 +176,8 @@ def _scan(mid: mido.MidiFile, name: str, limits: Limits) -> MidiData:
                 if kind == "note_on" and message.velocity > 0:
                     sounding[key] = (tick, message.velocity)
                     if len(notes) + len(sounding) > limits.notes:
-                        raise BachdError(f"{name}: more than {limits.notes:,} notes; bachd reads files of at most {limits.notes:,}")
+                        raise BachdError(f"{name}: more than {limits.notes:,} notes; bachd reads files of at most "
+                                         f"{limits.notes:,}")
             elif kind == "set_tempo":
                 if message.tempo <= 0:
                     raise BachdError(f"{name}: a tempo of 0 at tick {tick}; a tempo must be above 0")

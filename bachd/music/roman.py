@@ -46,7 +46,7 @@ def _spelled(midis: list[int], names: list[tuple[str, int]]):
     for midi in midis:
         letter, alter = names[midi % 12]
         octave = (midi - (0, 2, 4, 5, 7, 9, 11)[LETTERS.index(letter)] - alter) // 12 - 1
-        out.append(pitch.Pitch(step=letter, accidental=alter or None, octave=octave))
+        out.append(pitch.Pitch(step=letter, accidental=alter or None, octave=octave))  # type: ignore[arg-type]
     return out
 
 

@@ -15,14 +15,14 @@ and "bachd" as composer. Written with music21.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from bachd.errors import BachdError
-from bachd.outputs import SCORE_SUFFIXES
 from bachd.music.analysis import detect_key, heard_phrase_ends, key_signature
 from bachd.music.encoding import NUM_VOICES, SILENT, STEPS_PER_BEAT
+from bachd.outputs import SCORE_SUFFIXES
 
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 LETTERS = "CDEFGAB"
@@ -100,7 +100,7 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
     """A music21 Score of the (T, 4) grid (pitches, attacks), step 0 that far into its bar;
     with ``analysis``, each beat's chord as a Roman numeral under the bass and the cadence
     at each phrase end on a second line (:mod:`bachd.music.roman`)."""
-    from music21 import clef, expressions, instrument, layout, meter, metadata, note, pitch, stream, tempo, tie
+    from music21 import clef, expressions, instrument, layout, metadata, meter, note, pitch, stream, tempo, tie
     from music21 import key as m21key
 
     pitches, attacks = np.asarray(pitches), np.asarray(attacks, dtype=bool)
@@ -138,7 +138,9 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
                 measure.insert(0, m21key.KeySignature(key_signature(key)))
                 measure.insert(0, meter.TimeSignature(f"{beats_per_bar}/4"))
                 if index == 0:
-                    measure.insert(0, tempo.MetronomeMark(number=round(bpm), referent=note.Note(type="quarter").duration))
+                    measure.insert(
+                        0, tempo.MetronomeMark(number=round(bpm), referent=note.Note(type="quarter").duration)
+                    )
             measures.append(measure)
         for order, voice in enumerate(voices):
             lines = [stream.Voice(id=str(order + 1)) for _ in range(bars)]
@@ -154,15 +156,18 @@ def build_score(pitches: np.ndarray, attacks: np.ndarray, offset_steps: int = 0,
                         at += value
                     position += span
                 for number, (bar, value, at) in enumerate(pieces):
+                    item: Any
                     if midi == SILENT:
                         item = note.Rest(quarterLength=value / STEPS_PER_BEAT)
                     else:
                         letter, alter = names[midi % 12]
                         octave = (midi - NATURAL[LETTERS.index(letter)] - alter) // 12 - 1
-                        item = note.Note(pitch.Pitch(step=letter, accidental=alter or None, octave=octave),
+                        item = note.Note(pitch.Pitch(step=letter, accidental=alter or None, octave=octave),  # type: ignore[arg-type]
                                          quarterLength=value / STEPS_PER_BEAT)
                         if len(pieces) > 1:
-                            item.tie = tie.Tie("start" if number == 0 else "stop" if number == len(pieces) - 1 else "continue")
+                            item.tie = tie.Tie(
+                                "start" if number == 0 else "stop" if number == len(pieces) - 1 else "continue"
+                            )
                         if number == 0 and any(start <= e < end for e in ends):
                             item.expressions.append(expressions.Fermata())
                         if len(voices) == 2:

@@ -16,15 +16,17 @@ timing instead of snapping events to block edges.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from bachd.errors import BachdError
+from bachd.midi import ALL_NOTES_OFF, ALL_SOUND_OFF, CONTROL, NOTE_OFF, NOTE_ON
 from bachd.sound.soundfont import DEFAULT_PROGRAMS, make_synth
 from bachd.sound.synth import PLAYER, NoteRenderer
 
@@ -151,7 +153,13 @@ class Monitor:
         if len(message) < 2:
             return
         status = message[0] & 0xF0
-        if status in (0x80, 0x90) and len(message) >= 3 or status == 0xB0 and len(message) >= 3 and message[1] in (120, 123):
+        if (
+            status in (NOTE_OFF, NOTE_ON)
+            and len(message) >= 3
+            or status == CONTROL
+            and len(message) >= 3
+            and message[1] in (ALL_SOUND_OFF, ALL_NOTES_OFF)
+        ):
             self._events.append((t_seconds, bytes(message[:3]), player))
 
     # --- the audio thread -------------------------------------------------------------------------
@@ -165,6 +173,7 @@ class Monitor:
     def render_block(self) -> np.ndarray:
         """Apply the events due in the next block at their offsets and render it."""
         synth, frames = self.synth, self.block_frames
+        assert synth is not None  # made when the stream opened
         start = self._frame
         now = self.now()
         if self._anchor is None:
@@ -196,9 +205,9 @@ class Monitor:
     def _synth_event(message: bytes, player: bool) -> tuple[str, tuple]:
         status, channel = message[0] & 0xF0, message[0] & 0x0F
         key = ("in" if player else "out", channel, message[1])
-        if status == 0xB0:
+        if status == CONTROL:
             return "all_off", ()
-        if status == 0x90 and message[2] > 0:
+        if status == NOTE_ON and message[2] > 0:
             registration = PLAYER if player else channel % 4
             return "on", (key, message[1], message[2], registration)
         return "off", (key,)
@@ -228,9 +237,11 @@ class Monitor:
                 if stream.write(self.render_block()):
                     self.stats.underruns += 1
             # Fade out whatever still sounds instead of cutting it off.
-            self.synth.all_notes_off()
+            synth = self.synth
+            assert synth is not None
+            synth.all_notes_off()
             for _ in range(int(0.1 * rate / self.block_frames) + 1):
-                stream.write(self.synth.render(self.block_frames))
+                stream.write(synth.render(self.block_frames))
         finally:
             stream.stop()
             stream.close()

@@ -84,11 +84,15 @@ def eval_chart(figures: dict, png: str | Path, title: str = "") -> None:
     colours = VOICE_COLOURS[: len(voices)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     left.bar(voices, nll, color=colours)
-    left.axhline(figures["pitch_nll"], color="black", linestyle="--", linewidth=1, label=f"all voices {figures['pitch_nll']:.3f}")
+    left.axhline(
+        figures["pitch_nll"], color="black", linestyle="--", linewidth=1, label=f"all voices {figures['pitch_nll']:.3f}"
+    )
     left.set_title("pitch NLL (nats/token, lower is better)")
     left.legend(fontsize=8)
     right.bar(voices, accuracy, color=colours)
-    right.axhline(figures["accuracy"], color="black", linestyle="--", linewidth=1, label=f"all voices {figures['accuracy']:.3f}")
+    right.axhline(
+        figures["accuracy"], color="black", linestyle="--", linewidth=1, label=f"all voices {figures['accuracy']:.3f}"
+    )
     right.set_ylim(0, 1)
     right.set_title("accuracy")
     right.legend(fontsize=8, loc="lower right")
@@ -112,7 +116,11 @@ def plot_history(log_csv: Path, png: Path) -> None:
     plt = _pyplot()
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = [("loss", "token NLL (nats)", float), ("accuracy", "accuracy", float), ("loss", "token perplexity", math.exp)]
+    panels = [
+        ("loss", "token NLL (nats)", float),
+        ("accuracy", "accuracy", float),
+        ("loss", "token perplexity", math.exp),
+    ]
     for axis, (key, title, transform) in zip(axes, panels):
         for prefix, label in (("", "train"), ("val_", "validation")):
             values = [transform(float(r[prefix + key])) for r in rows if r.get(prefix + key)]

@@ -42,7 +42,8 @@ def check_programs(programs, source: str = "--programs") -> tuple[int, ...]:
     if len(values) == 4:
         values.append(DEFAULT_PROGRAMS[4])
     if len(values) != 5 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 127 for v in values):
-        raise BachdError(f"{source} must be General MIDI programs 0-127 for soprano, alto, tenor, bass[, player], got {programs!r}")
+        raise BachdError(f"{source} must be General MIDI programs 0-127 for soprano, alto, tenor, bass[, player], got "
+                         f"{programs!r}")
     return tuple(values)
 
 
@@ -104,8 +105,8 @@ def find_soundfont() -> Optional[Path]:
     """The first General MIDI SoundFont in $BACHD_SOUNDFONT (a file or folder) and the usual
     places (None: there is none)."""
     places = [os.environ.get("BACHD_SOUNDFONT", ""), *SEARCH_DIRS]
-    for place in filter(None, places):
-        place = Path(os.path.expanduser(place))
+    for name in filter(None, places):
+        place = Path(os.path.expanduser(name))
         candidates = [place] if place.is_file() else sorted(
             p for p in (place.iterdir() if place.is_dir() else ()) if p.suffix.lower() in (".sf2", ".sf3"))
         for candidate in candidates:
@@ -212,7 +213,9 @@ def resolve_sound(soundfont: Optional[str]) -> Optional[Path]:
     return found if found is not None and fluidsynth_available() else None
 
 
-def make_synth(soundfont: Optional[Path], sample_rate: int, programs: tuple[int, ...] = DEFAULT_PROGRAMS) -> NoteRenderer:
+def make_synth(
+    soundfont: Optional[Path], sample_rate: int, programs: tuple[int, ...] = DEFAULT_PROGRAMS
+) -> NoteRenderer:
     from bachd.sound.synth import Synth
 
     return Synth(sample_rate) if soundfont is None else SoundFontSynth(soundfont, sample_rate, programs)

@@ -13,9 +13,10 @@ Events land on exact sample offsets inside a block, so offline renders are sampl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -249,7 +250,9 @@ def _placed(path: str | Path, sample_rate: int, synth: NoteRenderer) -> tuple[li
     return placed, total
 
 
-def render_midi(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE, synth: NoteRenderer | None = None) -> np.ndarray:
+def render_midi(
+    path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE, synth: NoteRenderer | None = None
+) -> np.ndarray:
     """A MIDI file rendered with ``synth`` (default: the organ): (frames, 2) float32, with a
     release tail."""
     synth = synth or Synth(sample_rate)

@@ -70,19 +70,28 @@ def save_preset(name, settings, description: str = "") -> Path:
 
     name = checked_preset_name(name)
     if description:
-        settings = replace(settings, description=presets.validate({"description": description}, "preset")["description"])
+        settings = replace(
+            settings, description=presets.validate({"description": description}, "preset")["description"]
+        )
     folder = presets.user_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
     text = "# Saved from bachd's control surface.\n" + "\n".join(
-        line for line in presets.describe(settings).splitlines() if not line.startswith("# ") and not line.startswith("record "))
+        line
+        for line in presets.describe(settings).splitlines()
+        if not line.startswith("# ") and not line.startswith("record ")
+    )
     temporary = path.with_suffix(".toml.tmp")
     try:
         temporary.write_text(text + "\n", encoding="utf-8")
         presets.read(temporary)  # validated like any preset before it takes the name
         os.replace(temporary, path)
     except (BachdError, UnicodeError, ValueError) as error:
-        reason = str(error).replace(str(temporary), "").strip(" :") if isinstance(error, BachdError) else "text bachd cannot save"
+        reason = (
+            str(error).replace(str(temporary), "").strip(" :")
+            if isinstance(error, BachdError)
+            else "text bachd cannot save"
+        )
         raise BachdError(f"preset '{name}' was not saved: {reason}") from None
     finally:
         temporary.unlink(missing_ok=True)  # never left behind, saved or not
@@ -97,7 +106,9 @@ def add_common_routes(app: web.Application) -> None:
         return web.json_response({"presets": preset_list()})
 
     async def one_preset(request: web.Request) -> web.Response:
-        return web.json_response({"name": request.match_info["name"], "settings": preset_values(request.match_info["name"])})
+        return web.json_response(
+            {"name": request.match_info["name"], "settings": preset_values(request.match_info["name"])}
+        )
 
     app.router.add_get("/api/settings", schema)
     app.router.add_get("/api/presets", list_presets)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 COOKIE_PREFIX = "bachd_token_"
 HEADER = "X-Bachd-Token"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from aiohttp import WSMsgType, web
 
@@ -35,7 +35,7 @@ class ControlSurface:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
         self.server = WebServer("panel.html", self._routes, host, port, token)
-        self.daemon = None
+        self.daemon: Any = None  # the Daemon, once started
         self.pages = 0  # WebSockets open now
         self._state_text = ""
         self._state_at = 0.0
@@ -47,8 +47,12 @@ class ControlSurface:
     def start(self, daemon) -> str:
         self.daemon = daemon
         self.server.start()
-        warning = "" if self.server.host in ("127.0.0.1", "localhost", "::1") else \
-            f" (warning: served on {self.server.host}, not only this computer: anyone who can reach it and has the address can play bachd)"
+        warning = (
+            ""
+            if self.server.host in ("127.0.0.1", "localhost", "::1")
+            else f" (warning: served on {self.server.host}, not only this computer: anyone who can reach it and "
+            "has the address can play bachd)"
+        )
         return f"Control surface: {self.url}{warning}"
 
     def close(self) -> None:
@@ -94,8 +98,8 @@ class ControlSurface:
                 raise BachdError(f"'{name}' cannot change while bachd plays")
             checked[name] = check(name, value, "panel")
         performer = self.daemon.performer
-        if "bpm" in checked and performer.settings.clock != "internal":  # refused before anything changes
-            raise BachdError(f"panel: the tempo follows the {performer.settings.clock} clock; change it there")
+        if "bpm" in checked and not self.daemon.clock.sets_tempo:  # refused before anything changes
+            raise BachdError(self.daemon.clock.tempo_refusal("panel"))
 
         def change(now_seconds: float):
             return {name: performer.change(name, value, "panel", now_seconds) for name, value in checked.items()}
@@ -118,8 +122,12 @@ class ControlSurface:
         wanted = presets.resolve(checked_preset_name(name))
         performer = self.daemon.performer
         current = performer.settings
-        live = {s.name: getattr(wanted, s.name) for s in SETTINGS.values() if s.live and getattr(wanted, s.name) != getattr(current, s.name)}
-        if current.clock != "internal":
+        live = {
+            s.name: getattr(wanted, s.name)
+            for s in SETTINGS.values()
+            if s.live and getattr(wanted, s.name) != getattr(current, s.name)
+        }
+        if not self.daemon.clock.sets_tempo:
             live.pop("bpm", None)  # the tempo follows the DAW or the Link session
         fixed = [s.name for s in SETTINGS.values() if not s.live and s.name not in ("description", "record")
                  and getattr(wanted, s.name) != getattr(current, s.name)]

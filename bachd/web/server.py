@@ -19,9 +19,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Awaitable, Callable, Optional
+from typing import Any, Optional
 
 from aiohttp import web
 
@@ -31,7 +32,13 @@ from bachd.web.guard import Guard, new_token
 
 UPLOAD_LIMIT = LIMITS.size  # bytes: the MIDI reader's own limit (a chorale's file is a few kB)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ASSET_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
+ASSET_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 # Every answer: no page of another site may frame it (clickjacking), run or load anything but
 # bachd's own assets in it, sniff a type into it, embed it, or learn its address (the token).
 SECURITY_HEADERS = {
@@ -124,7 +131,7 @@ class Gate:
     def __init__(self, complaints: Complaints):
         self.complaints = complaints
         self.silent: dict[socket.socket, float] = {}  # oldest first
-        self.untrusted: dict[object, float] = {}  # handler -> when it spoke; oldest first
+        self.untrusted: dict[Any, float] = {}  # handler -> when it spoke; oldest first
         self.trusted: set = set()
         self.room = asyncio.Event()
         self.closed = 0  # connections closed to make room or for taking too long
@@ -232,7 +239,9 @@ class WebServer:
         except OSError as error:
             self.sock.close()
             if error.errno == errno.EADDRINUSE:
-                raise BachdError(f"{port_flag} {port} is in use; choose another, or leave it out for a free one") from None
+                raise BachdError(
+                    f"{port_flag} {port} is in use; choose another, or leave it out for a free one"
+                ) from None
             raise BachdError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
         self.sock.listen(1024)  # a flood waits in the kernel's queue, not in dropped SYNs and retries
         self.sock.setblocking(False)

@@ -30,8 +30,9 @@ from aiohttp import web
 from bachd import presets
 from bachd.deadline import Deadline, job_deadline
 from bachd.errors import BachdError
+from bachd.midi import is_note_on
 from bachd.music.midiread import MidiData
-from bachd.web.common import checked_preset_name, add_common_routes
+from bachd.web.common import add_common_routes, checked_preset_name
 from bachd.web.server import WebServer, open_in_browser, read_json, read_upload
 
 ACTIONS = ("harmonize", "continue", "generate")
@@ -82,7 +83,9 @@ def notes_of(data: MidiData) -> tuple[list[list], float]:
 class Studio:
     def __init__(self, model_path: Path, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
         self.model_path = model_path
-        self.server = WebServer("studio.html", self._routes, host, port, token, port_flag="--port")  # a taken port: no folder left behind
+        self.server = WebServer(
+            "studio.html", self._routes, host, port, token, port_flag="--port"
+        )  # a taken port: no folder left behind
         remove_leftovers()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachd-studio")
@@ -159,7 +162,7 @@ class Studio:
 
         name = "the uploaded file"
         played = read_line(Path(name), top_line=False, data=read_bytes(body, name))
-        return sum(1 for _, message in played.events if message[0] & 0xF0 == 0x90 and message[2] > 0)
+        return sum(1 for _, message in played.events if is_note_on(message))
 
     async def _make(self, request: web.Request) -> web.Response:
         """``{"action", "upload" or "chorale", "preset", "settings", "bars"}`` → a result."""
@@ -185,7 +188,11 @@ class Studio:
     def _source(self, data: dict) -> tuple[str, str]:
         if data.get("upload") is not None:
             upload = data["upload"]
-            if not isinstance(upload, str) or not ID.fullmatch(upload) or not (self.folder / f"upload-{upload}.mid").exists():
+            if (
+                not isinstance(upload, str)
+                or not ID.fullmatch(upload)
+                or not (self.folder / f"upload-{upload}.mid").exists()
+            ):
                 raise BachdError("that upload is gone; upload the file again")
             return "upload", upload
         chorale = data.get("chorale")
@@ -215,12 +222,24 @@ class Studio:
         said: list[str] = []
         kind, name = source
         if action == "generate":
-            seed_file = str(self.folder / f"upload-{name}.mid") if kind == "upload" else None
-            generate_file(midi, self.model_path, settings.sampling(), seed_file=seed_file,
-                          seed_chorale=name if kind == "chorale" else None, bars=bars, bpm=settings.bpm,
-                          meter=Meter(settings.beats_per_bar), rng_seed=settings.rng_seed, include_seed=True, say=said.append)
+            seed_file = self.folder / f"upload-{name}.mid" if kind == "upload" else None
+            generate_file(
+                midi,
+                self.model_path,
+                settings.sampling(),
+                seed_file=seed_file,
+                seed_chorale=name if kind == "chorale" else None,
+                bars=bars,
+                bpm=settings.bpm,
+                meter=Meter(settings.beats_per_bar),
+                rng_seed=settings.rng_seed,
+                include_seed=True,
+                say=said.append,
+            )
         else:
-            melody = self.folder / f"upload-{name}.mid" if kind == "upload" else self._chorale_melody(name, action, settings)
+            melody = (
+                self.folder / f"upload-{name}.mid" if kind == "upload" else self._chorale_melody(name, action, settings)
+            )
             live = replace(settings, response_bars=bars) if action == "continue" else settings
             try:
                 replay_file(action, melody, midi, live, self.model_path, say=said.append)
@@ -265,6 +284,7 @@ class Studio:
         from bachd.music.midifile import write_midi
 
         seed = load_seed(None, name)
+        assert seed is not None  # a chorale by its name
         tokens = np.full_like(seed.tokens, encoding.REST)
         tokens[:, 0] = seed.tokens[:, 0]
         if action == "continue":
@@ -303,7 +323,8 @@ class Studio:
         disposition = "attachment" if request.query.get("download") else "inline"
         # Streamed from disk (and in ranges, as an audio element asks), never read whole.
         return web.FileResponse(path, headers={"Content-Type": mime,
-                                               "Content-Disposition": f'{disposition}; filename="bachd-{result}.{kind}"'})
+                                               "Content-Disposition": f'{disposition}; '
+                                                                      f'filename="bachd-{result}.{kind}"'})
 
 
 def remove_leftovers(folder: Optional[Path] = None) -> list[Path]:
@@ -342,7 +363,9 @@ def serve(model_path: Path, host: str, port: int, on_ready=print, open_browser: 
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         studio.start()
-        warning = "" if host in ("127.0.0.1", "localhost", "::1") else f" (warning: served on {host}, not only this computer)"
+        warning = (
+            "" if host in ("127.0.0.1", "localhost", "::1") else f" (warning: served on {host}, not only this computer)"
+        )
         on_ready(f"bachd studio: {studio.url}{warning} Ctrl-C to stop.")
         if open_browser:
             opened = open_in_browser(studio.url)

@@ -80,12 +80,12 @@ function render(state) {
   document.getElementById("transport").textContent = clock.running ? "playing" : "stopped";
   document.getElementById("tempo").textContent = `${clock.bpm.toFixed(1)} bpm`;
   document.getElementById("position").textContent = clock.position || "—";
-  document.getElementById("link").textContent = clock.link_peers === null ? `${state.ports.backend}` : `Link: ${clock.link_peers} peers`;
+  document.getElementById("link").textContent = clock.detail === null ? `${state.ports.backend}` : clock.detail;
   for (const [name, control] of Object.entries(controls)) {
     showValue(control, state.settings[name]);
     const cc = state.cc[name];
     control.row.title = control.setting.help + (cc === undefined || cc === null ? "" : ` (also CC ${cc} on your controller)`);
-    const fixedTempo = name === "bpm" && clock.kind !== "internal";
+    const fixedTempo = name === "bpm" && !clock.sets_tempo;
     control.input.disabled = fixedTempo;
     control.row.classList.toggle("fixed", fixedTempo);
   }
