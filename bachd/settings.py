@@ -136,19 +136,11 @@ class Declared:
         live=True,
         sampling=True,
     )
-    # Offline, at the model's own odds, chords change 1.22 times a beat against Bach's 1.48
-    # and every voice moves 12 % less often (bachd eval --music, 128 pieces of 16 bars);
-    # 1.5 gives 1.53-1.54 and every voice within 10 %. Live, the player's part sets the pace,
-    # and the presets were measured at 1.
+    # Offline it is raised so that chords change as often as Bach's (docs/figures.md).
     rhythm_temperature: float = _declare(1.0, "Temperature of each voice's hold-or-move choice, apart from pitch (1: "
                                               "the model's own odds; lower is plainer, higher is freer). Offline "
                                               "default 1.15.", float, 0.05, 5.0, offline=1.15, live=True, sampling=True)
-    # Chosen for the default model (2x448) on Bach's validation chorales, seeds 0-3 or 0-5:
-    # at 1 nat it puts 80-81 % of its steps in the key offline (eval --music, 128 pieces of
-    # 16 bars) and 81.2 % live (eval --harmonize), against Bach's 84 %; at 2 nats 84.9 % and
-    # 84.0 %, with more V-I/IV-I closes, and continue mode's answers keep the call's key as
-    # often as Bach's next bars (39.0 %, 32.3 at 1 nat). docs/checks.md. A model told the key
-    # (train --key-input) needs no more than minor_pull: see bachd/music/keys.py.
+    # As strong as keeps as many steps in the key as Bach's (docs/figures.md).
     key_pull: float = _declare(
         2.0,
         "How strongly (in nats) notes outside the key are held back: the opening key "
@@ -159,9 +151,7 @@ class Declared:
         live=True,
         sampling=True,
     )
-    # Offline (eval --music, 128 pieces at seeds 0-3) the full pull on every voice keeps
-    # 86-88 % of steps in the key against Bach's 84 %: his chromatic notes are mostly the
-    # alto's and tenor's passing and leading notes. README, "Musical checks".
+    # Offline mostly off: Bach's chromatic notes are mostly the inner voices' (docs/figures.md).
     inner_pull: float = _declare(1.0, "The share of key_pull that holds back the alto's and tenor's notes outside the "
                                       "key (1: as much as the soprano's and bass's; 0: not at all). Offline default "
                                       "0.15.", float, 0.0, 1.0, offline=0.15, live=True, sampling=True)
@@ -195,9 +185,7 @@ class Declared:
                                         "ends a phrase; a third of it keeps other notes from lasting past a beat (0: "
                                         "not at all). Offline generation only (generate, eval --music); default there "
                                         "3.", float, 0.0, 10.0, offline=3.0, sampling=True)
-    # Offline (eval --music, 128 pieces, seeds 0-3): without it phrase ends as heard close
-    # V-I or IV-I in any key 85 % as often as Bach's (his close in other keys too); 1 nat
-    # brings them to 95 % with the home-key closes and the phrase-end count still Bach's.
+    # So that phrase ends in other keys close as often as Bach's do (docs/figures.md).
     away_hold: float = _declare(
         0.0,
         "How strongly (in nats) the soprano holds a note struck on a V-I or IV-I close "
@@ -210,9 +198,7 @@ class Declared:
         offline=1.0,
         sampling=True,
     )
-    # Harmonize mode, eval --harmonize on the 41 validation melodies: one draw closes 12-15 %
-    # of the melody's phrase ends V-I or IV-I against Bach's 31 %; the best of 8, 22-27 %
-    # over four seeds (README, "The live harmonizer against Bach").
+    # One draw closes far fewer phrase ends than Bach does; the best of several, more (docs/figures.md).
     chord_draws: int = _declare(
         8,
         "Harmonize mode: chords drawn ahead under each likely next melody note on a strong "

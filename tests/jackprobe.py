@@ -193,12 +193,42 @@ class MidiProbe:
         """The notes still on once every note heard has been released, or after ``timeout``:
         the last note-offs bachd sent may still be on their way through JACK."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._arrived:
+        with self._arrived:
+            while True:
                 hanging = hanging_notes([r.message for r in self.received])
-            if not hanging or time.monotonic() >= deadline:
-                return hanging
-            time.sleep(0.005)
+                if not hanging or time.monotonic() >= deadline:
+                    return hanging
+                self._arrived.wait(max(0.0, deadline - time.monotonic()))
+
+    def hold(self, seconds: float) -> None:
+        """The player's timing: ``seconds`` pass in the music (a key held down, a rest between
+        notes, a DAW's transport left running). Not a wait for bachd: what bachd does is
+        waited for by :meth:`wait_for`, :meth:`nothing`, :meth:`answer_over` and :meth:`quiet`."""
+        time.sleep(seconds)
+
+    def nothing(self, seconds: float, since: int | None = None, predicate=None) -> list:
+        """What arrives (``predicate``: a note-on) from index ``since`` (default: now) within
+        ``seconds``. Returns at the first such message, so a test that expects silence fails
+        the moment it is broken; an empty list when all stayed silent."""
+        predicate = predicate or is_note_on
+        return self.wait_for(predicate, since=len(self.received) if since is None else since, timeout=seconds)
+
+    def answer_over(self, since: int, quiet_seconds: float = 0.5, timeout: float = 8.0) -> list[Received]:
+        """Wait until what came after index ``since`` has ended: every note it struck released
+        and nothing more for ``quiet_seconds`` (counted from now at the earliest). Returns what
+        came (as far as it had come at ``timeout``)."""
+        called = time.monotonic()
+        deadline = called + timeout
+        with self._arrived:
+            while True:
+                now = time.monotonic()
+                came = self.received[since:]
+                last = max([called, *(r.t_seconds for r in came)])
+                released = not hanging_notes([r.message for r in came])
+                if (released and now - last >= quiet_seconds) or now >= deadline:
+                    return list(came)
+                wake = min(deadline, last + quiet_seconds) if released else deadline
+                self._arrived.wait(max(0.001, wake - now))
 
     def story(self, notes) -> str:
         """What was heard of the given (channel, pitch) notes, with times: for a failure's message."""
@@ -208,6 +238,13 @@ class MidiProbe:
         return "\n".join(lines) + f"\n({len(self.received)} messages in all)"
 
     SETTLE_SECONDS = 0.05
+    CONNECT_SECONDS = 0.3
+
+    def settle(self) -> None:
+        """Once both probe ports are connected: JACK takes new connections into its process
+        graph over the next cycles, and nothing a client can ask says when; events sent sooner
+        may be dropped. So a fixed settling time, the one wait here on no event."""
+        time.sleep(self.CONNECT_SECONDS)
 
     def close(self) -> None:
         """Unregister the probe's two clients, one at a time, each once the graph has settled.
@@ -237,6 +274,17 @@ class MidiProbe:
             if now == before:
                 return
             before = now
+
+
+def wait_until(condition, timeout: float, every: float = 0.02) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` (looked at every ``every`` seconds:
+    for what no message announces, such as a file bachd writes)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 def is_note_on(message: list[int]) -> bool:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, is_note_on
+from jackprobe import Bachd, JackServer, JackUnavailable, MidiProbe, is_note_on, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def play(jack):
     def start(*args):
         bachd = Bachd(jack, *args)
         probe = MidiProbe()
-        time.sleep(0.3)
+        probe.settle()
         started.append((bachd, probe))
         return bachd, probe
 
@@ -47,9 +47,9 @@ def _assert_harmonized_under(probe, pitch: int, timeout: float, held: float, gap
     heard = [(round(h.t_seconds - sent, 4), h.message) for h in hits]
     assert sorted(h.message[0] & 0x0F for h in hits[:3]) == [1, 2, 3], (pitch, heard)
     assert all(h.message[1] <= pitch for h in hits[:3]), (pitch, heard)
-    time.sleep(held)
+    probe.hold(held)
     probe.send(0x80, pitch, 0)
-    time.sleep(gap)
+    probe.hold(gap)
 
 
 def test_harmonize_answers_every_melody_note_with_lower_voices(play):
@@ -67,15 +67,13 @@ def test_continue_answers_after_the_gap_for_the_asked_length(play):
                         "--rng-seed", "2", "--start-on", "beat")
     for pitch in [67, 71, 74, 72]:
         probe.send(0x90, pitch, 90)
-        time.sleep(0.2)
+        probe.hold(0.2)
         probe.send(0x80, pitch, 0)
     hits = probe.wait_for(is_note_on, timeout=3.0)
     assert hits, "no answer"
-    time.sleep(2.5)  # the one-bar answer is over: every note it struck is released
+    probe.answer_over(0)  # the one-bar answer is over: every note it struck is released
     assert not (hanging := probe.quiet()), probe.story(hanging)
-    count = len(probe.received)
-    time.sleep(1.0)
-    assert probe.received[count:] == []  # and it answered once: nothing more comes
+    assert probe.nothing(1.0, predicate=lambda m: True) == []  # and it answered once: nothing more comes
     code, _, err = bachd.stop()
     assert code == 0 and "1 answers" in err
 
@@ -92,7 +90,7 @@ def test_midi_clock_drives_the_tempo_and_stop_silences(play):
         while next_tick < deadline:
             delay = next_tick - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                probe.hold(delay)  # the DAW's clock: a tick every period
             probe.send(0xF8)
             next_tick += period
 
@@ -119,10 +117,10 @@ def test_midi_clock_drives_the_tempo_and_stop_silences(play):
 def test_sigterm_during_an_answer_leaves_no_note_hanging(play):
     bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "8", "--listen-gap", "0.5")
     probe.send(0x90, 72, 90)
-    time.sleep(0.2)
+    probe.hold(0.2)
     probe.send(0x80, 72, 0)
     assert probe.wait_for(is_note_on, timeout=3.0)
-    time.sleep(0.7)
+    probe.wait_for(is_note_on, count=8, timeout=2.0)  # well into the eight-bar answer
     started = time.monotonic()
     code, _, err = bachd.stop(signal.SIGTERM)
     assert code == 0, err
@@ -143,11 +141,11 @@ def test_bad_input_leaves_the_daemon_answering(play):
         probe.send(0x80, 30 + k, 0)
     for _ in range(200):  # absurd clock ticks on the internal clock: ignored
         probe.send(0xF8)
-    time.sleep(1.5)
+    probe.answer_over(0, quiet_seconds=1.0)  # whatever bachd made of it is over
     since = len(probe.received)
     probe.send(0x90, 74, 90)
     assert len(probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)) >= 3
-    time.sleep(0.2)
+    probe.hold(0.2)
     probe.send(0x80, 74, 0)
     code, _, err = bachd.stop()
     assert code == 0, err
@@ -188,10 +186,10 @@ def test_monitor_plays_through_portaudio_while_harmony_stays_on_time(play, tmp_p
         since = len(probe.received)
         probe.send(0x90, pitch, 90)
         assert len(probe.wait_for(is_note_on, count=3, since=since, timeout=1.0)) >= 3
-        time.sleep(0.15)
+        probe.hold(0.15)
         probe.send(0x80, pitch, 0)
-        time.sleep(0.05)
-    time.sleep(0.3)
+        probe.hold(0.05)
+    probe.answer_over(0, quiet_seconds=0.3)  # the harmony of the last note released, then a moment of audio
     code, _, err = bachd.stop()
     assert code == 0, err
     assert not (hanging := probe.quiet()), probe.story(hanging)
@@ -218,7 +216,7 @@ class Daw:
             if self.running and time.monotonic() >= self.next_tick:
                 self.probe.send(0xF8)
                 self.next_tick += self.period
-            time.sleep(0.0005)
+            self.probe.hold(0.0005)  # the DAW's clock: a tick every period
 
     def transport(self, status: int) -> None:
         self.probe.send(status)
@@ -247,7 +245,8 @@ def harmony_heard(probe, since: int, timeout: float = 1.0) -> list[int]:
     hits = probe.wait_for(is_note_on, count=3, since=since, timeout=timeout)
     if not hits:
         return []
-    time.sleep(max(0.0, hits[0].t_seconds + CHORD_SECONDS - time.monotonic()))
+    # Every note-on that arrives within CHORD_SECONDS of the first: waited for until then.
+    probe.wait_for(lambda m: False, since=since, timeout=max(0.0, hits[0].t_seconds + CHORD_SECONDS - time.monotonic()))
     hits = probe.wait_for(is_note_on, count=1, since=since, timeout=0.0)
     return sorted({h.message[0] & 0x0F for h in hits if h.t_seconds <= hits[0].t_seconds + CHORD_SECONDS})
 
@@ -301,10 +300,10 @@ def test_start_while_running_silences_and_no_answer_comes_unasked(play, tmp_path
 def test_a_drum_note_left_on_never_keeps_continue_from_answering(play):
     bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5")
     probe.send(0x99, 36, 100)  # a kick on channel 10 whose note-off never comes
-    time.sleep(0.2)
+    probe.hold(0.2)
     for pitch in (67, 71, 74):
         probe.send(0x90, pitch, 90)
-        time.sleep(0.15)
+        probe.hold(0.15)
         probe.send(0x80, pitch, 0)
     assert probe.wait_for(is_note_on, timeout=3.0), "continue never answered"
     code, _, err = bachd.stop()
@@ -316,11 +315,11 @@ def test_a_drum_note_left_on_never_keeps_continue_from_answering(play):
 def test_an_unterminated_sysex_does_not_leave_bachd_deaf(play, mode):
     bachd, probe = play("--mode", mode, "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5")
     probe.send(0xF0, 0x43, 0x12, 0x00, 0x01, 0x02)  # a dump cut off: no F7 ever comes
-    time.sleep(0.3)
+    probe.hold(0.3)
     since = len(probe.received)
     for pitch in (67, 71, 74):
         probe.send(0x90, pitch, 90)
-        time.sleep(0.15)
+        probe.hold(0.15)
         probe.send(0x80, pitch, 0)
     heard = probe.wait_for(is_note_on, count=3, since=since, timeout=3.0)
     assert len(heard) >= 3, f"deaf after a broken SysEx in {mode} mode"
@@ -336,11 +335,11 @@ def test_a_flood_is_counted_not_printed_and_bachd_plays_on(play, tmp_path):
     bachd, probe = play("--mode", "harmonize", "--bpm", "120", "--stats-json", str(stats))
     for k in range(400_000):  # far past rtmidi's input queue
         probe.out.send_message([0x90 | (k % 2), 40 + k % 40, 100 if k % 4 < 2 else 0])
-    time.sleep(2.0)
+    probe.hold(2.0)  # the sender pauses, then lets go of every key
     for k in range(40):
         probe.send(0x80, 40 + k, 0)
         probe.send(0x81, 40 + k, 0)
-    time.sleep(0.5)
+    probe.answer_over(0, timeout=3.0)  # what bachd played over the flood is released
     since = len(probe.received)
     probe.send(0x90, 74, 90)
     assert len(probe.wait_for(is_note_on, count=3, since=since, timeout=2.0)) >= 3  # still harmonizing
@@ -367,14 +366,14 @@ def test_after_a_flood_the_next_clean_call_gets_a_full_answer_without_any_cc(pla
     bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5",
                         "--start-on", "beat", "--stats-json", str(stats))
     _flood(probe, 400_000)  # what bachd held of it has lost its note-offs: no note-off follows
-    time.sleep(2.0)
+    probe.hold(2.0)  # the player's pause after the flood
     since = len(probe.received)
     for pitch in (67, 71, 74, 72):
         probe.send(0x90, pitch, 90)
-        time.sleep(0.2)
+        probe.hold(0.2)
         probe.send(0x80, pitch, 0)
     assert probe.wait_for(is_note_on, since=since, timeout=3.0), "no answer to a clean call after the flood"
-    time.sleep(2.6)  # the one-bar answer at 120 bpm
+    probe.answer_over(since)  # the one-bar answer at 120 bpm
     answer = [r for r in probe.received[since:] if len(r.message) == 3 and r.message[0] & 0xE0 == 0x80]
     ons = [r for r in answer if is_note_on(r.message)]
     assert len(ons) >= 4 and len({r.message[0] & 0x0F for r in ons}) >= 3, answer
@@ -401,8 +400,8 @@ def test_after_a_storm_with_lost_note_offs_clean_melody_notes_are_harmonized_at_
             probe.out.send_message([0x90, pitch, 90])
             if rng.random() > 0.05:  # one note-off in twenty lost
                 probe.out.send_message([0x80, pitch, 0])
-        time.sleep(0.01)
-    time.sleep(2.0)
+        probe.hold(0.01)
+    probe.hold(2.0)  # the player's pause after the storm
     for pitch in (67, 69, 71, 72, 71, 69):  # clean melody notes, a beat apart
         _assert_harmonized_under(probe, pitch, timeout=0.4, held=0.4, gap=0.1)
     code, _, err = bachd.stop()
@@ -475,18 +474,21 @@ def test_a_recorded_session_keeps_every_note_and_is_finished_however_bachd_ends(
                       "--start-on", "beat", "--record", str(path))
         assert f"Recording to {path}" in bachd.ready_line
         probe = MidiProbe()
-        time.sleep(0.3)
+        probe.settle()
         call = (67, 71, 74, 72)
         for pitch in call:
             probe.send(0x90, pitch, 90)
-            time.sleep(0.2)
+            probe.hold(0.2)
             probe.send(0x80, pitch, 0)
         assert probe.wait_for(is_note_on, timeout=3.0), "no answer"
-        time.sleep(1.2)  # inside the two-bar answer, more than a bar after the call
-        while_playing = mido.MidiFile(path)  # written at least once a bar: readable at any moment
-        assert [n[3] for n in _recorded_notes(while_playing.tracks[1]) if n[1] == "on"] == list(call)
+
+        def call_recorded() -> bool:  # written at least once a bar: readable at any moment
+            return [n[3] for n in _recorded_notes(mido.MidiFile(path).tracks[1]) if n[1] == "on"] == list(call)
+
+        assert wait_until(call_recorded, timeout=3.0), "the call is not in the recording while bachd answers"
+        assert probe.wait_for(is_note_on, count=2, timeout=3.0)  # still answering
         probe.send(0x90, 60, 90)  # a key still down when bachd ends
-        time.sleep(0.1)
+        probe.hold(0.1)
         if ending == "sigterm":
             code, _, err = bachd.stop()
             assert code == 0, err
@@ -574,7 +576,7 @@ def _call(probe, pitches=(67, 71, 74, 72)) -> int:
     since = len(probe.received)
     for pitch in pitches:
         probe.send(0x90, pitch, 90)
-        time.sleep(0.15)
+        probe.hold(0.15)
         probe.send(0x80, pitch, 0)
     return since
 
@@ -592,14 +594,13 @@ def test_link_clock_follows_a_peers_tempo_phase_and_start_stop(play, tmp_path):
         assert "140 bpm" not in bachd.ready_line, bachd.ready_line
         silent_from = len(probe.received)
         _call(probe)  # the session is not playing: bachd waits for its start, as for MIDI Start
-        time.sleep(1.5)
-        assert [r for r in probe.received[silent_from:] if is_note_on(r.message)] == []
+        assert probe.nothing(1.5, since=silent_from) == []
         peer.set(playing=True)
-        time.sleep(0.3)
+        probe.hold(0.3)  # the session plays a moment before the next call
 
         def answer_steps(since: int) -> list[float]:
             assert probe.wait_for(is_note_on, since=since, timeout=4.0), "no answer"
-            time.sleep(2.6)
+            probe.answer_over(since)
             return [peer.step_at(r.t_seconds) for r in probe.received[since:] if is_note_on(r.message)]
 
         steps = answer_steps(_call(probe))  # at the peer's 100 bpm, on its 16th grid
@@ -607,7 +608,7 @@ def test_link_clock_follows_a_peers_tempo_phase_and_start_stop(play, tmp_path):
         assert round(steps[0]) % 4 == 0  # an answer starting on the beat: the peer's beat
 
         peer.set(bpm=130.0)  # a tempo change made in the session
-        time.sleep(0.5)
+        probe.hold(0.5)  # ... half a second before the next call
         steps = answer_steps(_call(probe))
         assert len(steps) >= 4 and all(abs(s - round(s)) < 0.06 for s in steps), steps
         gaps = sorted(b - a for a, b in zip(steps, steps[1:]) if b - a > 0.5)
@@ -616,16 +617,16 @@ def test_link_clock_follows_a_peers_tempo_phase_and_start_stop(play, tmp_path):
         since = _call(probe)  # Link's stop acts as MIDI Stop: in the middle of the answer,
         assert probe.wait_for(is_note_on, since=since, timeout=4.0), "no answer"
         peer.set(playing=False)  # everything is released and no answer comes while stopped
-        time.sleep(0.3)
+        probe.answer_over(since, quiet_seconds=0.3, timeout=3.0)
         assert not (hanging := probe.quiet()), probe.story(hanging)
         silent_from = len(probe.received)
         _call(probe)
-        time.sleep(2.0)
-        assert [r for r in probe.received[silent_from:] if is_note_on(r.message)] == []
+        assert probe.nothing(2.0, since=silent_from) == []
         peer.set(playing=True)  # and its start as MIDI Start: the next call is answered
-        time.sleep(0.3)
-        assert probe.wait_for(is_note_on, since=_call(probe), timeout=4.0), "no answer after Link start"
-        time.sleep(2.6)
+        probe.hold(0.3)  # the session plays a moment before the next call
+        since = _call(probe)
+        assert probe.wait_for(is_note_on, since=since, timeout=4.0), "no answer after Link start"
+        probe.answer_over(since)
         code, _, err = bachd.stop()
         assert code == 0, err
         figures = json.loads(stats.read_text())

@@ -8,9 +8,8 @@ over an answer stops it (unless ``allow_overlap``), keeping only what sounded.
 
 An answer opens on a full chord: at its first step no voice may rest. While the player
 calls, bachd's own alto, tenor and bass are drawn but not played, and after a silence the
-model often lets them rest under the melody (a voice entering late: Bach writes it on 0.1 %
-of the steps his soprano sounds). Carried into the answer, that opened one answer in twenty
-at 130 bpm on the soprano alone.
+model often lets them rest under the melody, which Bach almost never writes; carried into the
+answer, that would open it on the soprano alone (docs/figures.md).
 """
 
 from __future__ import annotations
