@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from bachd import __version__
-from bachd.errors import BachdError
+from bachd.errors import BachdError, SetupError
 from bachd.midi import BACKENDS as MIDI_BACKENDS
 from bachd.outputs import check_output
 from bachd.registry import ENGINES
@@ -31,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: "[sound]" is a preset's table, not Rich markup to be eaten.
+    rich_markup_mode=None,
 )
 
 
@@ -112,7 +114,7 @@ def train_cli(
         Path, typer.Option("--out", "-o", help="Where to write the .keras model (card and curves go beside it).")
     ] = Path("bachd-model.keras"),
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = 60,
-    lstm_units: Annotated[int, typer.Option(min=8, max=4096, help="Width of each LSTM layer.")] = 320,
+    lstm_units: Annotated[int, typer.Option(min=8, max=4096, help="Width of each LSTM layer.")] = 448,
     lstm_layers: Annotated[int, typer.Option(min=1, max=8, help="Number of stacked LSTM layers.")] = 2,
     embed_dim: Annotated[int, typer.Option(min=4, max=2048, help="Embedding width.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate.")] = 0.3,
@@ -166,18 +168,18 @@ def train_cli(
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Windows per batch (per device).")] = 32,
     window_steps: Annotated[
         int, typer.Option(min=4, max=4096, help="16th steps per training window (4 tokens each).")
-    ] = 128,
+    ] = 32,
     passes: Annotated[
         float, typer.Option(min=0.1, max=100.0, help="Crops per epoch, in passes over the training steps.")
-    ] = 4.0,
+    ] = 2.0,
     transpose: Annotated[
         int, typer.Option(min=0, max=12, help="Random transposition range in semitones, each way.")
-    ] = 6,
+    ] = 3,
     learning_rate: Annotated[
         float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (cosine schedule with warm-up).")
     ] = 3e-3,
     weight_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="AdamW weight decay.")] = 0.01,
-    patience: Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping early.")] = 10,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping early.")] = 15,
     seed: Annotated[int, typer.Option(help="Random seed for weights and data order.")] = 1729,
     max_minutes: Annotated[
         Optional[float], typer.Option(min=0.1, help="Stop after this much training time (across resumes).")
@@ -817,11 +819,63 @@ def ui_cli(
 @app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def service_cli(ctx: typer.Context) -> None:
     """Print a systemd user unit that runs `bachd run ARGS...` and restarts it if it stops
-    (the JACK server restarting, a port unplugged). Save it as
-    ~/.config/systemd/user/bachd.live.service, then: systemctl --user enable --now bachd"""
-    from bachd.live.service import unit_text
+    (the JACK server restarting, a port unplugged), up to ten times in five minutes. The
+    options are checked as bachd run checks them first. Save it as
+    ~/.config/systemd/user/bachd.service, then: systemctl --user enable --now bachd"""
+    with _errors():
+        from bachd.live.service import unit_text
 
-    typer.echo(unit_text(list(ctx.args)), nl=False)
+        _check_run_options(list(ctx.args))
+        typer.echo(unit_text(list(ctx.args)), nl=False)
+
+
+def _check_run_options(args: list[str]) -> None:
+    """``args`` as ``bachd run`` would take them: parsed by its own command, the settings
+    resolved over the preset, the model read; a unit that could only fail is never written."""
+    from bachd.model.modelfile import read_config
+    from bachd.presets import SOUND_PARTS, resolve
+
+    run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    try:
+        with run.make_context("bachd run", list(args)) as run_ctx:
+            params = run_ctx.params
+    except Exception as error:  # click's usage errors (typer may carry its own copy of click)
+        if type(error).__name__ == "Exit":  # --help
+            raise BachdError("bachd service takes bachd run's options; see `bachd run --help`") from None
+        if not hasattr(error, "format_message"):
+            raise
+        raise BachdError(f"bachd run {shlex.join(args)}: {error.format_message()}") from None
+    flags = {name: value.value if isinstance(value, Enum) else value
+             for name, value in params.items() if name in SETTINGS}
+    if params.get("programs") is not None:
+        flags["sound"] = dict(zip(SOUND_PARTS, _programs(params["programs"]) or ()))
+    resolve(params.get("preset"), flags)
+    read_config(params.get("model") or default_model_path())
+
+
+@app.command("doctor")
+def doctor_cli(
+    backend: Annotated[MidiBackend, typer.Option(help="The MIDI system to check, as for bachd run.")] = MidiBackend(
+        "auto"
+    ),
+    in_port: Annotated[str, typer.Option("--in", help="bachd's input port name, as for bachd run.")] = "bachd-in",
+    out_port: Annotated[str, typer.Option("--out", help="bachd's output port name, as for bachd run.")] = "bachd-out",
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="The model bachd run would load.")] = None,
+    engine: Annotated[EngineBackend, typer.Option(help="The engine bachd run would use.")] = EngineBackend("auto"),
+) -> None:
+    """Check what bachd run needs (Python and packages, the MIDI systems and bachd's port names, the audio output
+    and SoundFont, the model and its step time), one line each with what to do; exit 0 only when bachd run would
+    play."""
+    _one_blas_thread()
+    with _errors():
+        from bachd.live.doctor import examine, would_play
+
+        findings = examine(backend.value, (in_port, out_port), model, engine.value)
+        for finding in findings:
+            typer.echo(finding.line())
+        if not would_play(findings):
+            raise BachdError("bachd run would not play here: see the lines marked FAIL")
+        typer.echo("bachd run would play here.")
 
 
 @app.command("ports")
@@ -896,7 +950,8 @@ class _errors:
         if kind is None:
             return False
         if issubclass(kind, BachdError):
-            typer.echo(f"error: {value}", err=True)
+            doctor = " (`bachd doctor` checks the whole setup)" if issubclass(kind, SetupError) else ""
+            typer.echo(f"error: {value}{doctor}", err=True)
             raise typer.Exit(1)
         if issubclass(kind, KeyboardInterrupt):
             typer.echo("interrupted", err=True)

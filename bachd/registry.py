@@ -68,6 +68,7 @@ CLOCKS = Registry("clock", {
     "internal": "bachd.live.clock:InternalClock",
     "midi": "bachd.live.clock:MidiClock",
     "link": "bachd.live.abletonlink:LinkClock",
+    "auto": "bachd.live.clock:AutoClock",
 })
 
 # Streaming engines (bachd.model.streaming.StreamingEngine), by backend: each says which model

@@ -110,9 +110,10 @@ class Declared:
         choices=MODES,
         live=True,
     )
-    clock: str = _declare("internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport) or link "
-                                      "(join an Ableton Link session: its tempo, beat phase and start/stop; --bpm is "
-                                      "the tempo bachd proposes if it starts the session).", str, choices=CLOCKS)
+    clock: str = _declare("internal", "internal (at --bpm), midi (follow the DAW's MIDI clock and transport), auto "
+                                      "(the internal clock until the DAW sends MIDI clock, then that) or link (join an "
+                                      "Ableton Link session: its tempo, beat phase and start/stop; --bpm is the tempo "
+                                      "bachd proposes if it starts the session).", str, choices=CLOCKS)
     bpm: float = _declare(90.0, "Tempo in quarter-note beats per minute (the internal clock's, and the first guess "
                                 "for MIDI clock).", float, 20, 320, live=True)
     beats_per_bar: int = _declare(4, "Quarter-note beats per bar (4 for 4/4, 3 for 3/4).", int, 2, 12)
@@ -232,7 +233,8 @@ class Declared:
     rng_seed: Optional[int] = _declare(
         None, "Random seed for sampling (same seed, same music).", int, 0, 2**63 - 1, optional=True
     )
-    in_channel: int = _declare(0, "Listen to this channel only (1-16; 0 = all).", int, 0, 16, live=True)
+    in_channel: int = _declare(0, "Listen to this channel only (1-16, channel 10 too if you name it); 0: every "
+                                  "channel but 10 (General MIDI drums).", int, 0, 16, live=True)
     out_channel: int = _declare(
         0, "Send all voices on this channel (1-16; 0 = S, A, T, B on channels 1-4).", int, 0, 16, live=True
     )

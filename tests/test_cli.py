@@ -200,7 +200,7 @@ def test_run_reports_bad_presets_and_missing_midi_in_one_line(tmp_path):
     env["JACK_NO_START_SERVER"] = "1"
     no_jack = subprocess.run([sys.executable, "-m", "bachd", "run", "--backend", "jack"], capture_output=True, text=True, env=env, timeout=120)
     assert no_jack.returncode == 1
-    assert no_jack.stderr.strip().splitlines() == ["error: cannot use the jack MIDI backend: no JACK server is running (start one, e.g. `jackd -d dummy` on a headless Linux box)"]
+    assert no_jack.stderr.strip().splitlines() == ["error: cannot use the jack MIDI backend: no JACK server is running (start one, e.g. `jackd -d dummy` on a headless Linux box) (`bachd doctor` checks the whole setup)"]
     assert bachd("run", "--velocity", "loud").stderr.startswith("error: --velocity must be 1-127 or 'follow'")
     assert bachd("run", "--mode", "solo").returncode == 2
 
@@ -248,3 +248,44 @@ def test_generate_says_what_is_wrong_with_a_key(tiny_model_path, tmp_path):
     for bad, why in ((["--key", "H dur"], "not a key"), (["--key", "D", "--seed-chorale", "269"], "seed brings its own key")):
         result = bachd("generate", "--model", tiny_model_path, *bad, "-o", tmp_path / "x.mid")
         assert result.returncode == 1 and why in result.stderr and "Traceback" not in result.stderr
+
+
+# --- bachd service --------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, said", [
+    (["--backend", "jak"], "bachd run --backend jak: Invalid value for '--backend'"),
+    (["--bpm", "9000"], "bachd run --bpm 9000: Invalid value for '--bpm'"),
+    (["--tempo", "90"], "No such option: --tempo"),
+    (["--preset", "nope"], "no preset named 'nope'"),
+    (["--model", "/nowhere/model.keras"], "model /nowhere/model.keras does not exist"),
+])
+def test_service_checks_the_run_options_before_it_writes_a_unit(args, said):
+    result = runner.invoke(app, ["service", *args])
+    assert result.exit_code == 1 and result.stdout == ""  # no unit that could only fail
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_service_writes_a_unit_that_restarts_a_few_times_then_gives_up():
+    result = runner.invoke(app, ["service", "--preset", "harmonizer", "--backend", "jack", "--bpm", "100"])
+    assert result.exit_code == 0, result.stderr
+    unit = result.stdout
+    command = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert command.endswith(" run --no-status --preset harmonizer --backend jack --bpm 100")
+    assert "Restart=on-failure" in unit and "StartLimitBurst=10" in unit and "StartLimitIntervalSec=300" in unit
+    help_text = runner.invoke(app, ["service", "--help"]).stdout
+    assert "bachd.service" in " ".join(help_text.split()) and "bachd.live.service" not in help_text
+
+
+def test_train_defaults_are_the_recipe_of_the_shipped_default_model():
+    import typer
+
+    from bachd.paths import MODELS_DIR
+
+    card = json.loads((MODELS_DIR / "default.card.json").read_text())
+    defaults = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
+    model, training = card["model"], card["training"]
+    for name in ("lstm_units", "lstm_layers", "embed_dim", "dropout"):
+        assert defaults[name] == model[name], name
+    for name in ("window_steps", "transpose", "passes"):
+        assert defaults[name] == training["window"][name], name
+    for name in ("epochs", "batch_size", "learning_rate", "weight_decay", "patience", "seed"):
+        assert defaults[name] == training[name], name

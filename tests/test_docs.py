@@ -133,3 +133,15 @@ def test_every_bachd_command_in_the_docs_parses_against_the_app():
         if result.exit_code != 0:
             wrong.append(f"{name}: bachd {' '.join(words)}")
     assert not wrong, wrong
+
+
+
+def test_every_test_the_troubleshooting_page_names_exists():
+    """Each case on the troubleshooting page names the test that reaches it: the test is there."""
+    import re
+
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", page))
+    defined = {name for path in (ROOT / "tests").glob("test_*.py")
+               for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M)}
+    assert len(named) >= 10 and named <= defined, sorted(named - defined)

@@ -104,6 +104,15 @@ class EchoMode:
     name = "echo"
     figures = ("echoes",)
     activity = "echoing"
+    player_part, done, melody_only = "Melody", "echoed", True
+
+    @classmethod
+    def beats_after(cls, settings: LiveSettings) -> float:
+        return 2.0  # the last echo, a beat late and a beat long
+
+    @classmethod
+    def summary(cls, notes_in: int, figures: dict[str, int], notes_out: int) -> str:
+        return f"{figures['echoes']} of {notes_in} notes echoed"
 
     def __init__(self, host: ModeHost, counts: Counter[str]):
         self.host, self.counts = host, counts
@@ -183,6 +192,18 @@ def test_a_toy_mode_clock_and_engine_play_through_the_session_by_their_registry_
     assert session.performer.figures()["echoes"] == 2 and session.performer.stats.notes_in == 2
     assert session.performer.figures()["answers"] == 0  # the shipped modes' figures are there too
     assert session.output.voicer.notes_sounding == 0
+
+
+def test_a_toy_mode_plays_a_file_as_the_file_commands_do(toys, tmp_path):
+    from fakes import melody_file
+
+    from bachd.files.replay import perform, read_line
+
+    played = read_line(melody_file(tmp_path / "tune.mid", [72, 74, 76, 77], bpm=120), top_line=True)
+    session = perform(ToyEngine(), LiveSettings(mode="echo", clock="internal", bpm=120.0), played)
+    assert session.performer.figures()["echoes"] == 4 and session.output.voicer.notes_sounding == 0
+    ons = [m for _, m in session.sent if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    assert len(ons) == 4 * len(LOWER) and max(t for t, _ in session.sent) > played.seconds  # the last echo, after
 
 
 def test_the_registries_feed_the_settings_and_the_mode_cc(toys):

@@ -62,6 +62,30 @@ def test_harmonize_answers_every_melody_note_with_lower_voices(play):
     assert not (hanging := probe.quiet()), probe.story(hanging)
 
 
+def test_the_harmonizer_preset_harmonizes_a_keyboard_with_no_daw(play):
+    """The README's second live line, tried with a keyboard alone: no MIDI clock, no Start."""
+    bachd, probe = play("--preset", "harmonizer", "--rng-seed", "5")
+    assert "on the internal clock until MIDI clock comes" in bachd.ready_line, bachd.ready_line
+    for pitch in [72, 74, 76]:
+        _assert_harmonized_under(probe, pitch, timeout=1.0, held=0.2, gap=0.05)
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    assert not (hanging := probe.quiet()), probe.story(hanging)
+
+
+def test_notes_while_the_transport_is_stopped_are_said_once(play):
+    bachd, probe = play("--mode", "harmonize", "--clock", "midi")
+    for pitch in (72, 74, 76):
+        probe.send(0x90, pitch, 90)
+        probe.hold(0.15)
+        probe.send(0x80, pitch, 0)
+    assert probe.nothing(0.6) == []  # not played over: the DAW has not sent Start
+    code, _, err = bachd.stop()
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "notes are coming in" in line]
+    assert len(said) == 1 and "the midi clock's transport is stopped" in said[0] and "--clock auto" in said[0]
+
+
 def test_continue_answers_after_the_gap_for_the_asked_length(play):
     bachd, probe = play("--mode", "continue", "--bpm", "120", "--response-bars", "1", "--listen-gap", "0.5",
                         "--rng-seed", "2", "--start-on", "beat")

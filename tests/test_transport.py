@@ -4,6 +4,7 @@ draws. Every message goes through the router, as from a real port."""
 
 import pytest
 
+from bachd.errors import BachdError
 from bachd.music import encoding as enc
 from rigs import CONTINUE, SONG_POSITION, START, STOP, LiveRig
 
@@ -365,4 +366,57 @@ def test_after_a_storm_no_player_makes_the_next_melody_note_is_the_melody_at_onc
         rig.wait(0.1)
     assert rig.performer.stats.input_resets == 1  # a player's notes are no storm
     rig.send(STOP)
+    assert rig.hanging() == {}
+
+
+# --- the auto clock -------------------------------------------------------------------------------
+def test_the_auto_clock_plays_with_a_keyboard_alone_follows_a_daw_and_takes_over_again(tiny_model_path):
+    rig = LiveRig(tiny_model_path, mode="harmonize", clock="auto", bpm=90.0, ticks_when_stopped=False)
+    # A keyboard alone: every melody note harmonized at once, on bachd's own clock at --bpm.
+    assert harmony_channels(rig.note(72, 0.3)) == [1, 2, 3]
+    assert rig.clock.bpm == 90.0 and rig.clock.sets_tempo and rig.clock.describe().startswith("90 bpm")
+    rig.performer.change("bpm", 100.0, "panel", rig.now)
+    # A DAW appears, stopped, sending its clock at 120 bpm: what bachd sounds is released, and it waits.
+    rig.send(0x90, 74, 90)
+    rig.wait(0.2)
+    assert rig.sounding > 0
+    rig.ticks_when_stopped, rig.next_tick = True, rig.now
+    rig.wait(0.1)
+    assert rig.sounding == 0 and not rig.clock.running and rig.clock.describe() == "following MIDI clock"
+    rig.send(0x80, 74, 0)
+    count = len(rig.sent)
+    rig.note(76, 0.3)
+    assert rig.note_ons(count) == [] and rig.performer.state == "waiting for Start"
+    with pytest.raises(BachdError, match="follows the DAW's MIDI clock"):
+        rig.performer.change("bpm", 110.0, "panel", rig.now)
+    # The DAW plays: its tempo, its grid, its transport.
+    rig.send(START)
+    rig.wait(1.0)
+    assert rig.clock.bpm == pytest.approx(120, rel=0.02) and rig.performer.state == "harmonizing"
+    assert harmony_channels(rig.note(72, 0.3)) == [1, 2, 3]
+    # The DAW stops and falls silent: three seconds on, bachd's own clock again, at its own tempo.
+    rig.send(STOP)
+    rig.ticks_when_stopped = False
+    rig.wait(2.0)
+    count = len(rig.sent)
+    rig.note(72, 0.2)
+    assert rig.note_ons(count) == []  # still the DAW's, stopped
+    rig.wait(1.5)
+    assert rig.clock.running and rig.clock.bpm == 100.0 and rig.clock.sets_tempo
+    assert harmony_channels(rig.note(74, 0.3)) == [1, 2, 3]
+    rig.wait(1.0)
+    assert rig.hanging() == {} and rig.performer.stats.starts == 2 and rig.performer.stats.stops == 2
+
+
+def test_a_daw_start_takes_over_the_auto_clock_at_once_without_a_tick_first(tiny_model_path):
+    rig = LiveRig(tiny_model_path, mode="harmonize", clock="auto", ticks_when_stopped=False)
+    rig.send(0x90, 72, 90)
+    rig.wait(0.2)
+    assert rig.sounding > 0
+    rig.send(START)  # Start while the internal clock runs: Stop + Start, on the DAW's clock
+    assert rig.sounding == 0 and rig.clock.running and not rig.clock.sets_tempo
+    rig.send(0x80, 72, 0)
+    rig.wait(0.5)
+    assert harmony_channels(rig.note(74, 0.2)) == [1, 2, 3]
+    rig.wait(1.0)
     assert rig.hanging() == {}

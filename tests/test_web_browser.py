@@ -2,8 +2,9 @@
 Playwright, with ``bachd run --ui`` on a JACK dummy server, played and heard by JACK clients.
 
 Marked ``browser`` (skip them with ``-m 'not browser'``). Without Chromium or Playwright they
-skip on a developer machine and fail when CI=true. With BACHD_SCREENSHOTS=DIR the panel test
-leaves its screenshot there (the README's picture is taken so).
+skip on a developer machine and fail when CI=true. With BACHD_SCREENSHOTS=DIR the panel and
+studio tests leave their screenshots there: the docs' pictures are taken so
+(`BACHD_SCREENSHOTS=docs/images .venv/bin/python -m pytest tests/test_web_browser.py`).
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def test_the_studio_harmonizes_an_uploaded_melody(browser, tiny_model_path, tmp_
         page.evaluate("document.getElementById('audio').play()")
         expect(page.locator("#score g.playing").first).to_be_attached(timeout=10000)
         page.evaluate("document.getElementById('audio').pause()")
+        if os.environ.get("BACHD_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["BACHD_SCREENSHOTS"]) / "studio.png"), full_page=True)
         assert not [line for line in console if "Content Security Policy" in line], console
         with page.expect_download() as download:
             page.get_by_role("link", name="Download MusicXML").click()

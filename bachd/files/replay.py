@@ -17,6 +17,7 @@ from typing import Optional
 import mido
 
 from bachd.errors import BachdError
+from bachd.live.modes import mode_class
 from bachd.live.session import Session
 from bachd.midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON, is_note_on
 from bachd.music.midifile import TICKS_PER_BEAT
@@ -80,9 +81,7 @@ def perform(engine, settings: LiveSettings, played: PlayedFile) -> Session:
     done: the harmony's last beat, or (continue mode) the listening gap and the answer."""
     session = Session(engine, settings)
     beat_seconds = 60.0 / settings.bpm
-    after = float(TAIL_BEATS)
-    if settings.mode == "continue":
-        after += settings.listen_gap + settings.meter.beats_per_bar * (settings.response_bars + 1)
+    after = TAIL_BEATS + mode_class(settings.mode).beats_after(settings)
     session.play(played.events, played.seconds + after * beat_seconds)
     session.finish()
     return session
@@ -158,9 +157,8 @@ def write_performance_score(session: Session, played: PlayedFile, path: Path, se
 
     mid, notes = performance(session, played, settings, player_track)
     pitches, attacks, _ = grid_of_midi(_by_channel(mid))  # the player's notes are channel 1's, the soprano's
-    what = "Harmonized" if settings.mode == "harmonize" else "Answered"
     write_score(pitches, attacks, path, beats_per_bar=settings.beats_per_bar, bpm=settings.bpm,
-                title=f"{source.stem}, {what.lower()} by bachd", analysis=analysis)
+                title=f"{source.stem}, {mode_class(settings.mode).done} by bachd", analysis=analysis)
     return notes
 
 
@@ -185,20 +183,17 @@ def replay_file(
     check_output(out, "--out", (*MIDI_SUFFIXES, *SCORE_SUFFIXES))
     if analysis and out.suffix.lower() not in SCORE_SUFFIXES:
         raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
-    played = read_line(source, channel, track, top_line=mode == "harmonize")
+    kind = mode_class(mode)
+    played = read_line(source, channel, track, top_line=kind.melody_only)
     settings = replace(
         settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo")
     )
     session = perform(load_engine(model_path), settings, played)
     notes_in, figures = session.performer.stats.notes_in, session.performer.figures()
-    player = "Melody" if mode == "harmonize" else "Call"
+    player = kind.player_part
     if out.suffix.lower() in SCORE_SUFFIXES:
         notes = write_performance_score(session, played, out, settings, player, source, analysis)
     else:
         notes = write_performance(session, played, out, settings, player)
-    if mode == "harmonize":
-        say(f"wrote {out}: {notes_in} melody notes, {figures['melody_chords']} with a chord struck under them, "
-            f"{notes} notes by bachd")
-    else:
-        say(f"wrote {out}: a call of {notes_in} notes, {figures['answers']} answer of {notes} notes")
+    say(f"wrote {out}: {kind.summary(notes_in, figures, notes)}")
     return out

@@ -49,7 +49,7 @@ class Clock:
     """
 
     name: ClassVar[str] = "?"
-    sets_tempo: ClassVar[bool] = False
+    sets_tempo: bool = False  # a clock may change its mind (the auto clock, once MIDI clock comes)
     follows_midi: ClassVar[bool] = False
     running: bool
 
@@ -249,6 +249,105 @@ class MidiClock(Clock):
     def step_at(self, t_seconds: float) -> float:
         anchor = self.tick_seconds if self.tick_seconds is not None else t_seconds
         return (self.tick + (t_seconds - anchor) / self.period) / CLOCKS_PER_STEP
+
+
+class AutoClock(Clock):
+    """The internal clock until the DAW's MIDI clock or transport comes, then a follower of
+    it; back to the internal clock once the DAW has been stopped and silent for
+    ``idle_seconds`` (its clock unplugged, or a DAW that sends none while stopped). So a
+    keyboard alone is played with at once, and a DAW sends bachd its tempo, grid and
+    transport as soon as it sends anything.
+
+    The hand-overs are changes of transport the worker learns from :meth:`poll`: MIDI clock
+    arriving under the running internal clock is a Stop (what bachd sounds is released; the
+    DAW's Start or Continue starts it again), and the internal clock taking over is a Start."""
+
+    name = "auto"
+    follows_midi = True
+    idle_seconds = 3.0
+
+    @classmethod
+    def from_settings(cls, settings: LiveSettings, now_seconds: float) -> AutoClock:
+        return cls(settings.bpm, now_seconds)
+
+    def __init__(self, bpm: float, origin_seconds: float):
+        self.internal = InternalClock(bpm, origin_seconds)
+        self.midi = MidiClock(initial_bpm=bpm)
+        self.current: Clock = self.internal
+        self._heard: Optional[float] = None  # when the DAW last sent clock or transport
+        self._handover: Optional[Transport] = None  # reported by poll, done by stop() or start()
+        self._sync()
+
+    def _sync(self) -> None:
+        self.running = self.current.running
+        self.sets_tempo = self.current is self.internal
+
+    @property
+    def bpm(self) -> float:
+        return self.current.bpm
+
+    def step_time(self, step: float) -> float:
+        return self.current.step_time(step)
+
+    def step_at(self, t_seconds: float) -> float:
+        return self.current.step_at(t_seconds)
+
+    def _to_daw(self, t_seconds: float) -> None:
+        self._heard, self._handover, self.current = t_seconds, None, self.midi
+
+    def start(self, t_seconds: float) -> None:
+        if self._handover is not None and self._handover[0] == "start":  # the internal clock again, from here
+            self._handover, self.current = None, self.internal
+            self.internal.origin_seconds = t_seconds
+        else:  # the DAW's Start
+            self._to_daw(t_seconds)
+            self.midi.start(t_seconds)
+        self._sync()
+
+    def resume(self, t_seconds: float) -> None:
+        self._to_daw(t_seconds)
+        self.midi.resume(t_seconds)
+        self._sync()
+
+    def stop(self, t_seconds: float) -> None:
+        if self.current is self.midi or self._handover is not None:  # the DAW's Stop, or its clock taking over
+            self._to_daw(t_seconds)
+        self.current.stop(t_seconds)
+        self._sync()
+
+    def midi_tick(self, t_seconds: float) -> None:
+        self._heard = t_seconds
+        self.midi.midi_tick(t_seconds)
+        if self.current is self.internal and self._handover is None:
+            self._handover = ("stop", t_seconds)
+
+    def song_position(self, sixteenths: int) -> None:
+        self.midi.song_position(sixteenths)
+
+    def set_bpm(self, bpm: float, now_seconds: Optional[float] = None, source: str = "CC") -> None:
+        if self.current is not self.internal:
+            raise BachdError(f"{source}: the tempo follows the DAW's MIDI clock; change it there")
+        self.internal.set_bpm(bpm, now_seconds, source)
+
+    def begin(self, now_seconds: float) -> None:
+        self.internal.begin(now_seconds)
+
+    def poll(self, now_seconds: float) -> Optional[Transport]:
+        if self._handover is not None:
+            return self._handover
+        idle = self._heard is not None and now_seconds - self._heard >= self.idle_seconds
+        if self.current is self.midi and not self.midi.running and idle:
+            self._handover = ("start", now_seconds)
+            return self._handover
+        return None
+
+    def describe(self) -> str:
+        if self.current is self.midi:
+            return "following MIDI clock"
+        return f"{self.bpm:g} bpm on the internal clock until MIDI clock comes"
+
+    def detail(self) -> Optional[str]:
+        return "following MIDI clock" if self.current is self.midi else None
 
 
 def _checked_bpm(bpm: float) -> float:

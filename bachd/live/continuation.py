@@ -27,6 +27,7 @@ from bachd.live.scheduler import Frame
 from bachd.live.stream import Context
 from bachd.model.sampling import NO_REST
 from bachd.music import encoding
+from bachd.presets import LiveSettings
 
 V = encoding.NUM_VOICES
 
@@ -44,6 +45,15 @@ class Answer:
 class ContinueMode:
     name = "continue"
     figures = ("answers", "interrupted")  # answers begun; answers the player came back in over
+    player_part, done, melody_only = "Call", "answered", False
+
+    @classmethod
+    def beats_after(cls, settings: LiveSettings) -> float:
+        return settings.listen_gap + settings.meter.beats_per_bar * (settings.response_bars + 1)
+
+    @classmethod
+    def summary(cls, notes_in: int, figures: dict[str, int], notes_out: int) -> str:
+        return f"a call of {notes_in} notes, {figures['answers']} answer of {notes_out} notes"
     min_lead_seconds = 0.03  # an answer never starts sooner than this after the call ends
 
     def __init__(self, host: ModeHost, counts: Counter[str]):

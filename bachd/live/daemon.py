@@ -42,7 +42,6 @@ from bachd.live.view import LiveView, redraw
 from bachd.midi import note
 from bachd.model.streaming import StreamingEngine
 from bachd.presets import LiveSettings
-from bachd.sound.soundfont import sound_name
 
 POLL_SECONDS = 0.0003  # input polling interval: adds 0.15 ms on average to a note's path
 EXIT_WAIT_SECONDS = 2.0  # on the way out, how long to wait for an output that does not answer
@@ -262,7 +261,7 @@ class Daemon:
         """The main thread while bachd plays: the MIDI system, a stalled output, a flood, the
         recording and the status line."""
         show = self.options.status if self.options.status is not None else sys.stderr.isatty()
-        drawn, warned_count, warned_at, stuck_said = 0, 0, -1.0, False
+        drawn, warned_count, warned_at, stuck_said, unheard_said = 0, 0, -1.0, False, False
         while not self.stopping.wait(WATCH_SECONDS):
             now = self.now()
             self.gone = self.ports.gone(now)
@@ -281,6 +280,12 @@ class Daemon:
             if dropped > warned_count and now - warned_at >= 1.0:
                 _say(f"input flood: {dropped - warned_count:,} incoming messages lost ({dropped:,} since start)")
                 warned_count, warned_at, drawn = dropped, now, 0
+            if self.performer.unheard and not unheard_said:
+                _say(f"notes are coming in, but the {self.clock.name} clock's transport is stopped: bachd plays "
+                     "once the DAW sends Start (or Ableton Link plays); with a keyboard alone, run it with "
+                     "--clock auto or internal")
+                unheard_said, drawn = True, 0
+            unheard_said = unheard_said and not self.clock.running
             if show:
                 lines = self.view.panel(now, self.status_line())
                 sys.stderr.write(redraw(drawn, lines))
@@ -292,15 +297,7 @@ class Daemon:
 
     # --- what it says --------------------------------------------------------------------------
     def ready_line(self) -> str:
-        s = self.options.settings
-        return (
-            f"bachd ready: {s.mode} mode, {self.clock.describe()}. Play into '{self.ports.in_label}', "
-            f"listen on '{self.ports.out_label}' ({self.ports.backend})."
-            + (f" Recording to {self.recording.path}." if self.recording is not None else "")
-            + (f" Monitor: {sound_name(self.monitor.soundfont)}." if self.monitor is not None else "")
-            + "".join(f" {extra}" for extra in self._ready_extra)
-            + " Ctrl-C to stop."
-        )
+        return figures.ready_line(self, self._ready_extra)
 
     def figures(self) -> figures.Figures:
         return figures.read(self, self.now())

@@ -99,6 +99,20 @@ def _audio(daemon: Run) -> Optional[dict[str, Any]]:
             "sample_rate": monitor.synth.sample_rate if monitor.synth else None, "block_frames": monitor.block_frames}
 
 
+def ready_line(run: Run, extras: list[str]) -> str:
+    """The line bachd prints once it plays: the mode, the clock, where to play and listen."""
+    from bachd.sound.soundfont import sound_name
+
+    return (
+        f"bachd ready: {run.performer.settings.mode} mode, {run.clock.describe()}. Play into '{run.ports.in_label}', "
+        f"listen on '{run.ports.out_label}' ({run.ports.backend})."
+        + (f" Recording to {run.recording.path}." if run.recording is not None else "")
+        + (f" Monitor: {sound_name(run.monitor.soundfont)}." if run.monitor is not None else "")
+        + "".join(f" {extra}" for extra in extras)
+        + " Silent? `bachd doctor` checks the setup. Ctrl-C to stop."
+    )
+
+
 def status_line(f: Figures) -> str:
     late = f"late p50 {f.late[0]:.2f} p99 {f.late[1]:.2f} ms" if f.late else "late -"
     audio = ""

@@ -23,6 +23,7 @@ from bachd.live.ranking import Preparing
 from bachd.live.scheduler import Frame
 from bachd.live.stream import Context
 from bachd.music import encoding
+from bachd.presets import LiveSettings
 
 V = encoding.NUM_VOICES
 
@@ -51,6 +52,16 @@ class HarmonizeMode:
     # Chords struck under a new melody note; of which were computed ahead; steps computed
     # before a note came into them, taken back and computed again.
     figures = ("melody_chords", "chords_ahead", "rollbacks")
+    player_part, done, melody_only = "Melody", "harmonized", True
+
+    @classmethod
+    def beats_after(cls, settings: LiveSettings) -> float:
+        return 0.0
+
+    @classmethod
+    def summary(cls, notes_in: int, figures: dict[str, int], notes_out: int) -> str:
+        return (f"{notes_in} melody notes, {figures['melody_chords']} with a chord struck under them, "
+                f"{notes_out} notes by bachd")
     activity = "harmonizing"
     speculate_semitones = 12  # chords are computed ahead for melody notes this close to the last
     quiet_before_send_seconds = 0.002  # no spare-time work this close to a scheduled send

@@ -39,6 +39,22 @@ class LiveMode(Protocol):
 
     name: ClassVar[str]
     figures: ClassVar[tuple[str, ...]]
+    # For the file commands (bachd harmonize, bachd continue) and the studio, which play a
+    # file into the mode: what the player's part is called, what bachd did to it, and whether
+    # the file's top line alone is played (a melody) or all its parts (a call).
+    player_part: ClassVar[str]
+    done: ClassVar[str]
+    melody_only: ClassVar[bool]
+
+    @classmethod
+    def beats_after(cls, settings: LiveSettings) -> float:
+        """How long, in beats, bachd may go on playing once the player has stopped."""
+        ...
+
+    @classmethod
+    def summary(cls, notes_in: int, figures: dict[str, int], notes_out: int) -> str:
+        """What a file command says it did: "12 melody notes, 12 with a chord struck under them"."""
+        ...
 
     def __init__(self, host: ModeHost, counts: Counter[str]) -> None: ...
 

@@ -66,6 +66,7 @@ class Performer:
         self.mode_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)  # mode name -> its figures
         self.live_mode: LiveMode = self._new_mode(settings.mode)
         self._relocated = False  # a song position arrived while stopped
+        self.unheard = 0  # notes played since the transport last ran, while it was stopped
 
     def _new_mode(self, name: str) -> LiveMode:
         return mode_class(name)(self, self.mode_counts[name])
@@ -87,8 +88,11 @@ class Performer:
 
     @property
     def state(self) -> str:
-        """stopped, or the mode's activity: listening, answering, harmonizing."""
-        return self.live_mode.activity if self.clock.running else "stopped"
+        """The mode's activity (listening, answering, harmonizing) while the transport runs;
+        stopped, or "waiting for Start" once notes come in while it is stopped."""
+        if self.clock.running:
+            return self.live_mode.activity
+        return "waiting for Start" if self.unheard else "stopped"
 
     # --- notes and controls -------------------------------------------------------------------
     def note_on(self, t_seconds: float, note: int, velocity: int) -> None:
@@ -96,6 +100,7 @@ class Performer:
             self.note_off(t_seconds, note)
             return
         if not self.clock.running:
+            self.unheard += 1  # the transport is stopped: said on the status line and the panel
             return
         self.stats.notes_in += 1
         step = self.player.note_on(t_seconds, note, velocity)
@@ -180,6 +185,7 @@ class Performer:
             self._halt()  # Start while running is Stop + Start
         self.clock.start(t_seconds)
         self.stats.starts += 1
+        self.unheard = 0
         self._relocated = False
         self.stream.restart()
         self.live_mode = self._new_mode(self.mode)
@@ -188,6 +194,7 @@ class Performer:
         if self.clock.running:
             return  # already playing: Continue changes nothing
         self.clock.resume(t_seconds)
+        self.unheard = 0
         if self._relocated:
             self._relocated = False
             self.stream.relocate()

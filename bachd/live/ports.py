@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from bachd.errors import BachdError
+from bachd.errors import BachdError, SetupError
 from bachd.live.player import STORM_QUIET_SECONDS
 from bachd.midi import BACKENDS
 from bachd.quiet import quiet_fd2
@@ -363,7 +363,7 @@ def open_ports(in_name: str = "bachd-in", out_name: str = "bachd-out", backend: 
         else [backend]
     )
     if backend != "auto" and backend not in compiled:
-        raise BachdError(f"the {backend} MIDI backend is not available in this build of python-rtmidi (available: "
+        raise SetupError(f"the {backend} MIDI backend is not available in this build of python-rtmidi (available: "
                          f"{', '.join(compiled) or 'none'})")
     reasons = []
     for name in order:
@@ -372,8 +372,8 @@ def open_ports(in_name: str = "bachd-in", out_name: str = "bachd-out", backend: 
             return _open(name, in_name, out_name)
         reasons.append(f"{name}: {why}")
     if backend == "auto":
-        raise BachdError(no_backend_message())
-    raise BachdError(f"cannot use the {backend} MIDI backend: {reasons[0].split(': ', 1)[1]}")
+        raise SetupError(no_backend_message())
+    raise SetupError(f"cannot use the {backend} MIDI backend: {reasons[0].split(': ', 1)[1]}")
 
 
 def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
@@ -384,7 +384,7 @@ def _open(backend: str, in_name: str, out_name: str) -> MidiPorts:
             midi_in = rtmidi.MidiIn(api, name=in_name, queue_size_limit=INPUT_QUEUE_LIMIT)
             midi_out = rtmidi.MidiOut(api, name=out_name)
         except Exception as error:
-            raise BachdError(f"cannot open {backend} MIDI client: {error}") from None
+            raise SetupError(f"cannot open {backend} MIDI client: {error}") from None
     midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
     ports = MidiPorts(backend, midi_in, midi_out, "", "")
     try:
@@ -434,7 +434,7 @@ def _open_side(port, name: str, backend: str, sources: list[str], rivals: list[s
                 raise BachdError(f"no MIDI {kind} port named '{name}' (ports: {listed}); {backend} has no virtual "
                                  "ports, so create one (e.g. with loopMIDI) and pass its name")
             if _match(name, rivals) is not None:
-                raise BachdError(f"a MIDI port named '{name}' already exists (is another bachd running?); choose "
+                raise SetupError(f"a MIDI port named '{name}' already exists (is another bachd running?); choose "
                                  f"another name with {'--in' if kind == 'input' else '--out'}")
             port.open_virtual_port(name)
         except BachdError:

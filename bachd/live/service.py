@@ -2,7 +2,9 @@
 
 bachd exits non-zero when its MIDI system goes away (the JACK server restarted, a port
 unplugged) or fails to start (no server yet); with ``Restart=on-failure`` systemd starts it
-again two seconds later, for as long as it takes.
+again three seconds later. A unit that fails ten times in five minutes (a MIDI system that
+is not coming back, a port name another program holds) is left stopped, and the journal
+holds bachd's one line for each try: ``journalctl --user -u bachd``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ UNIT_TEMPLATE = """\
 [Unit]
 Description=bachd: live Bach chorales on virtual MIDI ports
 After=sound.target jack.service
-# Keep trying while the MIDI system is down: no start limit.
-StartLimitIntervalSec=0
+# Try again while the MIDI system comes back; give up after ten failures in five minutes.
+StartLimitIntervalSec=300
+StartLimitBurst=10
 
 [Service]
 ExecStart={command}
 Restart=on-failure
-RestartSec=2
+RestartSec=3
 # Ctrl-C's twin: bachd releases every note before it exits.
 KillSignal=SIGTERM
 TimeoutStopSec=10

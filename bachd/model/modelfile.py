@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bachd.errors import BachdError
+from bachd.errors import BachdError, SetupError
 from bachd.music import encoding
 
 CONFIG_ENTRY = "bachd.json"
@@ -108,14 +108,14 @@ class ModelWeights:
 
 
 def _not_bachd(path: Path, why: str) -> BachdError:
-    return BachdError(f"{path} is not a readable bachd model ({why}); pass a model written by 'bachd train'")
+    return SetupError(f"{path} is not a readable bachd model ({why}); pass a model written by 'bachd train'")
 
 
 def check_model_path(path: str | Path) -> Path:
     """The path, if it names an existing .keras file; else a one-line error."""
     path = Path(path)
     if not path.exists():
-        raise BachdError(f"model {path} does not exist (train one with 'bachd train')")
+        raise SetupError(f"model {path} does not exist (train one with 'bachd train')")
     if path.is_dir():
         raise BachdError(f"model {path} is a directory; pass a .keras file")
     if path.suffix != ".keras":

@@ -20,6 +20,7 @@ import io
 import os
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
@@ -101,10 +102,10 @@ def check_soundfont(path: str | Path) -> Path:
     return path
 
 
-def find_soundfont() -> Optional[Path]:
+def find_soundfont(places: Optional[Iterable[str]] = None) -> Optional[Path]:
     """The first General MIDI SoundFont in $BACHD_SOUNDFONT (a file or folder) and the usual
-    places (None: there is none)."""
-    places = [os.environ.get("BACHD_SOUNDFONT", ""), *SEARCH_DIRS]
+    places, or in ``places`` (files or folders) if given (None: there is none)."""
+    places = [os.environ.get("BACHD_SOUNDFONT", ""), *SEARCH_DIRS] if places is None else list(places)
     for name in filter(None, places):
         place = Path(os.path.expanduser(name))
         candidates = [place] if place.is_file() else sorted(
