@@ -54,14 +54,14 @@ def test_the_readme_installs_bachd_and_writes_a_chorale_on_a_fresh_debian_13(tmp
     root = tmp_path / "trixie"
     step("debootstrap of Debian 13 (trixie)", ["debootstrap", "--variant=minbase", "trixie", str(root), MIRROR],
          timeout=900)
-    (root / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
-    shutil.copy(CERT, root / "etc/ssl/certs/ca-certificates.crt")  # the host's trust, for pip
+    # The host's trust, for pip, where no package's own certificates update will replace it.
+    shutil.copy(CERT, root / "root/host-ca.crt")
     shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
     proc = root / "proc"
     subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
     try:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "DEBIAN_FRONTEND": "noninteractive", "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+               "DEBIAN_FRONTEND": "noninteractive", "PIP_CERT": "/root/host-ca.crt",
                "LANG": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "3"}
         chroot = ["chroot", str(root)]
         version = step("python3 in the root", [*chroot, "sh", "-c", "apt-get update -q && apt-get install -y -q "
