@@ -108,8 +108,9 @@ def ready_line(run: Run, extras: list[str]) -> str:
         f"listen on '{run.ports.out_label}' ({run.ports.backend})."
         + (f" Recording to {run.recording.path}." if run.recording is not None else "")
         + (f" Monitor: {sound_name(run.monitor.soundfont)}." if run.monitor is not None else "")
+        + " Silent? `bachd doctor` checks the setup."
         + "".join(f" {extra}" for extra in extras)
-        + " Silent? `bachd doctor` checks the setup. Ctrl-C to stop."
+        + " Ctrl-C to stop."
     )
 
 
