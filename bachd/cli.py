@@ -568,34 +568,35 @@ def score_cli(
         typer.echo(f"wrote {out}: {staves} staves{pages}")
 
 
-def _choices(name: str) -> type[Enum]:
-    """The choices of a declared setting, as the Enum typer lists and checks."""
-    choices: type[Enum] = Enum(  # type: ignore[assignment, misc]  # the functional API, built at run time
-        name.title().replace("_", ""), {choice: choice for choice in SETTINGS[name].choices}, type=str
-    )
+def _enum(name: str, values: Iterable[str]) -> type[Enum]:
+    """``values`` as the Enum typer lists and checks."""
+    choices: type[Enum] = Enum(name, {v: v for v in values}, type=str)  # type: ignore[assignment, misc]
     return choices
 
 
-if TYPE_CHECKING:  # built from the declared choices (and the registries) when the command line is
+if TYPE_CHECKING:  # built from the declared choices and the registries when the command line is
     Mode = Enum
     ClockSource = Enum
     StartOn = Enum
-else:
-    Mode, ClockSource, StartOn = _choices("mode"), _choices("clock"), _choices("start_on")
-
-
-def _named(name: str, names: Iterable[str]) -> type[Enum]:
-    """An Enum of ``auto`` and ``names``, for typer to list and check."""
-    choices: type[Enum] = Enum(name, {n: n for n in ("auto", *names)}, type=str)  # type: ignore[assignment, misc]
-    return choices
-
-
-if TYPE_CHECKING:
     MidiBackend = Enum
     EngineBackend = Enum
 else:
-    MidiBackend = _named("MidiBackend", MIDI_BACKENDS)
-    EngineBackend = _named("EngineBackend", ENGINES)
+    Mode, ClockSource, StartOn = (_enum(n.title().replace("_", ""), SETTINGS[n].choices)
+                                  for n in ("mode", "clock", "start_on"))
+    MidiBackend = _enum("MidiBackend", ("auto", *MIDI_BACKENDS))
+    EngineBackend = _enum("EngineBackend", ("auto", *ENGINES))
+
+
+def _run_flags(given: dict[str, Any]) -> dict[str, Any]:
+    """``bachd run``'s settings options as given (None: not given), by their declared names,
+    with ``--programs`` as the preset's [sound] table."""
+    from bachd.presets import SOUND_PARTS
+
+    flags = {name: value.value if isinstance(value, Enum) else value
+             for name, value in given.items() if name in SETTINGS}
+    if given.get("programs") is not None:
+        flags["sound"] = dict(zip(SOUND_PARTS, _programs(given["programs"]) or ()))
+    return flags
 
 
 @app.command("run")
@@ -687,18 +688,14 @@ def run_cli(
     ] = "127.0.0.1",
 ) -> None:
     """Play live: open virtual MIDI ports and answer or harmonize what you play."""
-    # The settings given on the command line (None: not given), by their declared names.
-    flags = {
-        name: value.value if isinstance(value, Enum) else value for name, value in locals().items() if name in SETTINGS
-    }
+    given = dict(locals())
     _one_blas_thread()
     with _errors():
         from bachd.live.daemon import RunOptions
         from bachd.live.launch import run
-        from bachd.presets import SOUND_PARTS, resolve
+        from bachd.presets import resolve
 
-        if programs is not None:
-            flags["sound"] = dict(zip(SOUND_PARTS, _programs(programs) or ()))
+        flags = _run_flags(given)
 
         options = RunOptions(
             settings=resolve(preset, flags), model_path=model or default_model_path(), in_name=in_port,
@@ -833,7 +830,7 @@ def _check_run_options(args: list[str]) -> None:
     """``args`` as ``bachd run`` would take them: parsed by its own command, the settings
     resolved over the preset, the model read; a unit that could only fail is never written."""
     from bachd.model.modelfile import read_config
-    from bachd.presets import SOUND_PARTS, resolve
+    from bachd.presets import resolve
 
     run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     try:
@@ -845,11 +842,7 @@ def _check_run_options(args: list[str]) -> None:
         if not hasattr(error, "format_message"):
             raise
         raise BachdError(f"bachd run {shlex.join(args)}: {error.format_message()}") from None
-    flags = {name: value.value if isinstance(value, Enum) else value
-             for name, value in params.items() if name in SETTINGS}
-    if params.get("programs") is not None:
-        flags["sound"] = dict(zip(SOUND_PARTS, _programs(params["programs"]) or ()))
-    resolve(params.get("preset"), flags)
+    resolve(params.get("preset"), _run_flags(params))
     read_config(params.get("model") or default_model_path())
 
 

@@ -248,7 +248,9 @@ class Daemon:
     def _finish_recording(self) -> None:
         if self.recording is None:
             return
-        self._observe_input()  # the worker is gone: its last played notes are taken here
+        played, self.router.played = self.router.played, []  # the worker is gone: its last notes are taken here
+        for t_seconds, channel, pitch, velocity in played:
+            self.recording.recorder.player(t_seconds, channel, pitch, velocity)
         said = self.recording.finish(self.now())
         if said:
             sys.stderr.write(f"bachd: {said}\n")
