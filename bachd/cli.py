@@ -309,7 +309,10 @@ def eval_cli(
         bool,
         typer.Option("--music", help="Also report musical checks of generated music against the split's chorales."),
     ] = False,
-    pieces: Annotated[int, typer.Option(min=1, max=512, help="With --music: pieces to generate.")] = 32,
+    pieces: Annotated[
+        int, typer.Option(min=1, max=512, help="With --music: pieces to generate; with --harmonize or --answers: "
+                          "melodies of the split to play.")
+    ] = 32,
     bars: Annotated[int, typer.Option(min=4, max=256, help="With --music: bars (4/4) per generated piece.")] = 16,
     harmonize: Annotated[
         bool,
@@ -351,8 +354,16 @@ def eval_cli(
     allow_parallels: Annotated[
         Optional[bool], _setting("allow_parallels", "--allow-parallels/--no-allow-parallels")
     ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=1, max=64, help="With --harmonize: harmonize each melody under this many rng seeds, "
+                          "from --rng-seed on, and pool the figures.")
+    ] = 1,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=256, help="With --harmonize: processes that share the harmonizing.")
+    ] = 1,
     check: Annotated[
-        bool, typer.Option("--check", help="With --music: exit with status 1 if a figure is outside its margin.")
+        bool, typer.Option("--check", help="With --music or --harmonize: exit with status 1 if a figure is "
+                           "outside its margin.")
     ] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
@@ -363,15 +374,20 @@ def eval_cli(
     if harmonize or answers or music:
         _one_blas_thread()  # the live performer, or generation from nothing: one token at a time
     with _errors():
-        if check and not music:
-            raise BachdError("--check needs --music")
+        if check and not (music or harmonize):
+            raise BachdError("--check needs --music or --harmonize")
+        if (seeds > 1 or jobs > 1) and not harmonize:
+            raise BachdError("--seeds and --jobs go with --harmonize")
         check_output(plot, "--plot", (".png",))
         if model.suffix == ".keras":
             from bachd.model.modelfile import read_config
 
             read_config(model)  # a missing or foreign model fails before TensorFlow loads
         if harmonize or answers:
-            _eval_live(model, list(corpus), split.value, pieces, preset, flags, allow_pickle, as_json, answers)
+            within = _eval_live(model, list(corpus), split.value, pieces, preset, flags, allow_pickle, as_json,
+                                answers, seeds, jobs)
+            if check and not within:
+                raise typer.Exit(1)
             return
         from bachd.files.evaluate import eval_report
         from bachd.model.sampling import SamplingConfig
@@ -396,11 +412,13 @@ def eval_cli(
 
 
 def _eval_live(model: Path, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
-               allow_pickle: bool, as_json: bool, answers: bool) -> None:
+               allow_pickle: bool, as_json: bool, answers: bool, seeds: int, jobs: int) -> bool:
+    """Prints the live figures; True if each is within its margin."""
     from bachd.files.live_checks import live_report
 
-    figures, lines = live_report(model, corpora, split, pieces, preset, flags, allow_pickle, answers)
+    figures, lines = live_report(model, corpora, split, pieces, preset, flags, allow_pickle, answers, seeds, jobs)
     typer.echo(json.dumps(figures) if as_json else "\n".join(lines))
+    return bool(figures.get("within_margins", True))
 
 
 def _print_music(report: dict, what: str) -> None:
@@ -734,6 +752,13 @@ def _replay_command(mode: str):
             Optional[str], typer.Option("--preset", "-p", help="A preset name or .toml file, as for `bachd run`.")
         ] = None,
         bpm: Annotated[Optional[float], _setting("bpm")] = None,
+        beats_per_bar: Annotated[Optional[int], _setting("beats_per_bar")] = None,
+        pickup: Annotated[
+            float,
+            typer.Option(min=0.0, max=11.75, help="Beats before the first bar line (an upbeat), in quarter notes, "
+                         "for a file that writes its upbeat on beat 1 (as bachd score's --pickup). Default: the "
+                         "file's first note is on beat 1."),
+        ] = 0.0,
         channel: Annotated[
             Optional[int], typer.Option(min=1, max=16, help="Read only this channel (default: all but 10, drums).")
         ] = None,
@@ -777,9 +802,11 @@ def _replay_command(mode: str):
             from bachd.files.replay import replay_file
             from bachd.presets import resolve
 
-            flags.pop("bpm")  # the file's own tempo, unless --bpm is given
+            flags.pop("bpm")  # the file's own tempo and time signature, unless given here
+            flags.pop("beats_per_bar")
             replay_file(mode, source, out, resolve(preset, flags), model or default_model_path(), bpm=bpm,
-                        channel=channel, track=track, say=typer.echo, analysis=analysis)
+                        channel=channel, track=track, say=typer.echo, analysis=analysis,
+                        beats_per_bar=beats_per_bar, pickup=pickup)
 
     return command
 

@@ -204,11 +204,13 @@ class Declared:
         8,
         "Harmonize mode: chords drawn ahead under each likely next melody note on a strong "
         "beat (1 and 3 in 4/4, the downbeat otherwise); bachd plays the one that closes "
-        "best: a complete chord, then a V-I or IV-I in root position, then one on the "
-        "key's tonic; of two alike, the one in the key. On the beat before a strong beat, "
-        "as many under a melody note on the key's 2nd or 7th, keeping the key's dominant "
-        "in root position, then any root-position chord; a dominant kept there stands "
-        "until the strong beat while the melody holds (1: the model's own draw).",
+        "best: a complete chord, then a V-I or IV-I into a root-position triad from the "
+        "chord on the beat before, then one on the key's tonic; of two alike, the one in "
+        "the key. On the beat before a strong beat, as many under a melody note on the "
+        "key's 2nd, 4th, 5th or 7th, keeping the key's dominant in root position, then any "
+        "root-position chord; a dominant kept there stands until the strong beat while the "
+        "melody holds, and the bass of a strong beat's chord stands for the beat while the "
+        "melody holds (1: the model's own draws, nothing stands).",
         int,
         1,
         16,

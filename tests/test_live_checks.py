@@ -39,6 +39,56 @@ def test_a_perfect_cadence_is_found_and_counted_in_the_home_key():
     assert "in_bach_key_pct" not in figures
 
 
+def test_what_a_listener_hears_is_counted_chord_by_chord():
+    from bachd.music import analysis
+
+    assert analysis.consonant_triad(np.array([72, 67, 64, 48]))  # C major, root position
+    assert analysis.consonant_triad(np.array([72, 64, 57, 45]))  # A minor: doubled root, no fifth missing
+    assert not analysis.consonant_triad(np.array([72, 64, 60, 48]))  # no fifth
+    assert not analysis.consonant_triad(np.array([65, 62, 59, 43]))  # G7: complete, but a seventh
+    assert not analysis.dissonant(np.array([72, 67, 64, 48])) and not analysis.dissonant(np.array([72, 64, 60, 48]))
+    assert analysis.dissonant(np.array([65, 62, 59, 43]))  # the seventh and the tritone
+    assert analysis.dissonant(np.array([72, 67, 64, 55]))  # a 6/4: the fourth over the bass
+    assert analysis.dissonant(np.array([72, 65, 62, 48]))  # C, F and D over C: a second and a fourth
+    assert not analysis.dissonant(np.array([72, enc.SILENT, enc.SILENT, 48]))
+    # A G7 for two beats, then the melody's C5 held for two over C E G on beat 3: the alto
+    # moves at the 8th and back on the beat, where the bass strikes again. Two changes under
+    # held melody notes (14 steps of them), and two phrase ends heard: the F (nothing before
+    # it to close from) and the C (the bass stands for its first beat), which closes V-I.
+    rows = [[65, 62, 59, 43]] * 8 + [[72, 64, 55, 48]] * 2 + [[72, 65, 55, 48]] * 2 + [[72, 64, 55, 48]] * 4
+    pitches = np.array(rows)
+    attacks = np.zeros_like(pitches, bool)
+    attacks[[0, 8], :] = True
+    attacks[10, 1] = attacks[12, 1] = attacks[12, 3] = True
+    counts = hc.piece_counts(enc.encode_pitches(pitches, attacks))
+    assert counts["held_melody_steps"] == 14 and counts["held_melody_changes"] == 2  # steps 10 and 12
+    assert counts["heard_phrase_ends"] == 2 and counts["heard_closes"] == 1
+    assert counts["strong_beats"] == 2 and counts["dissonant_strong_beats"] == 1  # the G7 on the downbeat
+    assert counts["triad_beats"] == 2 and counts["full_beats"] == 4
+    figures = hc.summarize([counts])
+    assert figures["held_melody_changes_per_beat"] == round(2 / (14 / 4), 3)
+    assert figures["triads_on_beats_pct"] == 50.0 and figures["dissonant_strong_beats_pct"] == 50.0
+    # The bass struck again under the C's first beat: no phrase end is heard there.
+    attacks[9, 3] = True
+    assert hc.piece_counts(enc.encode_pitches(pitches, attacks))["heard_phrase_ends"] == 1
+
+
+def test_each_figure_with_a_margin_fails_when_bachd_drifts_out_of_it():
+    bach = {"triads_on_beats_pct": 70.0, "dissonant_strong_beats_pct": 25.0, "chord_changes_per_beat": 1.5,
+            "heard_phrase_ends_per_16_bars": 5.0, "heard_closes_pct": 45.0, "in_bach_key_pct": 85.0,
+            "parallels_per_100_changes": 0.6}
+    inside = {"triads_on_beats_pct": 63.5, "dissonant_strong_beats_pct": 29.9, "chord_changes_per_beat": 1.72,
+              "heard_phrase_ends_per_16_bars": 4.1, "heard_closes_pct": 36.5, "in_bach_key_pct": 83.6,
+              "parallels_per_100_changes": 0.0}
+    assert all(row["ok"] for row in hc.margin_rows(bach, inside))
+    drifted = {"triads_on_beats_pct": 62.0, "dissonant_strong_beats_pct": 30.5, "chord_changes_per_beat": 1.74,
+               "heard_phrase_ends_per_16_bars": 3.9, "heard_closes_pct": 35.5, "in_bach_key_pct": 83.4,
+               "parallels_per_100_changes": 0.1}
+    for name, value in drifted.items():
+        rows = {row["figure"]: row for row in hc.margin_rows(bach, inside | {name: value})}
+        assert [key for key, row in rows.items() if not row["ok"]] == [name]
+
+
 def test_contrary_and_similar_fifths_are_told_apart():
     similar = chorale([[72, 67, 64, 60], [74, 69, 65, 62]])  # S-B octave and A-B fifth, all rising
     contrary = chorale([[67, 64, 60, 55], [72, 67, 64, 48]])  # S-B: octave to double octave, opposite ways

@@ -129,3 +129,35 @@ def test_read_line_takes_the_top_line_of_chords():
 
     notes = [[0.0, 1.0, 60, 80], [0.0, 1.0, 67, 80], [0.5, 1.5, 64, 80], [1.0, 2.0, 72, 80]]
     assert [(s, e, p) for s, e, p, _ in _top_line(notes)] == [(0.0, 1.0, 67), (1.0, 2.0, 72)]
+
+
+def test_harmonize_takes_the_bars_of_the_files_time_signature_and_an_upbeat_where_it_falls(tiny_model_path, tmp_path):
+    from bachd.cli import app
+    from typer.testing import CliRunner
+
+    # A melody in 3/4 with an upbeat, written from beat 1 (as music21 writes a chorale's
+    # MIDI): harmonized in 3/4, and with --pickup 1 its first note on beat 3 of a bar.
+    source = melody_file(tmp_path / "waltz.mid", pitches=[67, 72, 71, 72, 74, 76, 74])
+    mid = mido.MidiFile(source)
+    mid.tracks[0].insert(0, mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0))
+    mid.save(source)
+
+    def run(*extra) -> tuple[int, dict]:
+        out = tmp_path / f"out{len(extra)}.mid"
+        result = CliRunner().invoke(app, ["harmonize", str(source), "-o", str(out), "--model", str(tiny_model_path),
+                                          *extra])
+        assert result.exit_code == 0, result.output
+        written = mido.MidiFile(out)
+        signature = next(m for t in written.tracks for m in t if m.type == "time_signature")
+        return signature.numerator, tracks_of(out)
+
+    beats, tracks = run()
+    assert beats == 3 and tracks["Melody"][0][0] == 0
+    beats, tracks = run("--pickup", "1")
+    assert beats == 3 and tracks["Melody"][0][0] == 2 * 480  # beat 3 of the first bar
+    assert {tick for tick, _ in tracks["Melody"]} <= {tick for tick, _ in tracks["Bass"]}
+    beats, tracks = run("--beats-per-bar", "4", "--pickup", "1")  # the command line over the file
+    assert beats == 4 and tracks["Melody"][0][0] == 3 * 480
+    result = CliRunner().invoke(app, ["harmonize", str(source), "-o", str(tmp_path / "x.mid"), "--pickup", "3",
+                                      "--model", str(tiny_model_path)])
+    assert result.exit_code != 0 and "less than a bar (3 beats)" in result.output

@@ -131,3 +131,27 @@ def test_the_jsb_benchmark_models_reproduce_their_validation_figure(name):
     for voice, mine in figures["per_voice"].items():
         assert mine["pitch_nll"] == pytest.approx(card["metrics"]["valid"]["per_voice"][voice]["pitch_nll"], abs=1e-3)
     assert figures["pitch_nll"] < 0.335
+
+
+@pytest.mark.slow
+def test_the_default_harmonizes_bachs_melodies_within_the_margins_of_his_own_harmonizations():
+    """``bachd eval --harmonize --check`` with the shipped default and the harmonizer preset,
+    on the first twelve of music21's validation melodies (about 170 bars, rng seed 0; two minutes
+    on two cores): complete triads on beats,
+    dissonant strong beats, chord changes per beat, phrase ends as heard and their closes,
+    each within its margin of Bach's harmonizations of the same melodies, and no parallels.
+    A harmonizer that drifts out of a margin fails here; README's row is the whole split."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bachd", "eval", str(MODELS / "default.keras"), "--harmonize", "--split", "valid",
+         "--pieces", "12", "--jobs", "2", "--check", "--json"],
+        capture_output=True, text=True, env=cli_env(), timeout=600,
+    )
+    figures = json.loads(result.stdout)
+    outside = [(row["figure"], row["bach"], row["bachd"]) for row in figures["rows"] if not row.get("ok", True)]
+    assert result.returncode == 0 and figures["within_margins"], outside
+    assert figures["melody_notes_harmonized"] == figures["melody_notes"]

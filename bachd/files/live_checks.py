@@ -23,6 +23,8 @@ tenor and bass are read back onto the grid. Figures (each for bachd and for Bach
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -30,6 +32,7 @@ import numpy as np
 from bachd.files.replay import PlayedFile, perform
 from bachd.midi import NOTE_OFF, NOTE_ON, is_note_on
 from bachd.music import analysis, encoding
+from bachd.music.analysis import Margin
 from bachd.presets import LiveSettings
 
 SILENT = encoding.SILENT
@@ -106,20 +109,32 @@ def harmonize(engine, settings: LiveSettings, tokens: np.ndarray, phase: int = 0
 
 
 # --- figures ------------------------------------------------------------------------------------
-def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None) -> dict[str, float]:
-    """Raw counts for one piece; with ``key``, also its sounding steps in that key's scale
+def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None, phase: int = 0,
+                 bar_steps: int = encoding.STEPS_PER_BAR) -> dict[str, float]:
+    """Raw counts for one piece whose first step falls at 16th ``phase`` of a bar of
+    ``bar_steps``; with ``key``, also its sounding steps in that key's scale
     (``bach_key_steps``: under a melody, the key of Bach's harmonization of it)."""
     pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
     steps = pitches.shape[0]
     full = (pitches != SILENT).all(axis=1)
-    counts = {name: value for name, value in analysis.piece_counts(tokens).items() if name in (
+    counts = {name: value for name, value in analysis.piece_counts(tokens, phase, bar_steps).items() if name in (
         "parallels", "antiparallels", "crossing_steps", "in_key_steps", "sounding_steps", "chord_changes",
         "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences", "beat_triads",
-        "root_position_triads")}
+        "root_position_triads", "heard_phrase_ends", "heard_closes")}
     counts.update(steps=steps, beats=steps / encoding.STEPS_PER_BEAT, pieces=1)
-    beats = [s for s in range(0, steps, encoding.STEPS_PER_BEAT) if full[s]]
+    on_beat = (np.arange(steps) + phase) % encoding.STEPS_PER_BEAT == 0
+    beats = np.flatnonzero(on_beat & full)
     counts["full_beats"] = len(beats)
     counts["chord_beats"] = sum(analysis.complete(pitches[s]) for s in beats)
+    counts["triad_beats"] = sum(analysis.consonant_triad(pitches[s]) for s in beats)
+    strong = np.flatnonzero(analysis.strong_beats(steps, phase, bar_steps) & full)
+    counts["strong_beats"] = len(strong)
+    counts["dissonant_strong_beats"] = sum(analysis.dissonant(pitches[s]) for s in strong)
+    # Under a held melody note: the steps where the soprano sounds on without a new attack.
+    held = (pitches[:, 0] != SILENT) & ~attacks[:, 0]
+    held[0] = False
+    counts["held_melody_steps"] = int(held.sum())
+    counts["held_melody_changes"] = int((analysis.chord_changes(pitches, attacks) & held).sum())
     melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
     counts["melody_attacks"] = len(melody)
     counts["melody_in_chord"] = sum(analysis.complete(pitches[s]) for s in melody)
@@ -131,7 +146,16 @@ def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None) -> 
 def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
     total = {key: float(sum(c[key] for c in counts)) for key in counts[0]}
     changes = max(total["chord_changes"], 1.0)
+    per_16_bars = total["steps"] / (16 * encoding.STEPS_PER_BAR)
     return {
+        "triads_on_beats_pct": round(100 * total["triad_beats"] / max(total["full_beats"], 1.0), 2),
+        "dissonant_strong_beats_pct": round(
+            100 * total["dissonant_strong_beats"] / max(total["strong_beats"], 1.0), 2),
+        "chord_changes_per_beat": round(total["chord_changes"] / max(total["beats"], 1.0), 3),
+        "held_melody_changes_per_beat": round(
+            total["held_melody_changes"] / max(total["held_melody_steps"] / encoding.STEPS_PER_BEAT, 1.0), 3),
+        "heard_phrase_ends_per_16_bars": round(total["heard_phrase_ends"] / max(per_16_bars, 1e-9), 2),
+        "heard_closes_pct": round(100 * total["heard_closes"] / max(total["heard_phrase_ends"], 1.0), 2),
         "parallels_per_100_changes": round(100 * total["parallels"] / changes, 3),
         "antiparallels_per_100_changes": round(100 * total["antiparallels"] / changes, 3),
         "in_key_pct": round(100 * total["in_key_steps"] / max(total["sounding_steps"], 1.0), 2),
@@ -139,7 +163,6 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
         "cadences_at_phrase_ends_pct": round(100 * total["cadences"] / max(total["phrase_ends"], 1.0), 2),
         "home_key_cadences_pct": round(100 * total["home_cadences"] / max(total["phrase_ends"], 1.0), 2),
         "root_position_pct": round(100 * total["root_position_triads"] / max(total["beat_triads"], 1.0), 2),
-        "chord_changes_per_beat": round(total["chord_changes"] / max(total["beats"], 1.0), 3),
         "wide_spacing_pct": round(100 * total["wide_steps"] / max(total["full_steps"], 1.0), 2),
         "voice_crossing_pct": round(100 * total["crossing_steps"] / max(total["steps"], 1.0), 2),
         "melody_in_chord_pct": round(100 * total["melody_in_chord"] / max(total["melody_attacks"], 1.0), 2),
@@ -152,19 +175,52 @@ def summarize(counts: list[dict[str, float]]) -> dict[str, float]:
 
 
 LABELS = {
+    "triads_on_beats_pct": "beats on a complete major or minor triad (%)",
+    "dissonant_strong_beats_pct": "strong beats on a dissonant chord (%)",
+    "chord_changes_per_beat": "chord changes per beat",
+    "held_melody_changes_per_beat": "... under a held melody note, per beat of it",
+    "heard_phrase_ends_per_16_bars": "phrase ends as heard, per 16 bars",
+    "heard_closes_pct": "... closing V-I or IV-I, any key (%)",
     "parallels_per_100_changes": "parallel 5ths/8ves, similar motion, per 100 chord changes",
     "antiparallels_per_100_changes": "5ths/8ves in contrary motion, per 100 chord changes",
     "in_key_pct": "steps in the detected key (%)",
     "in_bach_key_pct": "... in the key of Bach's harmonization (%)",
     "triads_and_sevenths_on_beats_pct": "beats on a complete triad or seventh (%)",
-    "cadences_at_phrase_ends_pct": "phrase ends closing V-I or IV-I, any key (%)",
+    "cadences_at_phrase_ends_pct": "melody's long notes closing V-I or IV-I in root position (%)",
     "home_key_cadences_pct": "... in the home key (%)",
     "root_position_pct": "triads on the beat with the bass on the root (%)",
-    "chord_changes_per_beat": "chord changes per beat",
     "wide_spacing_pct": "more than an octave S-A or A-T (% of steps)",
     "voice_crossing_pct": "steps with voice crossing (%)",
     "melody_in_chord_pct": "melody notes that are chord tones (%)",
 }
+
+# What a listener hears, held to Bach's harmonizations of the same melodies (``eval
+# --harmonize --check``): full and consonant beat chords, few dissonant strong beats, his
+# harmonic rhythm, phrase ends that stand and close; and the rules the harmonizer keeps.
+MARGINS: dict[str, Margin] = {
+    "triads_on_beats_pct": Margin(0.10, "rel", side="below"),
+    "dissonant_strong_beats_pct": Margin(0.20, "rel", side="above"),
+    "chord_changes_per_beat": Margin(0.15, "rel", side="above"),
+    "heard_phrase_ends_per_16_bars": Margin(0.20, "rel", side="below"),
+    "heard_closes_pct": Margin(0.20, "rel", side="below"),
+    "in_bach_key_pct": Margin(1.5, side="below"),
+}
+
+
+def margin_rows(bach: dict[str, float], ours: dict[str, float]) -> list[dict]:
+    """One row per figure, Bach's and bachd's side by side; those with a margin say whether
+    bachd is within it. Parallels must stay at none."""
+    rows = []
+    for key, label in LABELS.items():
+        if key not in ours:
+            continue
+        row = {"figure": key, "label": label, "bach": bach[key], "bachd": ours[key]}
+        if key in MARGINS:
+            row.update(margin=MARGINS[key].describe(), ok=MARGINS[key].allows(ours[key], bach[key]))
+        elif key == "parallels_per_100_changes":
+            row.update(margin="none", ok=ours[key] == 0)
+        rows.append(row)
+    return rows
 
 
 def agreement(ours: list[np.ndarray], bach: list[np.ndarray]) -> float:
@@ -201,27 +257,60 @@ def lower_voice_nll(engine, pieces: list[np.ndarray], bars: Optional[list[tuple[
     return round(total / max(count, 1), 4)
 
 
-def report(engine, settings: LiveSettings, pieces: list[np.ndarray], nll_engine=None,
-           bars: Optional[list[tuple[int, int]]] = None) -> dict:
-    """bachd's harmonizations of the pieces' melodies beside Bach's, figure by figure;
-    ``bars``: where each piece's first step falls in its bar, and the bar's length in steps
-    (default: a 4/4 piece that starts on a downbeat)."""
+def harmonizations(model, settings: LiveSettings, pieces: list[np.ndarray], bars: list[tuple[int, int]],
+                   seeds: Sequence[int], jobs: int = 1) -> list[list[np.ndarray]]:
+    """bachd's harmonization of each piece's melody under each rng seed, ``[seed][piece]``;
+    ``jobs`` processes share the work (each harmonization depends on its seed alone, so the
+    result is the same however many)."""
+    from dataclasses import replace
+
+    tasks = [(replace(settings, rng_seed=seed), tokens, where) for seed in seeds for tokens, where in zip(pieces, bars)]
+    if jobs <= 1 or len(tasks) <= 1:
+        _load_engine(model)
+        done = [_harmonize_task(task) for task in tasks]
+    else:
+        with ProcessPoolExecutor(min(jobs, len(tasks)), initializer=_load_engine, initargs=(model,)) as pool:
+            done = list(pool.map(_harmonize_task, tasks))
+    return [done[i : i + len(pieces)] for i in range(0, len(done), len(pieces))]
+
+
+_engine: list = []  # the engine of this process (one per worker of harmonizations())
+
+
+def _load_engine(model) -> None:
+    from bachd.model.engine import make_engine
+
+    _engine[:] = [make_engine(model)]
+
+
+def _harmonize_task(task: tuple[LiveSettings, np.ndarray, tuple[int, int]]) -> np.ndarray:
+    settings, tokens, (phase, bar_steps) = task
+    return harmonize(_engine[0], settings, tokens, phase, bar_steps)
+
+
+def report(model, settings: LiveSettings, pieces: list[np.ndarray], nll: bool = True,
+           bars: Optional[list[tuple[int, int]]] = None, seeds: Sequence[int] = (0,), jobs: int = 1) -> dict:
+    """bachd's harmonizations of the pieces' melodies (under each of ``seeds``) beside
+    Bach's, figure by figure; ``bars``: where each piece's first step falls in its bar, and
+    the bar's length in steps (default: a 4/4 piece that starts on a downbeat)."""
     bars = bars or [DOWNBEAT] * len(pieces)
-    ours = [harmonize(engine, settings, tokens, *where) for tokens, where in zip(pieces, bars)]
+    runs = harmonizations(model, settings, pieces, bars, seeds, jobs)
     # The detected key of a harmonization turns on its chords (a minor key's scale, with the
     # raised 6th and 7th, holds more notes than its relative major's), so steps in the key
     # are also counted in one key for both: the key of Bach's harmonization.
     keys = [analysis.detect_key(encoding.decode_pitches(np.asarray(p))[0]) for p in pieces]
-    bach_figures = summarize([piece_counts(p, key) for p, key in zip(pieces, keys)])
-    our_figures = summarize([piece_counts(p, key) for p, key in zip(ours, keys)])
-    rows = [
-        {"figure": key, "label": LABELS[key], "bach": bach_figures[key], "bachd": our_figures[key]} for key in LABELS
-    ]
-    result = {"pieces": len(pieces), "rows": rows, "agreement_pct": agreement(ours, pieces),
-              "melody_notes": int(sum(np.asarray(encoding.decode_pitches(p)[1])[:, 0].sum() for p in pieces)),
-              "melody_notes_harmonized": _harmonized(ours)}
-    if nll_engine is not None:
-        result["lower_voice_nll"] = lower_voice_nll(nll_engine, pieces, bars)
+    bach_figures = summarize([piece_counts(p, key, *where) for p, key, where in zip(pieces, keys, bars)])
+    our_figures = summarize([piece_counts(p, key, *where) for run in runs for p, key, where in zip(run, keys, bars)])
+    rows = margin_rows(bach_figures, our_figures)
+    result = {"pieces": len(pieces), "seeds": list(seeds), "rows": rows,
+              "agreement_pct": agreement([p for run in runs for p in run], pieces * len(runs)),
+              "within_margins": all(row.get("ok", True) for row in rows),
+              "melody_notes": len(runs) * sum(int(encoding.decode_pitches(p)[1][:, 0].sum()) for p in pieces),
+              "melody_notes_harmonized": sum(_harmonized(run) for run in runs)}
+    if nll:
+        from bachd.model.engine import make_engine
+
+        result["lower_voice_nll"] = lower_voice_nll(make_engine(model), pieces, bars)
     return result
 
 
@@ -305,7 +394,8 @@ ANSWER_CHORDS = ("triads_and_sevenths_on_beats_pct", "root_position_pct", "chord
 
 
 def live_report(model, corpora: list[str], split: str, pieces: int, preset: Optional[str], flags: dict,
-                allow_pickle: bool = False, answers: bool = False) -> tuple[dict, list[str]]:
+                allow_pickle: bool = False, answers: bool = False, seeds: int = 1,
+                jobs: int = 1) -> tuple[dict, list[str]]:
     """What ``bachd eval --harmonize`` (or ``--answers``) reports: the figures, and as lines
     of text."""
     from bachd.errors import BachdError
@@ -336,17 +426,21 @@ def live_report(model, corpora: list[str], split: str, pieces: int, preset: Opti
             f"  the call's key as bachd named it from the melody: right for {figures['call_key_named_pct']:g} % of "
             "calls",
         ]
-    figures = report(make_engine(model), settings, chosen, nll_engine=make_engine(model), bars=bars)
+    first = settings.rng_seed or 0
+    figures = report(model, settings, chosen, bars=bars, seeds=range(first, first + seeds), jobs=jobs)
     figures.update(model=str(model), corpora=corpora, split=split, settings={
         k: getattr(settings, k) for k in ("temperature", "top_p", "rhythm_temperature", "allow_parallels", "rng_seed")})
+    seeded = f"rng seed {first}" if seeds == 1 else f"rng seeds {first}-{first + seeds - 1}"
     lines = [f"{model}, live harmonizer on the melodies of {len(chosen)} chorales ({where}); "
-             f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, rng seed {settings.rng_seed}",
-             f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}"]
-    lines += [f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}" for row in figures["rows"]]
+             f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, {seeded}",
+             f"  {'figure':62s} {'Bach':>8s} {'bachd':>8s}  margin"]
+    lines += [f"  {row['label']:62s} {row['bach']:8g} {row['bachd']:8g}" + (
+        f"  {row['margin']} ({'ok' if row['ok'] else 'OUTSIDE'})" if "ok" in row else "") for row in figures["rows"]]
     lines += [
         f"  melody notes with all three voices under them: {figures['melody_notes_harmonized']} of "
         f"{figures['melody_notes']}",
         f"  agreement with Bach's alto, tenor and bass, note by note: {figures['agreement_pct']:g} %",
         f"  NLL of Bach's lower voices given the soprano: {figures['lower_voice_nll']:.4f} nats/token",
+        "within every margin" if figures["within_margins"] else "outside a margin: see the rows marked OUTSIDE",
     ]
     return figures, lines

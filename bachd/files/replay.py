@@ -35,6 +35,24 @@ class PlayedFile:
     events: list[tuple[float, tuple[int, int, int]]]  # (seconds, note-on or note-off), channel 1
     bpm: float
     seconds: float  # when the last note ends
+    beats_per_bar: Optional[int] = None  # the file's time signature in quarter-note beats, if it has one
+
+    def delayed(self, seconds: float) -> PlayedFile:
+        """The same notes ``seconds`` later."""
+        return PlayedFile([(t + seconds, m) for t, m in self.events], self.bpm, self.seconds + seconds,
+                          self.beats_per_bar)
+
+
+def quarter_beats(signature: Optional[tuple[int, int]]) -> Optional[int]:
+    """A time signature's bar in quarter-note beats (6/8: 3, 2/2: 4), or None where its bar
+    is no whole number of them (5/8) or there is none."""
+    if signature is None:
+        return None
+    numerator, denominator = signature
+    sixteenths = numerator * 16 / denominator if denominator else 0
+    if sixteenths <= 0 or sixteenths % 4:
+        return None
+    return int(sixteenths // 4)
 
 
 def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = None, top_line: bool = True,
@@ -60,7 +78,8 @@ def read_line(path: Path, channel: Optional[int] = None, track: Optional[int] = 
         events.append((start, (NOTE_ON, int(pitch), int(velocity))))
         events.append((end, (NOTE_OFF, int(pitch), 0)))
     events.sort(key=lambda e: (e[0], e[1][0] == NOTE_ON))  # at one instant, note-offs first
-    return PlayedFile(events, data.first_bpm or 120.0, max(end for _, end, _, _ in notes))
+    return PlayedFile(events, data.first_bpm or 120.0, max(end for _, end, _, _ in notes),
+                      quarter_beats(data.time_signature))
 
 
 def _top_line(notes: list[list]) -> list[list]:
@@ -173,9 +192,15 @@ def replay_file(
     track: Optional[int] = None,
     say: Callable[[str], None] = print,
     analysis: bool = False,
+    beats_per_bar: Optional[int] = None,
+    pickup: float = 0.0,
 ) -> Path:
     """What ``bachd harmonize`` (``mode="harmonize"``) and ``bachd continue`` do: the file at
-    its own tempo (or ``bpm``) into the live performer of that mode, on the internal clock."""
+    its own tempo (or ``bpm``) into the live performer of that mode, on the internal clock.
+    Its bars are ``beats_per_bar`` long if given, else as the file's time signature says,
+    else the settings'; with ``pickup``, its first note falls that many beats before a bar
+    line (an upbeat the file writes on beat 1), so the strong beats fall where the melody's
+    do."""
     from dataclasses import replace
 
     from bachd.live.launch import load_engine
@@ -185,9 +210,16 @@ def replay_file(
         raise BachdError("--analysis goes with a MusicXML --out (.musicxml or .mxl)")
     kind = mode_class(mode)
     played = read_line(source, channel, track, top_line=kind.melody_only)
+    beats = beats_per_bar or played.beats_per_bar or settings.beats_per_bar
     settings = replace(
-        settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo")
+        settings, mode=mode, clock="internal", bpm=check("bpm", bpm or round(played.bpm, 3), "the file's tempo"),
+        beats_per_bar=check("beats_per_bar", beats, "the file's time signature"),
     )
+    if pickup:
+        if not 0 < pickup < settings.beats_per_bar:
+            raise BachdError(f"--pickup {pickup:g}: an upbeat is more than 0 and less than a bar "
+                             f"({settings.beats_per_bar} beats)")
+        played = played.delayed((settings.beats_per_bar - pickup) * 60.0 / settings.bpm)
     session = perform(load_engine(model_path), settings, played)
     notes_in, figures = session.performer.stats.notes_in, session.performer.figures()
     player = kind.player_part

@@ -6,11 +6,12 @@ under each likely next melody note is computed ahead, batched over candidates. A
 model's own sample given the melody note, as the critical path would have drawn it; it is
 keyed by the context's version and beat, so a stale one is never used. On a strong beat there
 is more: ``chord_draws`` chords are drawn under each melody note and the one that closes best
-is kept (:class:`~bachd.live.ranking.Closing`), so a melody that ends its phrase there finds a
-cadence under it about as often as Bach wrote one. On the beat before, a melody note on the
-key's 2nd or 7th gets as many, and the chord that prepares a close is kept
-(:class:`~bachd.live.ranking.Preparing`); a root-position dominant kept there stands until the
-strong beat while the melody holds (:meth:`~bachd.live.ranking.Preparing.standing`).
+from the chord on the beat before is kept (:class:`~bachd.live.ranking.Closing`), so a
+melody that ends its phrase there finds a cadence under it about as often as Bach wrote one.
+On the beat before, a melody note on the key's 2nd, 4th, 5th or 7th gets as many, and the
+chord that prepares a close is kept (:class:`~bachd.live.ranking.Preparing`); a root-position
+dominant kept there stands until the strong beat while the melody holds
+(:meth:`~bachd.live.ranking.Preparing.standing`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Stream(Protocol):
     version: int
     bar_steps: int
     last: np.ndarray
+    beats: tuple[np.ndarray, ...]
     keys: KeyTracker
 
     def prepare(self, beat: Optional[int] = None) -> None: ...
@@ -102,13 +104,13 @@ class ChordsAhead:
         todo = [t for t in soprano_tokens if table is None or t not in table]
         return self._compute(todo, restrict, beat) if todo else None
 
-    def _ranking(self, todo: list[int], beat: int, last: np.ndarray) -> tuple[Optional[Closing | Preparing], list[int]]:
+    def _ranking(self, todo: list[int], beat: int) -> tuple[Optional[Closing | Preparing], list[int]]:
         """How the draws for ``beat`` are ranked, and which candidates get the further draws."""
         stream = self.stream
         if self.sampler.config.chord_draws <= 1:
             return None, []
         if stream.strong_beat(beat):
-            return Closing(last, stream.keys.key), todo
+            return Closing(stream.beats, stream.keys.key), todo
         if stream.upbeat(beat):
             preparing = Preparing(stream.keys.key)
             return preparing, [token for token in todo if preparing.prepares(token)]
@@ -121,7 +123,7 @@ class ChordsAhead:
         table = self._chords.setdefault(key, {})
         while len(self._chords) > 4:  # the current context and a few it may be rolled back to
             del self._chords[next(iter(self._chords))]
-        ranking, extra = self._ranking(todo, beat, last)
+        ranking, extra = self._ranking(todo, beat)
         best: dict[int, tuple] = {}  # soprano token -> rank of the chord kept for it
         # One chord under every candidate first (nearest melody notes first), so that each
         # has one soon; then the further draws.

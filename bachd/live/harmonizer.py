@@ -19,7 +19,7 @@ import numpy as np
 
 from bachd.live.modes import ModeHost
 from bachd.live.player import PlayedNote
-from bachd.live.ranking import Preparing
+from bachd.live.ranking import Preparing, arrival
 from bachd.live.scheduler import Frame
 from bachd.live.stream import Context
 from bachd.music import encoding
@@ -78,7 +78,8 @@ class HarmonizeMode:
         self._silent_from: Optional[int] = None
         self._muted = False  # after a panic, wait for the next melody note
         self._ahead: Optional[tuple[int, Iterator[None]]] = None  # (stream version, generator) computing chords ahead
-        self._standing: Optional[tuple[int, int, np.ndarray]] = None  # (from, to step, masks): a prepared dominant
+        # (from, to step, masks): a prepared dominant, or a strong beat's bass, standing
+        self._standing: Optional[tuple[int, int, np.ndarray]] = None
 
     # --- events -------------------------------------------------------------------------------
     def note_on(self, t_seconds: float, step: int, velocity: int) -> None:
@@ -170,7 +171,7 @@ class HarmonizeMode:
             else:
                 restrict = HOLDS_OR_REST  # the melody rests: harmony may hold, not move
         elif restrict is None and self._standing is not None and self._standing[0] < step < self._standing[1]:
-            restrict = self._standing[2]  # the dominant prepared on this beat stands until the strong beat
+            restrict = self._standing[2]  # a prepared dominant, or a strong beat's bass, stands
         if 0 not in known:
             known[0] = encoding.REST  # the soprano is the player's: bachd never sings it
         snapshot = p.stream.snapshot()
@@ -205,9 +206,17 @@ class HarmonizeMode:
 
     def _prepared(self, step: int, known: dict[int, int], tokens: np.ndarray) -> None:
         """After the chord under a melody note struck on the beat before a strong beat: if it
-        is the root-position dominant :class:`Preparing` keeps, it stands to the strong beat."""
+        is the root-position dominant :class:`Preparing` keeps, it stands to the strong beat.
+        After one struck on a strong beat: if it is a root-position triad, its bass stands
+        for the beat while the melody holds (:func:`arrival`), so a phrase that ends there
+        is heard to end."""
         stream = self.host.stream
-        if not stream.upbeat(step % stream.bar_steps):
+        beat = step % stream.bar_steps
+        if stream.strong_beat(beat) and encoding.is_attack(known.get(0, encoding.REST)):
+            masks = arrival(tokens) if stream.sampler.config.chord_draws > 1 else None
+            self._standing = None if masks is None else (step, step + encoding.STEPS_PER_BEAT, masks)
+            return
+        if not stream.upbeat(beat):
             return
         self._standing = None
         preparing = Preparing(stream.keys.key)

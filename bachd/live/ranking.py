@@ -16,21 +16,28 @@ Key = Optional[tuple[int, bool]]  # (tonic pitch class, minor); None: not named 
 
 
 class Closing:
-    """How well a chord drawn for a strong beat closes after ``last`` (the tokens sounding
-    before it) in ``key`` (None: not named yet): 0 unless every voice sounds a complete
-    triad or seventh; 1 if it does, in any inversion; 2 if it is a major or minor triad in
-    root position that ends a V-I or IV-I (``last`` a complete triad or seventh in root
-    position a fifth above or below); 3 if that close is on the key's tonic. The live
-    harmonizer cannot know which melody note ends a phrase, so on every strong beat it
-    prefers, among a few of the model's own draws, the one that could; and of two that close
-    alike, the one whose notes all lie in the key's scale (:meth:`rank`). Root position
-    counts only where it closes (preferring it everywhere put too many triads in root
-    position for no more closes: docs/figures.md)."""
+    """How well a chord drawn for a strong beat closes in ``key`` (None: not named yet),
+    after the chords on the beats before it (``beats``, the latest first): 0 unless every
+    voice sounds a complete triad or seventh; 1 if it does, in any inversion; 2 if it is a
+    major or minor triad in root position that ends a V-I or IV-I; 3 if that close is on the
+    key's tonic. The chord it closes from is the last complete chord on a beat that is not
+    the same chord, as a listener hears a cadence (:func:`bachd.music.analysis.heard_close`):
+    the 16ths just before, a passing note, do not break it. The live harmonizer cannot know
+    which melody note ends a phrase, so on every strong beat it prefers, among a few of the
+    model's own draws, the one that could; and of two that close alike, the one whose notes
+    all lie in the key's scale (:meth:`rank`). Root position counts only where it closes
+    (preferring it everywhere put too many triads in root position for no more closes:
+    docs/figures.md)."""
 
-    def __init__(self, last: np.ndarray, key: Key) -> None:
+    def __init__(self, beats: tuple[np.ndarray, ...], key: Key) -> None:
         self.tonic = None if key is None else key[0]
-        # As analysis.cadence tests it, with the chord before found once for all the draws.
-        self.before = analysis.rooted(encoding.token_pitches(last), analysis.CHORDS)
+        # The beat chords the draws may close from: (pitch classes, root in any inversion).
+        self.before: list[tuple[frozenset, Optional[int]]] = []
+        for tokens in beats:
+            pitches = encoding.token_pitches(tokens)
+            if not (pitches == encoding.SILENT).any():
+                classes = analysis.pitch_classes(pitches)
+                self.before.append((classes, analysis.chord_root(classes, analysis.CHORDS)))
         self.scale = None if key is None else analysis.scale_mask(key)
 
     def rank(self, tokens: np.ndarray) -> tuple[int, bool]:
@@ -43,7 +50,9 @@ class Closing:
         root = analysis.rooted(pitches, analysis.MAJOR_MINOR)
         if root is None:
             return int(analysis.complete(pitches))
-        if self.before is None or (self.before - root) % 12 not in (5, 7):
+        classes = analysis.pitch_classes(pitches)
+        before = next((r for c, r in self.before if c != classes), None)
+        if before is None or (before - root) % 12 not in (5, 7):
             return 1
         return 3 if root == self.tonic else 2
 
@@ -51,14 +60,16 @@ class Closing:
 class Preparing:
     """How well a chord drawn for the beat before a strong beat prepares a close in ``key``
     (None: not named yet). A chorale's phrase mostly ends with its melody falling from the
-    key's 2nd or rising from its 7th to the tonic, over V-I; the live harmonizer cannot know
-    which such note ends a phrase, so under those two (:meth:`prepares`) it prefers, among a
+    key's 2nd or rising from its 7th to the tonic, over V-I, or on the key's 5th or 4th over
+    that V (a third of Bach's closes come from the 2nd, two thirds from one of the four, in
+    the training chorales); the live harmonizer cannot know which such note ends a phrase,
+    so under those four (:meth:`prepares`) it prefers, among a
     few of the model's own draws, a chord that can lead into a close: the key's dominant (a
     major triad or dominant seventh) in root position, then any complete chord in root
     position; of two alike, the one whose notes all lie in the key's scale (:meth:`rank`).
     Under any other melody note the model's one draw is played."""
 
-    degrees = (2, 11)  # semitones over the tonic: the 2nd and the leading tone
+    degrees = (2, 5, 7, 11)  # semitones over the tonic: the 2nd, 4th, 5th and the leading tone
 
     def __init__(self, key: Key) -> None:
         self.key = key
@@ -93,6 +104,26 @@ class Preparing:
         if self.dominant is not None and analysis.rooted(pitches, _DOMINANTS) == self.dominant:
             return 2, in_key
         return (1 if analysis.rooted(pitches, analysis.CHORDS) is not None else 0), in_key
+
+
+def arrival(tokens: np.ndarray) -> Optional[np.ndarray]:
+    """The chord ``tokens`` struck under a melody note on a strong beat: the (voices, vocab)
+    masks that keep its bass standing while the melody holds, for the beat; the alto and
+    tenor stay free. Else None (no bass sounds).
+
+    A phrase mostly ends on a strong beat, on a long melody note over a bass that stands,
+    and a listener hears it end there. Bach's bass stands under 94 % of the melody notes of
+    a half note or longer struck on a strong beat over a root-position triad, 80 % over any
+    other chord (the training chorales). The live harmonizer cannot know how long the note
+    will be, so its bass stands under every one: where Bach's walks on under a quarter note
+    (35 % of them) it does not (docs/checks.md)."""
+    bass = encoding.token_pitches(tokens)[V - 1]
+    if bass == encoding.SILENT:
+        return None
+    masks = np.ones((V, encoding.VOCAB_SIZE), bool)
+    masks[V - 1] = False
+    masks[V - 1, encoding.hold(int(bass))] = True
+    return masks
 
 
 _DOMINANTS = [frozenset((0, 4, 7)), frozenset((0, 4, 7, 10))]  # a major triad or a dominant seventh

@@ -35,6 +35,7 @@ class Context:
     after0: Optional[list]
     version: int
     keys: tuple
+    beats: tuple
 
 
 class Stream:
@@ -65,6 +66,10 @@ class Stream:
     """
 
     bar_steps = encoding.STEPS_PER_BAR
+    remembered_beats = 4
+    # The chords sounding on the last few beats, the latest first: what a close on the next
+    # strong beat is heard to come from (bachd.live.ranking.Closing).
+    beats: tuple[np.ndarray, ...]
     grid_step: Optional[int]  # the last step fed (None: none since the start or a jump)
     prev: int  # the last token fed
     _base: list  # the engine's state before the previous token is consumed
@@ -105,6 +110,7 @@ class Stream:
         self.grid_step = None
         self._logits0 = self._after0 = None
         self._beat0 = -1
+        self.beats = ()
         self.discard_chords()
         self.version = next(self._versions)
 
@@ -114,6 +120,7 @@ class Stream:
         self.last = np.full(V, encoding.REST, np.int64)
         self.grid_step = None
         self.silent_steps = 0  # steps in a row, up to the last one, with all four voices resting
+        self.beats = ()
         self._base = self.engine.get_state()  # state before the previous token is consumed
         self._logits0 = None
         self._beat0 = -1
@@ -126,13 +133,14 @@ class Stream:
 
     def snapshot(self) -> Context:
         return Context(self._base, self.prev, self.last.copy(), self.grid_step, self.silent_steps, self._logits0,
-                       self._beat0, self._after0, self.version, self.keys.state())
+                       self._beat0, self._after0, self.version, self.keys.state(), self.beats)
 
     def restore(self, context: Context) -> None:
         self._base, self.prev, self.last = context.base, context.prev, context.last.copy()
         self.grid_step, self.silent_steps, self.version = context.grid_step, context.silent_steps, context.version
         self._logits0, self._beat0, self._after0 = context.logits0, context.beat0, context.after0
         self.keys.set_state(context.keys)
+        self.beats = context.beats
         self._set_bias()
         self.engine.set_state(self._after0 if self._logits0 is not None and self._after0 is not None else self._base)
 
@@ -201,6 +209,8 @@ class Stream:
         self.silent_steps = self.silent_steps + 1 if (tokens == encoding.REST).all() else 0
         self.prev = int(tokens[-1])
         self.last = tokens
+        if grid_step % encoding.STEPS_PER_BEAT == 0:
+            self.beats = (tokens,) + self.beats[: self.remembered_beats - 1]
         self.grid_step = grid_step
         self._base = base
         self._logits0 = self._after0 = None

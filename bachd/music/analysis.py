@@ -244,6 +244,29 @@ def complete(chord: np.ndarray) -> bool:
     return not (chord == SILENT).any() and chord_root(pitch_classes(chord), CHORDS) is not None
 
 
+def consonant_triad(chord: np.ndarray) -> bool:
+    """Whether all the voices of ``chord`` sound a complete major or minor triad (any
+    inversion, any doubling)."""
+    return not (chord == SILENT).any() and chord_root(pitch_classes(chord), MAJOR_MINOR) is not None
+
+
+DISSONANT_CLASSES = frozenset((1, 2, 6, 10, 11))  # seconds, sevenths and the tritone, in semitones mod 12
+
+
+def dissonant(chord: np.ndarray) -> bool:
+    """Whether the voices sounding in ``chord`` (S A T B) make a dissonance: a second, a
+    seventh or a tritone between any two, or a fourth over the lowest voice (a 6/4 or a
+    suspended fourth)."""
+    sounding = [int(p) for p in chord if p != SILENT]
+    if len(sounding) < 2:
+        return False
+    bass = min(sounding)
+    if any((p - bass) % 12 == 5 for p in sounding):
+        return True
+    classes = sorted({p % 12 for p in sounding})
+    return any((b - a) % 12 in DISSONANT_CLASSES for i, a in enumerate(classes) for b in classes[i + 1:])
+
+
 def rooted(chord: np.ndarray, templates: list[frozenset]) -> Optional[int]:
     """The root pitch class of ``chord`` (pitches, S A T B) if all its voices sound, it is one
     of the chord ``templates`` and the bass is on its root; else None."""

@@ -69,6 +69,7 @@ class MidiData:
     all_off: list[tuple[int, int]] = field(default_factory=list)  # (tick, channel): All Sound/Notes Off
     drum_notes: int = 0
     end_tick: int = 0
+    time_signature: Optional[tuple[int, int]] = None  # (numerator, denominator) of the first one, if any
 
     def __post_init__(self) -> None:
         self._marks = [(0, 0.0, DEFAULT_TEMPO)]  # (tick, seconds there, tempo from there)
@@ -156,6 +157,7 @@ def _scan(mid: mido.MidiFile, name: str, limits: Limits) -> MidiData:
     names: list[Optional[str]] = []
     all_off: list[tuple[int, int]] = []
     drum_notes = end_tick = 0
+    signature: Optional[tuple[int, int, int]] = None  # (tick, numerator, denominator) of the earliest
     for index, track in enumerate(mid.tracks):
         tick = 0
         track_name: Optional[str] = None
@@ -185,6 +187,8 @@ def _scan(mid: mido.MidiFile, name: str, limits: Limits) -> MidiData:
                 if len(tempos) > limits.tempo_changes:
                     raise BachdError(f"{name}: more than {limits.tempo_changes:,} tempo changes; "
                                      f"bachd reads files of at most {limits.tempo_changes:,}")
+            elif kind == "time_signature" and (signature is None or tick < signature[0]):
+                signature = (tick, message.numerator, message.denominator)
             elif kind == "track_name" and track_name is None:
                 track_name = message.name
             elif kind == "control_change" and message.control in (120, 123):
@@ -194,7 +198,8 @@ def _scan(mid: mido.MidiFile, name: str, limits: Limits) -> MidiData:
         names.append(track_name)
         end_tick = max(end_tick, tick)
     tempos.sort(key=lambda t: t[0])  # stable: at one tick, the later change wins
-    data = MidiData(name, ticks_per_beat, len(mid.tracks), notes, tempos, names, all_off, drum_notes, end_tick)
+    data = MidiData(name, ticks_per_beat, len(mid.tracks), notes, tempos, names, all_off, drum_notes, end_tick,
+                    None if signature is None else signature[1:])
     length = data.length_seconds
     if length > limits.seconds:
         raise BachdError(f"{name}: {_clock(length)} long; bachd reads files of at most {_clock(limits.seconds)}")
