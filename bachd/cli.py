@@ -365,6 +365,11 @@ def eval_cli(
         bool, typer.Option("--check", help="With --music or --harmonize: exit with status 1 if a figure is "
                            "outside its margin.")
     ] = False,
+    discriminate: Annotated[
+        bool, typer.Option("--discriminate", help="With --music: how well two classifiers tell the pieces from "
+                           "the split's chorales (50 %: they cannot), cross-validated, and which figures tell them "
+                           "apart.")
+    ] = False,
 ) -> None:
     """Pitch NLL (nats/token), token NLL, accuracy and perplexity of MODEL on a split;
     with --music, musical checks of its generated music (or of MIDI files) against the chorales;
@@ -376,6 +381,8 @@ def eval_cli(
     with _errors():
         if check and not (music or harmonize):
             raise BachdError("--check needs --music or --harmonize")
+        if discriminate and not music:
+            raise BachdError("--discriminate needs --music")
         if (seeds > 1 or jobs > 1) and not harmonize:
             raise BachdError("--seeds and --jobs go with --harmonize")
         check_output(plot, "--plot", (".png",))
@@ -394,7 +401,8 @@ def eval_cli(
 
         sampling = SamplingConfig(**{name: value for name, value in flags.items() if name in SAMPLING})
         figures = eval_report(model, list(corpus), split.value, allow_pickle=allow_pickle, plot=plot,
-                              music_pieces=pieces if music else 0, bars=bars, sampling=sampling, rng_seed=rng_seed)
+                              music_pieces=pieces if music else 0, bars=bars, sampling=sampling, rng_seed=rng_seed,
+                              discriminator=discriminate)
         if as_json:
             typer.echo(json.dumps(figures))
         else:
@@ -405,6 +413,8 @@ def eval_cli(
                     typer.echo(f"  {voice:8s} pitch NLL {row['pitch_nll']:.4f}  accuracy {row['accuracy']:.4f}")
             if music:
                 _print_music(figures["music"], "generated" if "generation" in figures else "files")
+            if "discriminator" in figures:
+                _print_discriminator(figures["discriminator"])
             if plot is not None:
                 typer.echo(f"wrote {plot}")
         if check and not figures["music"]["within_margins"]:
@@ -419,6 +429,18 @@ def _eval_live(model: Path, corpora: list[str], split: str, pieces: int, preset:
     figures, lines = live_report(model, corpora, split, pieces, preset, flags, allow_pickle, answers, seeds, jobs)
     typer.echo(json.dumps(figures) if as_json else "\n".join(lines))
     return bool(figures.get("within_margins", True))
+
+
+def _print_discriminator(report: dict) -> None:
+    pieces = report["pieces"]
+    typer.echo(f"telling {pieces['bachd']} pieces from {pieces['bach']} of Bach's, five-fold cross-validated "
+               "(balanced accuracy; 50 %: they cannot be told apart)")
+    for verdict in report["classifiers"]:
+        low, high = verdict["interval_pct"]
+        typer.echo(f"  {verdict['classifier']:62s} {verdict['balanced_accuracy_pct']:5.1f} % (95 %: {low:g}-{high:g})")
+    typer.echo(f"  what tells them apart most, of the figures:{'Bach':>22s} {'these':>9s}")
+    for row in report["telling_figures"]:
+        typer.echo(f"    {row['label']:60s} {row['bach']:9.4g} {row['bachd']:9.4g}")
 
 
 def _print_music(report: dict, what: str) -> None:

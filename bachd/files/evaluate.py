@@ -35,6 +35,7 @@ def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, r
 def eval_report(
     model: Path, corpora: list[str], split: str, allow_pickle: bool = False, plot: Path | None = None,
     music_pieces: int = 0, bars: int = 16, sampling: SamplingConfig = SamplingConfig(), rng_seed: int | None = 0,
+    discriminator: bool = False,
 ) -> dict:
     """What ``bachd eval`` reports: the model's figures on a split of ``corpora`` and, with
     ``music_pieces``, musical checks of that many generated pieces (or, when ``model`` is a
@@ -67,7 +68,23 @@ def eval_report(
         figures["music"] = music_report(
             samples, [p.tokens for p in chosen], sample_bars, [(p.phase, p.bar_steps) for p in chosen]
         )
+        if discriminator:
+            figures["discriminator"] = discriminator_report(samples, sample_bars, chosen)
     return figures
+
+
+def discriminator_report(samples: list[np.ndarray], sample_bars, chosen) -> dict:
+    """How well two classifiers tell ``samples`` from the split's chorales cut to their length
+    (:mod:`bachd.music.discriminate`)."""
+    from bachd.music import analysis
+    from bachd.music.discriminate import discriminate
+
+    length = int(np.median([s.shape[0] for s in samples]))
+    cut, cut_bars, _ = analysis.crops([p.tokens for p in chosen], length, [(p.phase, p.bar_steps) for p in chosen])
+    try:
+        return discriminate(samples, cut, sample_bars, cut_bars)
+    except ValueError as exc:
+        raise BachdError(f"--discriminate: {exc}") from None
 
 
 def midi_samples(path: Path) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
