@@ -120,21 +120,9 @@ def piece_counts(tokens: np.ndarray, key: Optional[tuple[int, bool]] = None, pha
     counts = {name: value for name, value in analysis.piece_counts(tokens, phase, bar_steps).items() if name in (
         "parallels", "antiparallels", "crossing_steps", "in_key_steps", "sounding_steps", "chord_changes",
         "full_steps", "wide_steps", "phrase_ends", "cadences", "home_cadences", "beat_triads",
-        "root_position_triads", "heard_phrase_ends", "heard_closes")}
+        "root_position_triads", "heard_phrase_ends", "heard_closes", "full_beats", "chord_beats", "triad_beats",
+        "strong_beats", "dissonant_strong_beats", "held_melody_steps", "held_melody_changes")}
     counts.update(steps=steps, beats=steps / encoding.STEPS_PER_BEAT, pieces=1)
-    on_beat = (np.arange(steps) + phase) % encoding.STEPS_PER_BEAT == 0
-    beats = np.flatnonzero(on_beat & full)
-    counts["full_beats"] = len(beats)
-    counts["chord_beats"] = sum(analysis.complete(pitches[s]) for s in beats)
-    counts["triad_beats"] = sum(analysis.consonant_triad(pitches[s]) for s in beats)
-    strong = np.flatnonzero(analysis.strong_beats(steps, phase, bar_steps) & full)
-    counts["strong_beats"] = len(strong)
-    counts["dissonant_strong_beats"] = sum(analysis.dissonant(pitches[s]) for s in strong)
-    # Under a held melody note: the steps where the soprano sounds on without a new attack.
-    held = (pitches[:, 0] != SILENT) & ~attacks[:, 0]
-    held[0] = False
-    counts["held_melody_steps"] = int(held.sum())
-    counts["held_melody_changes"] = int((analysis.chord_changes(pitches, attacks) & held).sum())
     melody = [s for s in range(steps) if attacks[s, 0] and full[s]]
     counts["melody_attacks"] = len(melody)
     counts["melody_in_chord"] = sum(analysis.complete(pitches[s]) for s in melody)

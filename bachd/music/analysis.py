@@ -434,7 +434,8 @@ def piece_counts(tokens: np.ndarray, phase: Optional[int] = None, bar_steps: int
 
     # antiparallels: in contrary motion, a fifth to a twelfth or an octave to a unison
     counts["parallels"], counts["antiparallels"], counts["hidden"] = _perfect_motion(pitches, sounding)
-    counts["chord_changes"] = int(chord_changes(pitches, attacks).sum())
+    changed = chord_changes(pitches, attacks)
+    counts["chord_changes"] = int(changed.sum())
 
     out = 0
     for voice, (low, high) in enumerate(VOICE_RANGES):
@@ -473,6 +474,21 @@ def piece_counts(tokens: np.ndarray, phase: Optional[int] = None, bar_steps: int
         (full & ((pitches[:, 0] - pitches[:, 1] > 12) | (pitches[:, 1] - pitches[:, 2] > 12))).sum()
     )
     counts["strong_long_notes"], counts["long_notes"] = _metric(pitches, attacks)
+
+    # What a listener hears on the beats (of the bar lines where they are known, else from
+    # step 0): full chords, dissonant strong beats, and changes under a held melody note.
+    start = phase or 0
+    beats = np.flatnonzero(((np.arange(steps) + start) % encoding.STEPS_PER_BEAT == 0) & full)
+    counts["full_beats"] = len(beats)
+    counts["chord_beats"] = sum(complete(pitches[s]) for s in beats)
+    counts["triad_beats"] = sum(consonant_triad(pitches[s]) for s in beats)
+    strong = np.flatnonzero(strong_beats(steps, start, bar_steps) & full)
+    counts["strong_beats"] = len(strong)
+    counts["dissonant_strong_beats"] = sum(dissonant(pitches[s]) for s in strong)
+    held = sounding[:, 0] & ~attacks[:, 0]  # the soprano sounds on without a new attack
+    held[:1] = False
+    counts["held_melody_steps"] = int(held.sum())
+    counts["held_melody_changes"] = int((changed & held).sum())
     return counts
 
 

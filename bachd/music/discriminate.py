@@ -74,21 +74,17 @@ def piece_figures(tokens: np.ndarray, bars: Bars = None) -> dict[str, float]:
     beats = steps / encoding.STEPS_PER_BEAT
     counts = analysis.piece_counts(tokens, phase, bar_steps)
     full = (pitches != SILENT).all(axis=1)
-    start = 0 if phase is None else phase
-    on_beat = np.flatnonzero(((np.arange(steps) + start) % encoding.STEPS_PER_BEAT == 0) & full)
-    strong = np.flatnonzero(analysis.strong_beats(steps, start, bar_steps) & full)
-    off_eighths = np.flatnonzero(((np.arange(steps) + start) % encoding.STEPS_PER_BEAT == 2) & full)
-    held = (pitches[:, 0] != SILENT) & ~attacks[:, 0]
-    changes = analysis.chord_changes(pitches, attacks)
+    off_eighths = np.flatnonzero(((np.arange(steps) + (phase or 0)) % encoding.STEPS_PER_BEAT == 2) & full)
     figures = {
         "crossing": counts["crossing_steps"] / steps,
         "parallels": counts["parallels"] / max(counts["chord_changes"], 1),
         "in_key": counts["in_key_steps"] / max(counts["sounding_steps"], 1),
         "key_clarity": _key_clarity(pitches),
         "changes_per_beat": counts["chord_changes"] / beats,
-        "held_changes_per_beat": float((changes & held).sum()) / max(held.sum() / encoding.STEPS_PER_BEAT, 1.0),
-        "triads_on_beats": _share(on_beat, lambda s: analysis.consonant_triad(pitches[s])),
-        "dissonant_strong_beats": _share(strong, lambda s: analysis.dissonant(pitches[s])),
+        "held_changes_per_beat": counts["held_melody_changes"]
+        / max(counts["held_melody_steps"] / encoding.STEPS_PER_BEAT, 1.0),
+        "triads_on_beats": counts["triad_beats"] / max(counts["full_beats"], 1),
+        "dissonant_strong_beats": counts["dissonant_strong_beats"] / max(counts["strong_beats"], 1),
         "root_position": counts["root_position_triads"] / max(counts["beat_triads"], 1),
         "longest_chord_beats": counts["longest_chord_steps"] / encoding.STEPS_PER_BEAT,
         "phrase_ends_per_bar": counts["heard_phrase_ends"] / (steps / bar_steps),
