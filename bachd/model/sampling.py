@@ -436,7 +436,7 @@ def root_bias(upper: np.ndarray, pull: float) -> np.ndarray:
     (see above), 0 elsewhere."""
     pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
     bits = np.where(pitches != encoding.SILENT, 1 << (pitches % 12), 0)
-    masks = np.bitwise_or.reduce(bits, axis=1)
+    masks = np.bitwise_or.reduce(bits, axis=1, keepdims=True)[:, 0]
     return np.where(_ROOT_TABLE[masks], float(pull), 0.0)
 
 

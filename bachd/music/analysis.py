@@ -333,8 +333,8 @@ def _long_notes_per_parity(pitches: np.ndarray, attacks: np.ndarray) -> list[int
     beat = encoding.STEPS_PER_BEAT
     per_parity = [0, 0]
     for voice in range(pitches.shape[1]):
-        for start in np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT)):
-            if start % beat == 0 and _note_length(pitches, attacks, int(start), voice) >= 2 * beat:
+        for start in map(int, np.flatnonzero(attacks[:, voice] & (pitches[:, voice] != SILENT))):
+            if start % beat == 0 and _note_length(pitches, attacks, start, voice) >= 2 * beat:
                 per_parity[(start // beat) % 2] += 1
     return per_parity
 

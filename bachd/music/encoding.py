@@ -165,7 +165,7 @@ def transpose_tokens(tokens: np.ndarray, semitones: int) -> np.ndarray | None:
         return tokens.copy()
     if np.any(is_pitch):
         pitches = PITCH_LOW + (tokens[is_pitch].astype(np.int64) - _FIRST_PITCH_TOKEN) // 2
-        if pitches.min() + semitones < PITCH_LOW or pitches.max() + semitones > PITCH_HIGH:
+        if int(np.min(pitches)) + semitones < PITCH_LOW or int(np.max(pitches)) + semitones > PITCH_HIGH:
             return None
     return np.where(is_pitch, tokens + 2 * semitones, tokens).astype(tokens.dtype)
 

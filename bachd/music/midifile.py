@@ -152,7 +152,7 @@ def _split_polyphonic(notes: list[tuple[int, int, int]], total_steps: int) -> tu
         sounding[end, pitch] -= 1
         struck[start, pitch] = True
     here_all = np.cumsum(sounding[:total_steps], axis=0) > 0
-    count = min(int(here_all.sum(axis=1).max()), NUM_VOICES)
+    count = min(int(np.max(here_all.sum(axis=1))), NUM_VOICES)
     slots = VOICE_SLOTS[count]
     pitches = np.full((total_steps, NUM_VOICES), SILENT, dtype=np.int64)
     attacks = np.zeros((total_steps, NUM_VOICES), dtype=bool)

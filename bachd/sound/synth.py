@@ -54,8 +54,10 @@ def wavetable(registration: int, harmonics: int) -> np.ndarray:
     if table is None:
         amplitudes = REGISTRATIONS[registration][: max(1, harmonics)]
         phase = np.arange(TABLE_SIZE + 1) * (2 * np.pi / TABLE_SIZE)
-        table = sum(a * np.sin((k + 1) * phase) for k, a in enumerate(amplitudes))
-        table = (table / np.abs(table).max()).astype(np.float32)
+        wave = np.zeros_like(phase)
+        for k, a in enumerate(amplitudes):
+            wave += a * np.sin((k + 1) * phase)
+        table = (wave / np.abs(wave).max()).astype(np.float32)
         _tables[key] = table
     return table
 
