@@ -408,6 +408,29 @@ def test_the_auto_clock_plays_with_a_keyboard_alone_follows_a_daw_and_takes_over
     assert rig.hanging() == {} and rig.performer.stats.starts == 2 and rig.performer.stats.stops == 2
 
 
+def test_a_song_position_alone_hands_the_auto_clock_to_the_daw_and_continue_plays_from_there(tiny_model_path):
+    # A DAW that sends no clock while stopped: the first bachd hears of it is the playhead moved.
+    rig = LiveRig(tiny_model_path, mode="harmonize", clock="auto", ticks_when_stopped=False)
+    rig.send(0x90, 72, 90)
+    rig.wait(0.2)
+    assert rig.sounding > 0 and rig.clock.sets_tempo
+    rig.send(SONG_POSITION, 64, 0)  # bar 5
+    rig.wait(0.05)
+    assert rig.sounding == 0 and not rig.clock.running and rig.clock.describe() == "following MIDI clock"
+    rig.send(0x80, 72, 0)
+    count = len(rig.sent)
+    rig.note(74, 0.2)
+    assert rig.note_ons(count) == [] and rig.performer.state == "waiting for Start"  # the DAW's, stopped
+    with pytest.raises(BachdError, match="follows the DAW's MIDI clock"):
+        rig.performer.change("bpm", 110.0, "panel", rig.now)
+    rig.send(CONTINUE)  # from bar 5, on the DAW's clock
+    rig.wait(0.5)
+    assert rig.clock.running and rig.clock.step_at(rig.now) >= 64
+    assert harmony_channels(rig.note(76, 0.3)) == [1, 2, 3]
+    rig.wait(1.0)
+    assert rig.hanging() == {} and rig.performer.stats.stops == 1
+
+
 def test_a_daw_start_takes_over_the_auto_clock_at_once_without_a_tick_first(tiny_model_path):
     rig = LiveRig(tiny_model_path, mode="harmonize", clock="auto", ticks_when_stopped=False)
     rig.send(0x90, 72, 90)

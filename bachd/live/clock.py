@@ -100,8 +100,9 @@ class Clock:
     def midi_tick(self, t_seconds: float) -> None:
         """A MIDI clock tick came in (only a clock that ``follows_midi`` minds)."""
 
-    def song_position(self, sixteenths: int) -> None:
-        """A Song Position Pointer came in, in 16th notes (= grid steps) from the song start."""
+    def song_position(self, sixteenths: int, t_seconds: Optional[float] = None) -> None:
+        """A Song Position Pointer came in at ``t_seconds``, in 16th notes (= grid steps) from
+        the song start."""
 
     def begin(self, now_seconds: float) -> None:
         """bachd starts playing now (after the model is loaded): a clock with a driver
@@ -212,7 +213,7 @@ class MidiClock(Clock):
     def describe(self) -> str:
         return "following MIDI clock"
 
-    def song_position(self, sixteenths: int) -> None:
+    def song_position(self, sixteenths: int, t_seconds: Optional[float] = None) -> None:
         self.tick = int(sixteenths) * CLOCKS_PER_STEP - 1
 
     # --- ticks -----------------------------------------------------------------------------
@@ -252,15 +253,16 @@ class MidiClock(Clock):
 
 
 class AutoClock(Clock):
-    """The internal clock until the DAW's MIDI clock or transport comes, then a follower of
-    it; back to the internal clock once the DAW has been stopped and silent for
+    """The internal clock until the DAW's MIDI clock, transport or song position comes, then
+    a follower of it; back to the internal clock once the DAW has been stopped and silent for
     ``idle_seconds`` (its clock unplugged, or a DAW that sends none while stopped). So a
     keyboard alone is played with at once, and a DAW sends bachd its tempo, grid and
     transport as soon as it sends anything.
 
     The hand-overs are changes of transport the worker learns from :meth:`poll`: MIDI clock
-    arriving under the running internal clock is a Stop (what bachd sounds is released; the
-    DAW's Start or Continue starts it again), and the internal clock taking over is a Start."""
+    or a Song Position Pointer arriving under the running internal clock is a Stop (what
+    bachd sounds is released; the DAW's Start or Continue starts it again), and the internal
+    clock taking over is a Start."""
 
     name = "auto"
     follows_midi = True
@@ -316,13 +318,19 @@ class AutoClock(Clock):
         self._sync()
 
     def midi_tick(self, t_seconds: float) -> None:
-        self._heard = t_seconds
         self.midi.midi_tick(t_seconds)
+        self._daw_heard(t_seconds)
+
+    def song_position(self, sixteenths: int, t_seconds: Optional[float] = None) -> None:
+        # A DAW that sends no clock while stopped still sends the song position when its
+        # playhead moves: it is there, and its Continue will start from that place.
+        self.midi.song_position(sixteenths)
+        self._daw_heard(t_seconds if t_seconds is not None else self._heard or 0.0)
+
+    def _daw_heard(self, t_seconds: float) -> None:
+        self._heard = t_seconds
         if self.current is self.internal and self._handover is None:
             self._handover = ("stop", t_seconds)
-
-    def song_position(self, sixteenths: int) -> None:
-        self.midi.song_position(sixteenths)
 
     def set_bpm(self, bpm: float, now_seconds: Optional[float] = None, source: str = "CC") -> None:
         if self.current is not self.internal:

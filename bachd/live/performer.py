@@ -201,13 +201,14 @@ class Performer:
         self.live_mode.reset()
 
     def song_position(self, t_seconds: float, sixteenths: int) -> None:
-        self.clock.song_position(sixteenths)
+        self.clock.song_position(sixteenths, t_seconds)
         self.stats.relocations += 1
         if self.clock.running:
             self._halt()
             self.stream.relocate()
-        else:
-            self._relocated = True
+        # Continue finds its place again from the clock's new position: also after a clock
+        # that hands over to the DAW on this song position (the auto clock) has stopped.
+        self._relocated = True
 
     def _halt(self) -> None:
         """Everything bachd sounds off at once; the held notes, a pending call and an answer
