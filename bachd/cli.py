@@ -291,6 +291,38 @@ def _figures_line(figures: dict) -> str:
     )
 
 
+@app.command("calibrate")
+def calibrate_cli(
+    model: Annotated[Path, typer.Argument(help="A bachd .keras model; the calibration is stored in it.")],
+    corpus: Annotated[
+        list[str], typer.Option("--corpus", "-c", help="Corpora whose training split the lines are matched to "
+                                "(default: bach). Repeatable.")
+    ] = ["bach"],  # noqa: B006 - typer reads a list option's default as it is
+    pieces: Annotated[int, typer.Option(min=8, max=512, help="Pieces generated each round.")] = 128,
+    bars: Annotated[int, typer.Option(min=4, max=64, help="Bars (4/4) per generated piece.")] = 16,
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of matching.")] = 8,
+    rng_seed: Annotated[
+        int, typer.Option(help="The first round's sampling seed (each round takes the next); kept apart from "
+                          "eval's seeds 0-3 by default.")
+    ] = 1000,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
+) -> None:
+    """Fit MODEL's melodic-interval calibration and store it in MODEL: how much more or less
+    often each voice moves by each interval, so that generated lines leap and step as the
+    corpus's do. Generates pieces at the offline defaults, compares each voice's intervals with
+    the training split's, and corrects, ROUNDS times. generate and eval --music apply it
+    (--interval-calibration; 0: off). Fit it again after training a model."""
+    _one_blas_thread()
+    with _errors():
+        from bachd.model.modelfile import read_config
+
+        read_config(model)  # a missing or foreign model fails before anything loads
+        from bachd.files.commands import calibrate_file
+
+        calibrate_file(model, list(corpus), pieces=pieces, bars=bars, rounds=rounds, rng_seed=rng_seed,
+                       allow_pickle=allow_pickle, say=typer.echo)
+
+
 @app.command("eval")
 def eval_cli(
     model: Annotated[
@@ -349,6 +381,8 @@ def eval_cli(
     max_chord_beats: Annotated[Optional[float], _setting("max_chord_beats")] = None,
     cadence_hold: Annotated[Optional[float], _setting("cadence_hold")] = None,
     away_hold: Annotated[Optional[float], _setting("away_hold")] = None,
+    compass_pull: Annotated[Optional[float], _setting("compass_pull")] = None,
+    interval_calibration: Annotated[Optional[float], _setting("interval_calibration")] = None,
     chord_draws: Annotated[Optional[int], _setting("chord_draws")] = None,
     rng_seed: Annotated[int, _setting("rng_seed")] = 0,
     allow_parallels: Annotated[
@@ -503,6 +537,10 @@ def generate_cli(
     max_chord_beats: Annotated[float, _setting("max_chord_beats")] = SETTINGS["max_chord_beats"].offline_default(),
     cadence_hold: Annotated[float, _setting("cadence_hold")] = SETTINGS["cadence_hold"].offline_default(),
     away_hold: Annotated[float, _setting("away_hold")] = SETTINGS["away_hold"].offline_default(),
+    compass_pull: Annotated[float, _setting("compass_pull")] = SETTINGS["compass_pull"].offline_default(),
+    interval_calibration: Annotated[float, _setting("interval_calibration")] = SETTINGS[
+        "interval_calibration"
+    ].offline_default(),
     variations: Annotated[
         int, typer.Option(min=1, max=64, help="Generate K variations in one pass; writes OUT-1.mid ... OUT-K.mid.")
     ] = 1,

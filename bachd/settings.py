@@ -174,7 +174,8 @@ class Declared:
         0.0,
         "The longest a full chord may stand unchanged, in beats, before the bass "
         "has to move on the next beat (0: no limit). Offline generation only "
-        "(generate, eval --music); default there 2.",
+        "(generate, eval --music); default there 2, a beat more for a chord that closes a "
+        "phrase.",
         float,
         0.0,
         64.0,
@@ -196,6 +197,32 @@ class Declared:
         float,
         0.0,
         10.0,
+        offline=1.0,
+        sampling=True,
+    )
+    # Bach's voices keep to about an octave (the bass an 11th) over 16 bars; the model's wander further.
+    compass_pull: float = _declare(
+        0.0,
+        "How strongly (in nats per semitone) a voice's next note is held back from stretching its "
+        "compass over the last 16 bars past Bach's (an octave for the soprano, alto and tenor, an "
+        "11th for the bass) (0: not at all). Offline generation only (generate, eval --music); "
+        "default there 0.5.",
+        float,
+        0.0,
+        10.0,
+        offline=0.5,
+        sampling=True,
+    )
+    # Lines that move as Bach's: the model's own calibration, fit by bachd calibrate (bachd.model.calibration).
+    interval_calibration: float = _declare(
+        0.0,
+        "How much of the model's melodic-interval calibration (bachd calibrate) each voice's "
+        "next note takes, so lines leap and step as often as Bach's (1: all of it; 0: none; a "
+        "model without one: none). Offline generation only (generate, eval --music); default "
+        "there 1.",
+        float,
+        0.0,
+        2.0,
         offline=1.0,
         sampling=True,
     )

@@ -306,7 +306,8 @@ def test_a_chord_stands_no_longer_than_max_chord_beats_then_the_bass_moves():
     seed = Seed(np.array([chord], np.int16), np.ones((1, 4), bool))
     longest = {}
     for beats in (0.0, 2.0):
-        config = SamplingConfig(temperature=1.0, top_p=1.0, max_chord_beats=beats, cadence_hold=0.0, key_pull=0.0)
+        config = SamplingConfig(temperature=1.0, top_p=1.0, max_chord_beats=beats, cadence_hold=0.0, key_pull=0.0,
+                                compass_pull=0.0)
         pieces = generate(FakeHoldingEngine(4), Sampler(config, rng_seed=1), seed, 63).tokens
         longest[beats] = max(analysis._longest_run(enc.decode_pitches(p)[0]) for p in pieces)
         if beats:

@@ -64,8 +64,11 @@ def generate_file(
     seed = load_seed(str(seed_file) if seed_file else None, seed_chorale)
     if seed is not None:
         seed = last_bars(seed, seed_bars or SEED_BARS, meter)
+    from bachd.model.calibration import read_calibration
+
     engine = make_engine(model_path, batch_size=variations)
-    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening, meter=meter)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), seed, meter.bars(bars), key=opening, meter=meter,
+                      calibration=read_calibration(model_path))
     first = 0 if include_seed else result.seed_steps
     marker = result.seed_steps if include_seed and result.seed_steps else None
     ranked = np.argsort(-result.log_prob)
@@ -128,6 +131,44 @@ def generate_file(
             written.append(png_path)
             say(f"wrote {png_path}")
     return written
+
+
+def calibrate_file(model_path: Path, corpora: list[str], pieces: int = 128, bars: int = 16, rounds: int = 8,
+                   rng_seed: int = 1000, allow_pickle: bool = False, say: Callable[[str], None] = print,
+                   sampling: SamplingConfig = SamplingConfig()):
+    """Fit ``model_path``'s melodic-interval calibration (:mod:`bachd.model.calibration`) to the
+    training split of ``corpora`` at ``sampling`` (the offline defaults), and store it in the
+    model file. Returns the calibration."""
+    from dataclasses import replace
+
+    from bachd.files.generation import generate
+    from bachd.model.calibration import fit, interval_histograms, write_calibration
+    from bachd.model.engine import make_engine
+    from bachd.music.corpus import load_corpora
+    from bachd.music.meter import COMMON_TIME
+
+    training = [p.tokens for c in load_corpora(corpora, allow_pickle=allow_pickle) for p in c.split("train")]
+    if not training:
+        raise BachdError(f"the training split of {', '.join(corpora)} is empty")
+    target = interval_histograms(training)
+    engine = make_engine(model_path, batch_size=pieces)
+    full = replace(sampling, interval_calibration=1.0)  # the table is fit as it is applied at the default
+
+    def sample(round_: int, calibration) -> list[np.ndarray]:
+        result = generate(engine, Sampler(full, rng_seed=rng_seed + round_), None, COMMON_TIME.bars(bars),
+                          calibration=calibration)
+        return list(result.tokens)
+
+    say(f"matching {model_path.name}'s lines to the intervals of {len(training)} training pieces of "
+        f"{', '.join(corpora)}: {pieces} pieces of {bars} bars a round")
+    calibration = fit(sample, target, rounds, say)
+    calibration = type(calibration)(calibration.table, {
+        **calibration.about, "corpora": corpora, "training_pieces": len(training), "pieces": pieces, "bars": bars,
+        "rng_seed": rng_seed,
+    })
+    write_calibration(model_path, calibration)
+    say(f"stored the calibration in {model_path} (generate and eval --music apply it; --interval-calibration 0: off)")
+    return calibration
 
 
 def score_file(midi: Path, out: Path, beats_per_bar: int = 4, staves: int = 2, pickup_steps: int = 0,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bachd.errors import BachdError
+from bachd.model.calibration import Calibration, read_calibration
 from bachd.model.keras_model import load_model
 from bachd.model.metrics import evaluate_pieces
 from bachd.model.sampling import Sampler, SamplingConfig
@@ -18,14 +19,18 @@ from bachd.music.meter import COMMON_TIME
 
 
 def generated_pieces(model, pieces: int, steps: int, sampling: SamplingConfig, rng_seed: int | None,
-                     with_bars: bool = False):
+                     with_bars: bool = False, calibration: Calibration | None = None):
     """``pieces`` pieces of ``steps`` steps sampled from the model from nothing (one batch);
-    ``with_bars``: also each one's (phase, bar steps), where generation put the bar lines."""
+    ``with_bars``: also each one's (phase, bar steps), where generation put the bar lines.
+    The model's interval calibration is ``calibration``, or the one in the model file when
+    ``model`` is a path."""
     from bachd.files.generation import generate
     from bachd.model.engine import make_engine
 
     engine = make_engine(model, batch_size=pieces)
-    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps)
+    if calibration is None and isinstance(model, (str, Path)):
+        calibration = read_calibration(model)
+    result = generate(engine, Sampler(sampling, rng_seed=rng_seed), None, steps, calibration=calibration)
     tokens = [result.tokens[k] for k in range(pieces)]
     if not with_bars:
         return tokens
@@ -61,7 +66,8 @@ def eval_report(
     if music_pieces:
         if samples is None:
             samples, sample_bars = generated_pieces(
-                loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed, with_bars=True
+                loaded, music_pieces, COMMON_TIME.bars(bars), sampling, rng_seed, with_bars=True,
+                calibration=read_calibration(model),
             )
             figures["generation"] = {"pieces": music_pieces, "bars": bars, **asdict(sampling), "rng_seed": rng_seed}
             del figures["generation"]["voice_ranges"]

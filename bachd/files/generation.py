@@ -13,7 +13,8 @@ import numpy as np
 
 from bachd.deadline import check_deadline
 from bachd.errors import BachdError
-from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Sampler, root_bias
+from bachd.model.calibration import Calibration
+from bachd.model.sampling import MAX_SILENT_STEPS, NO_REST, ChordClock, Compass, Sampler, root_bias
 from bachd.music import encoding
 from bachd.music.analysis import cadence
 from bachd.music.barlines import draw_opening
@@ -41,7 +42,7 @@ class Generated:
 
 
 def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key | None = None,
-             meter: Meter = COMMON_TIME) -> Generated:
+             meter: Meter = COMMON_TIME, calibration: Calibration | None = None) -> Generated:
     """Feed ``seed`` then sample ``steps`` more steps for each of the engine's streams.
 
     Without a seed, each stream opens on the tonic triad of ``key``, or of a key drawn from
@@ -50,7 +51,10 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     that key's scale are held back by the sampler's ``key_pull`` (the alto's and tenor's by
     ``inner_pull`` of it; a minor key's flat 7th and major 3rd by ``minor_pull``). A model
     with the key input is told that key, or the key of the seed
-    (:func:`bachd.music.keys.key_of_tokens`)."""
+    (:func:`bachd.music.keys.key_of_tokens`).
+
+    With the model's ``calibration`` (:mod:`bachd.model.calibration`), each voice that moves
+    takes ``interval_calibration`` of its table in the pitch draw."""
     batch = engine.batch_size
     keys = opening = None
     if seed is None:
@@ -71,6 +75,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
     sampled = 0
     silent_steps = np.zeros(batch, np.int64)  # all four voices resting, up to the last step
     chords = ChordClock(batch, sampler.config.max_chord_beats)
+    compass = Compass(batch, sampler.config.compass_pull)
+    strength = sampler.config.interval_calibration
     seed_key = key_of_tokens(seed_tokens) if keys is None and seed_tokens.shape[0] else None
     home = [k[0] for k in keys] if keys is not None else [seed_key[0] if seed_key else None] * batch
     closes = Closes(home, sampler.config.cadence_hold, bar_steps, sampler.config.away_hold)
@@ -94,14 +100,20 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
                 if voice == 0 and np.any(silent_steps >= MAX_SILENT_STEPS):
                     restrict = np.ones((batch, encoding.VOCAB_SIZE), dtype=bool)
                     restrict[silent_steps >= MAX_SILENT_STEPS] = NO_REST
-                pitch_bias = hold_bias = None
+                hold_bias = None
+                pitch_bias = compass.bias(voice)
+                if calibration is not None:
+                    lines = calibration.bias(voice, last_of_voice[:, voice], strength)
+                    if lines is not None:
+                        pitch_bias = lines if pitch_bias is None else pitch_bias + lines
                 on_beat = beat % encoding.STEPS_PER_BEAT == 0
                 if voice == 0:
                     hold_bias = closes.hold_bias(step)
                 if voice == encoding.NUM_VOICES - 1:
                     if sampler.config.root_pull > 0 and on_beat:
-                        pitch_bias = root_bias(out[:, step, :voice], sampler.config.root_pull)
-                    move = chords.bass_mask(out[:, step, :voice], last_of_voice[:, voice], on_beat)
+                        rooted = root_bias(out[:, step, :voice], sampler.config.root_pull)
+                        pitch_bias = rooted if pitch_bias is None else pitch_bias + rooted
+                    move = chords.bass_mask(out[:, step, :voice], last_of_voice[:, voice], on_beat, closes.ringing)
                     if move is not None:
                         restrict = move if restrict is None else restrict & move
                 token, token_log_prob = sampler.sample(
@@ -116,6 +128,7 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
             previous = token
         silent_steps = np.where((out[:, step] == encoding.REST).all(axis=1), silent_steps + 1, 0)
         chords.advance(out[:, step])
+        compass.advance(out[:, step])
         closes.advance(out[:, : step + 1], step, beat)
     return Generated(out, seed_tokens.shape[0], log_prob / max(sampled, 1), phase, keys)
 

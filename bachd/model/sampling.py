@@ -44,6 +44,8 @@ class SamplingConfig:
     max_chord_beats: float = SETTINGS["max_chord_beats"].offline_default()
     cadence_hold: float = SETTINGS["cadence_hold"].offline_default()
     away_hold: float = SETTINGS["away_hold"].offline_default()
+    compass_pull: float = SETTINGS["compass_pull"].offline_default()
+    interval_calibration: float = SETTINGS["interval_calibration"].offline_default()
     chord_draws: int = SETTINGS["chord_draws"].offline_default()
 
     def validate(self) -> SamplingConfig:
@@ -456,15 +458,18 @@ class ChordClock:
         self.run = np.zeros(batch, np.int64)  # steps, up to and including the last one
         self.last = np.full((batch, encoding.NUM_VOICES), encoding.SILENT, np.int64)
 
-    def bass_mask(self, upper: np.ndarray, bass_before: np.ndarray, on_beat: bool) -> np.ndarray | None:
+    def bass_mask(self, upper: np.ndarray, bass_before: np.ndarray, on_beat: bool,
+                  longer: np.ndarray | None = None) -> np.ndarray | None:
         """(batch, vocab) tokens the bass may take at this step, given the (batch, 3) tokens
-        of the voices above it; None where nothing is held back."""
-        if not self.limit or not on_beat or not (self.run >= self.limit).any():
+        of the voices above it; None where nothing is held back. ``longer`` (batch,) bool: the
+        streams whose chord may stand a beat more (a phrase's close)."""
+        limit = self.limit if longer is None else np.where(longer, self.limit + encoding.STEPS_PER_BEAT, self.limit)
+        if not self.limit or not on_beat or not (self.run >= limit).any():
             return None
         pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
         bass_before = np.asarray(bass_before, dtype=np.int64).reshape(-1)
         stale = (
-            (self.run >= self.limit)
+            (self.run >= limit)
             & (pitches == self.last[:, :-1]).all(axis=1)
             & (self.last != encoding.SILENT).all(axis=1)
         )
@@ -484,3 +489,48 @@ class ChordClock:
         same = (pitches == self.last).all(axis=1)
         self.run = np.where(same, self.run + 1, 1)
         self.last = pitches
+
+
+# --- compass -----------------------------------------------------------------------------------
+# Over their first 16 bars, the span from a voice's lowest note to its highest in Bach's
+# chorales (music21's, training and validation) is a median 12 semitones in the soprano, alto
+# and tenor and 17 in the bass, nine in ten within 15, 14, 15 and 22. The model, left to
+# itself, wanders about two semitones further in every voice, a melody climbing or sinking by
+# steps where Bach's turns back. ``compass_pull`` takes that many nats per semitone off a note
+# that would stretch its voice's span over the last 16 bars past the median, in the pitch draw
+# only: a held or re-struck note is never touched, and a wide leap that stays inside is free.
+COMPASS = (12, 12, 12, 17)  # semitones, soprano to bass
+COMPASS_STEPS = 16 * encoding.STEPS_PER_BAR
+
+
+class Compass:
+    """The last ``COMPASS_STEPS`` steps' pitches of each stream, and the pitch-draw offsets that
+    hold each voice to its compass."""
+
+    def __init__(self, batch: int, pull: float, steps: int = COMPASS_STEPS):
+        self.pull = pull
+        self.pitches = np.full((batch, steps, encoding.NUM_VOICES), encoding.SILENT, np.int64)
+        self.at = 0
+
+    def bias(self, voice: int) -> np.ndarray | None:
+        """(batch, vocab) offsets for ``voice``'s pitch draw; None where nothing is held back."""
+        if not self.pull or not self.at:
+            return None
+        seen = self.pitches[:, :, voice]
+        sounding = seen != encoding.SILENT
+        if not sounding.any():
+            return None
+        low = np.where(sounding, seen, encoding.PITCH_HIGH).min(axis=1)[:, None]
+        high = np.where(sounding, seen, encoding.PITCH_LOW).max(axis=1)[:, None]
+        span = np.maximum(high, _PITCHES[None, :]) - np.minimum(low, _PITCHES[None, :])
+        over = np.maximum(span - COMPASS[voice], 0)
+        over[~sounding.any(axis=1)] = 0
+        bias = np.zeros((seen.shape[0], encoding.VOCAB_SIZE))
+        bias[:, _ATTACKS] = -self.pull * over
+        return bias
+
+    def advance(self, tokens: np.ndarray) -> None:
+        """Count in one step's (batch, 4) tokens."""
+        if self.pull:
+            self.pitches[:, self.at % self.pitches.shape[1]] = _pitches(np.asarray(tokens, dtype=np.int64))
+            self.at += 1
