@@ -307,10 +307,10 @@ def calibrate_cli(
     ] = 1000,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow .npz corpora that need pickle.")] = False,
 ) -> None:
-    """Fit MODEL's melodic-interval calibration and store it in MODEL: how much more or less
-    often each voice moves by each interval, so that generated lines leap and step as the
-    corpus's do. Generates pieces at the offline defaults, compares each voice's intervals with
-    the training split's, and corrects, ROUNDS times. generate and eval --music apply it
+    """Fit MODEL's calibration and store it in MODEL: how much more or less often each voice
+    moves by each interval, and lands at each distance under the voice above, so that
+    generated lines leap, step and spread as the corpus's do. Generates pieces at the offline
+    defaults, compares them with the training split, and corrects, ROUNDS times. generate and eval --music apply it
     (--interval-calibration; 0: off). Fit it again after training a model."""
     _one_blas_thread()
     with _errors():

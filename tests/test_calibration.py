@@ -40,6 +40,36 @@ def test_the_table_offsets_a_moving_voices_next_pitch_by_its_interval_from_the_l
     assert not calibration.bias(1, previous).any()  # another voice's row is all zero
 
 
+def test_the_spacing_table_offsets_a_lower_voices_note_by_its_distance_under_the_voice_above():
+    spacing = np.zeros((enc.NUM_VOICES, cal.SPACING[1] - cal.SPACING[0] + 1))
+    spacing[1, 14 - cal.SPACING[0]] = 1.5  # the alto a 9th under the soprano
+    spacing[1, -3 - cal.SPACING[0]] = -2.0  # ... or crossed above it by a minor 3rd
+    calibration = cal.Calibration(np.zeros((enc.NUM_VOICES, 2 * cal.REACH + 1)), spacing=spacing)
+    bias = calibration.bias(1, np.array([enc.attack(60), enc.REST]), upper=np.array([enc.attack(74), enc.hold(72)]))
+    assert bias[0, enc.attack(60)] == 1.5 and bias[1, enc.attack(58)] == 1.5
+    assert bias[0, enc.attack(77)] == -2.0 and bias[0, enc.attack(62)] == 0.0
+    assert calibration.bias(1, np.array([enc.REST]), upper=np.array([enc.REST])) is None
+    assert calibration.bias(0, np.array([enc.REST]), upper=np.array([enc.attack(74)])) is None  # the soprano: none
+
+
+def test_spacing_histograms_count_where_a_moving_voice_lands_under_the_one_above():
+    pitches = np.array([[72, 64, 55, 48], [72, 60, 55, 48], [74, 60, 57, 36]])
+    attacks = np.array([[1, 1, 1, 1], [0, 1, 0, 0], [1, 1, 1, 1]], bool)  # the alto re-struck at the end
+    shares = cal.spacing_histograms([enc.encode_pitches(pitches, attacks)])
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    column = lambda below: below - cal.SPACING[0]  # noqa: E731
+    # alto: 8 under at step 0, 12 under at step 1 (the re-struck 60 at step 2 is no move);
+    # tenor: 9 under, then 3 (57 under 60); bass: 7, then 21, clipped to the table at 24 or less
+    assert shares[1, column(8)] == shares[1, column(12)] > shares[1, column(14)]
+    assert shares[2, column(3)] == shares[2, column(9)] and shares[3, column(21)] == shares[3, column(7)]
+
+
+def test_a_calibration_written_before_spacing_reads_as_lines_only():
+    old = '{"reach": 12, "table": ' + str(np.full((4, 25), 0.5).tolist()) + "}"
+    calibration = cal.Calibration.from_json(old)
+    assert (calibration.table == 0.5).all() and not calibration.spacing.any()
+
+
 def test_interval_histograms_count_each_voices_moves_and_leave_out_restrikes():
     pitches = np.full((5, 4), 48)
     pitches[:, 0] = [60, 62, 62, 67, 67]
@@ -80,10 +110,11 @@ def test_fitting_moves_the_sampled_intervals_to_the_target_and_stops_short_of_fo
     target = np.zeros((4, 2 * cal.REACH + 1))
     target[:, moves + cal.REACH] = leapy / leapy.sum()
     said = []
-    fitted = cal.fit(sample, target, 4, said.append)
+    spacing = cal.spacing_histograms(sample(0, cal.Calibration(np.zeros_like(target))))  # what it has: no change
+    fitted = cal.fit(sample, (target, spacing), 4, said.append)
     gaps = fitted.about["gaps"]
     assert len(gaps) == 5 and len(said) == 5 and "uncalibrated" in said[0]
-    assert gaps[-1] < gaps[0] / 3, gaps
+    assert gaps[-1][0] < gaps[0][0] / 3, gaps
     assert (fitted.table[:, cal.REACH + 7] > 0.5).all()  # leaps of a 5th made likelier in every voice
     assert np.abs(fitted.table).max() <= cal.CLIP and (fitted.table[:, cal.REACH] == 0).all()
 
@@ -112,6 +143,16 @@ def test_generation_takes_the_calibration_on_moving_voices_and_none_at_strength_
     plain = soprano_fifths(None)
     assert soprano_fifths(fifths) > plain + 0.15
     assert soprano_fifths(fifths, 0.0) == plain  # off: the very same draws
+
+    spacing = np.zeros((enc.NUM_VOICES, cal.SPACING[1] - cal.SPACING[0] + 1))
+    spacing[1, 12 - cal.SPACING[0]] = 2.0  # the alto an octave under the soprano
+    octaves = cal.Calibration(np.zeros_like(fifths.table), spacing=spacing)
+
+    def alto_octaves(calibration):
+        tokens = generate(FakeWhiteKeyEngine(16), Sampler(config, rng_seed=4), None, 64, calibration=calibration).tokens
+        return np.mean([cal.spacing_histograms([piece])[1, 12 - cal.SPACING[0]] for piece in tokens])
+
+    assert alto_octaves(octaves) > alto_octaves(None) + 0.1
 
 
 def test_the_compass_holds_back_a_climbing_voice():

@@ -103,7 +103,8 @@ def generate(engine, sampler: Sampler, seed: Seed | None, steps: int, key: Key |
                 hold_bias = None
                 pitch_bias = compass.bias(voice)
                 if calibration is not None:
-                    lines = calibration.bias(voice, last_of_voice[:, voice], strength)
+                    upper = out[:, step, voice - 1] if voice else None
+                    lines = calibration.bias(voice, last_of_voice[:, voice], strength, upper)
                     if lines is not None:
                         pitch_bias = lines if pitch_bias is None else pitch_bias + lines
                 on_beat = beat % encoding.STEPS_PER_BEAT == 0

@@ -8,12 +8,15 @@ where Bach's turns back with a leap. A classifier tells the pieces apart by thos
 (``bachd eval --music --discriminate``). The calibration is a table of nats, one row per
 voice and one column per interval from the voice's last note (up to an octave either way;
 wider ones share the octave's column), added to the pitch draw of a voice that moves (the
-hold-or-move draw is left alone; so a re-struck note is never touched).
+hold-or-move draw is left alone; so a re-struck note is never touched). A second table does
+the same for where the alto, tenor and bass land under the voice above them at that step:
+the model keeps its voices closer together than Bach (the upper ones more than an octave
+apart a third as often, crossed half as often).
 
 It is fit by moment matching (:func:`fit`): generate pieces at the offline defaults, compare
-each voice's interval histogram with the training split's, add the log ratio to the table,
-and again (half of it, after the first round), a few times; the table is clipped to
-``CLIP`` nats, so no interval is forced or forbidden. ``bachd calibrate`` fits it for a
+each voice's interval and spacing histograms with the training split's, add the log ratios
+to the tables, and again (half of them, after the first round), a few times; the tables are
+clipped to ``CLIP`` nats, so nothing is forced or forbidden. ``bachd calibrate`` fits it for a
 model and stores it in the model file (``bachd.calibration.json``); ``bachd generate`` and
 ``eval --music`` apply it, scaled by the ``interval_calibration`` setting (0: off). It
 belongs to the model and the sampling defaults it was fit at: fit it again after training,
@@ -38,37 +41,52 @@ from bachd.music import encoding
 
 ENTRY = "bachd.calibration.json"
 REACH = 12  # intervals up to an octave each way have their own column
+SPACING = (-12, 24)  # below the voice above (a crossing) to two octaves under it: a column each
 CLIP = 2.0  # nats: the table never makes an interval more than e^2 (7.4) times likelier or rarer
 DAMPING = 0.5  # of the log ratio added after the first round
 SMOOTHING = 0.5  # added to each histogram bin, so an interval neither set uses gives no infinite ratio
 
 _PITCHES = np.arange(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)
 _ATTACKS = encoding.attack(encoding.PITCH_LOW) + 2 * np.arange(encoding.NUM_PITCHES)
+_SPACINGS = SPACING[1] - SPACING[0] + 1
 
 
 @dataclass(frozen=True)
 class Calibration:
     """``table[voice, interval + REACH]``: nats added to the pitch draw of ``voice`` for a note
-    ``interval`` semitones from the voice's last one (the unison column stays 0)."""
+    ``interval`` semitones from the voice's last one (the unison column stays 0); and
+    ``spacing[voice, below - SPACING[0]]``: nats for a note ``below`` semitones under the
+    voice above it at that step (negative: above it, crossed; the soprano's row stays 0)."""
 
     table: np.ndarray
     about: dict = field(default_factory=dict)  # how it was fit: corpora, pieces, iterations, the gaps
+    spacing: np.ndarray = field(default_factory=lambda: np.zeros((encoding.NUM_VOICES, _SPACINGS)))
 
-    def bias(self, voice: int, previous: np.ndarray, strength: float = 1.0) -> Optional[np.ndarray]:
-        """(batch, vocab) pitch-draw offsets for ``voice`` after its ``previous`` tokens (batch,);
-        None where nothing changes (no strength, or no stream's voice is sounding)."""
+    def bias(self, voice: int, previous: np.ndarray, strength: float = 1.0,
+             upper: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """(batch, vocab) pitch-draw offsets for ``voice`` after its ``previous`` tokens (batch,),
+        under ``upper`` (batch,), this step's tokens of the voice above; None where nothing
+        changes (no strength, or no stream with a note to measure from)."""
         pitches = encoding.token_pitches(np.asarray(previous, dtype=np.int64).reshape(-1))
         sounding = pitches != encoding.SILENT
-        if not strength or not sounding.any():
+        above = None
+        if voice and upper is not None:
+            above = encoding.token_pitches(np.asarray(upper, dtype=np.int64).reshape(-1))
+        if not strength or not (sounding.any() or (above is not None and (above != encoding.SILENT).any())):
             return None
         intervals = np.clip(_PITCHES[None, :] - pitches[:, None], -REACH, REACH)
-        offsets = np.where(sounding[:, None], strength * self.table[voice][intervals + REACH], 0.0)
+        offsets = np.where(sounding[:, None], self.table[voice][intervals + REACH], 0.0)
+        if above is not None:
+            below = np.clip(above[:, None] - _PITCHES[None, :], *SPACING)
+            spaced = self.spacing[voice][below - SPACING[0]]
+            offsets = offsets + np.where((above != encoding.SILENT)[:, None], spaced, 0.0)
         bias = np.zeros((pitches.shape[0], encoding.VOCAB_SIZE))
-        bias[:, _ATTACKS] = offsets
+        bias[:, _ATTACKS] = strength * offsets
         return bias
 
     def to_json(self) -> str:
-        return json.dumps({"reach": REACH, "table": np.round(self.table, 4).tolist(), "about": self.about}, indent=1)
+        return json.dumps({"reach": REACH, "table": np.round(self.table, 4).tolist(), "spacing_range": list(SPACING),
+                           "spacing": np.round(self.spacing, 4).tolist(), "about": self.about}, indent=1)
 
     @classmethod
     def from_json(cls, text: str, where: str = "the calibration") -> Calibration:
@@ -76,11 +94,16 @@ class Calibration:
             data = json.loads(text)
             table = np.asarray(data["table"], dtype=np.float64)
             reach = int(data["reach"])
+            spacing = np.asarray(data.get("spacing", np.zeros((encoding.NUM_VOICES, _SPACINGS))), dtype=np.float64)
+            spacing_range = tuple(data.get("spacing_range", SPACING))
         except (ValueError, KeyError, TypeError) as exc:
             raise BachdError(f"{where} is malformed ({exc}); run bachd calibrate again") from None
-        if reach != REACH or table.shape != (encoding.NUM_VOICES, 2 * REACH + 1) or not np.isfinite(table).all():
-            raise BachdError(f"{where} is malformed (a {table.shape} table, reach {reach}); run bachd calibrate again")
-        return cls(np.clip(table, -CLIP, CLIP), dict(data.get("about") or {}))
+        if (reach != REACH or table.shape != (encoding.NUM_VOICES, 2 * REACH + 1) or spacing_range != SPACING
+                or spacing.shape != (encoding.NUM_VOICES, _SPACINGS)
+                or not (np.isfinite(table).all() and np.isfinite(spacing).all())):
+            raise BachdError(f"{where} is malformed (tables {table.shape} and {spacing.shape}, reach {reach}); run "
+                             "bachd calibrate again")
+        return cls(np.clip(table, -CLIP, CLIP), dict(data.get("about") or {}), np.clip(spacing, -CLIP, CLIP))
 
 
 def interval_histograms(pieces: list[np.ndarray]) -> np.ndarray:
@@ -98,6 +121,23 @@ def interval_histograms(pieces: list[np.ndarray]) -> np.ndarray:
     return counts / counts.sum(axis=1, keepdims=True)
 
 
+def spacing_histograms(pieces: list[np.ndarray]) -> np.ndarray:
+    """(4, spacings) share of the alto's, tenor's and bass's moves by how far below the voice
+    above they land (clipped to ``SPACING``; the soprano's row is all its first column, unused)."""
+    counts = np.full((encoding.NUM_VOICES, _SPACINGS), SMOOTHING)
+    counts[0] = 0.0
+    counts[0, 0] = 1.0
+    for tokens in pieces:
+        pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
+        for voice in range(1, encoding.NUM_VOICES):
+            mine, above = pitches[:, voice], pitches[:, voice - 1]
+            before = np.concatenate([[encoding.SILENT], mine[:-1]])
+            moves = attacks[:, voice] & (mine != encoding.SILENT) & (mine != before) & (above != encoding.SILENT)
+            below = np.clip(above[moves].astype(np.int64) - mine[moves], *SPACING)
+            np.add.at(counts[voice], below - SPACING[0], 1.0)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
 def gap(target: np.ndarray, found: np.ndarray) -> float:
     """How far ``found`` is from ``target``: the mean over voices of the target-weighted
     absolute log ratio (0: the same; 0.1: a tenth too often or too rarely, on average)."""
@@ -106,27 +146,36 @@ def gap(target: np.ndarray, found: np.ndarray) -> float:
     return float((target * ratio).sum() / target.shape[0])
 
 
-def fit(sample: Callable[[int, Calibration], list[np.ndarray]], target: np.ndarray, iterations: int,
-        say: Callable[[str], None] = lambda line: None) -> Calibration:
-    """The table after ``iterations`` rounds of moment matching: ``sample(round, calibration)``
+def _step(target: np.ndarray, found: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(target > 0, np.log(target / found), 0.0)
+
+
+def fit(sample: Callable[[int, Calibration], list[np.ndarray]], target: tuple[np.ndarray, np.ndarray],
+        iterations: int, say: Callable[[str], None] = lambda line: None) -> Calibration:
+    """The tables after ``iterations`` rounds of moment matching: ``sample(round, calibration)``
     gives pieces generated with the calibration so far (fresh ones each round), whose interval
-    histograms are moved toward ``target`` (from :func:`interval_histograms`)."""
-    table = np.zeros_like(target)
+    and spacing histograms are moved toward ``target`` (from :func:`interval_histograms` and
+    :func:`spacing_histograms` of the corpus)."""
+    lines, spacing = target
+    table, under = np.zeros_like(lines), np.zeros_like(spacing)
     gaps = []
     for round_ in range(iterations + 1):
-        found = interval_histograms(sample(round_, Calibration(table)))
-        gaps.append(round(gap(target, found), 4))
-        say(f"round {round_}: {gaps[-1]:.4f} nats from the corpus's intervals" + (" (uncalibrated)" if not round_
-                                                                                    else ""))
+        pieces = sample(round_, Calibration(table, spacing=under))
+        found_lines, found_spacing = interval_histograms(pieces), spacing_histograms(pieces)
+        gaps.append([round(gap(lines, found_lines), 4), round(gap(spacing[1:], found_spacing[1:]), 4)])
+        say(f"round {round_}: {gaps[-1][0]:.4f} nats from the corpus's intervals, {gaps[-1][1]:.4f} from its "
+            "spacing" + (" (uncalibrated)" if not round_ else ""))
         if round_ == iterations:
             break
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(target > 0, np.log(target / found), 0.0)
         # The whole log ratio the first round; half of it after, where what is left is
-        # mostly the noise of a few thousand notes, so the table settles instead of swinging.
-        table = np.clip(table + (1.0 if round_ == 0 else DAMPING) * step, -CLIP, CLIP)
+        # mostly the noise of a few thousand notes, so the tables settle instead of swinging.
+        rate = 1.0 if round_ == 0 else DAMPING
+        table = np.clip(table + rate * _step(lines, found_lines), -CLIP, CLIP)
         table[:, REACH] = 0.0
-    return Calibration(table, {"iterations": iterations, "gaps": gaps})
+        under = np.clip(under + rate * _step(spacing, found_spacing), -CLIP, CLIP)
+        under[0] = 0.0
+    return Calibration(table, {"iterations": iterations, "gaps": gaps}, under)
 
 
 def read_calibration(path: str | Path) -> Optional[Calibration]:
