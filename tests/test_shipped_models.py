@@ -55,6 +55,21 @@ def test_the_default_model_is_the_jsb_recipe_on_bachs_chorales_and_beats_the_mod
             assert card["metrics"][split][figure] < before["metrics"][split][figure] - 0.015, (split, figure)
 
 
+def test_the_default_model_carries_its_calibration_fit_to_bachs_training_chorales():
+    from bachd.model.calibration import REACH, read_calibration
+
+    calibration = read_calibration(MODELS / "default.keras")
+    assert calibration is not None and calibration.about["corpora"] == ["bach"]
+    assert calibration.about["training_pieces"] == 277 and calibration.about["iterations"] == 8
+    gaps = np.array(calibration.about["gaps"])  # (rounds + 1, lines and spacing)
+    assert (gaps[-1] < gaps[0] / 2).all(), gaps
+    # The soprano's 4ths and 5ths made likelier: the model alone leaps half as often as Bach.
+    assert calibration.table[0, REACH + 5] > 0.3 and calibration.table[0, REACH - 5] > 0.3
+    assert calibration.spacing[1:].any() and not calibration.spacing[0].any()
+    for name in ("jsb16", "jsb448kd"):  # the benchmark models are sampled as trained
+        assert read_calibration(MODELS / f"{name}.keras") is None
+
+
 @pytest.mark.slow
 def test_the_default_model_reproduces_its_figure_on_bachs_validation_chorales():
     from bachd.music.corpus import load_corpus
