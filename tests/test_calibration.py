@@ -217,6 +217,7 @@ def _copy_model(tiny_model_path, tmp_path):
 @pytest.mark.slow
 def test_bachd_calibrate_stores_a_table_in_the_model_that_generate_applies(tiny_model_path, tiny_json_corpus, tmp_path):
     model = _copy_model(tiny_model_path, tmp_path)
+    model.chmod(0o644)
     assert cal.read_calibration(model) is None
     args = ["calibrate", str(model), "--corpus", str(tiny_json_corpus), "--pieces", "8", "--bars", "4", "--rounds", "2"]
     result = runner.invoke(app, args)
@@ -229,6 +230,7 @@ def test_bachd_calibrate_stores_a_table_in_the_model_that_generate_applies(tiny_
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(model) as archive:
         assert archive.namelist().count(cal.ENTRY) == 1
+    assert model.stat().st_mode & 0o777 == 0o644  # rewritten, not made private
     assert len(cal.read_calibration(model).about["gaps"]) == 2
     from bachd.model.modelfile import read_weights
 

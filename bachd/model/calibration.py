@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -205,6 +206,7 @@ def write_calibration(path: str | Path, calibration: Calibration) -> None:
                 if item.filename != ENTRY:
                     target.writestr(item, source.read(item.filename))
             target.writestr(ENTRY, calibration.to_json())
+        shutil.copymode(path, temporary)  # the model keeps its permissions (a temporary file is private)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
