@@ -142,7 +142,7 @@ def calibrate_file(model_path: Path, corpora: list[str], pieces: int = 128, bars
     from dataclasses import replace
 
     from bachd.files.generation import generate
-    from bachd.model.calibration import Calibration, fit, interval_histograms, spacing_histograms, write_calibration
+    from bachd.model.calibration import fit, interval_histograms, spacing_histograms, write_calibration
     from bachd.model.engine import make_engine
     from bachd.music.corpus import load_corpora
     from bachd.music.meter import COMMON_TIME
@@ -162,10 +162,10 @@ def calibrate_file(model_path: Path, corpora: list[str], pieces: int = 128, bars
     say(f"matching {model_path.name}'s lines to the intervals of {len(training)} training pieces of "
         f"{', '.join(corpora)}: {pieces} pieces of {bars} bars a round")
     calibration = fit(sample, target, rounds, say)
-    calibration = Calibration(calibration.table, {
+    calibration = replace(calibration, about={
         **calibration.about, "corpora": corpora, "training_pieces": len(training), "pieces": pieces, "bars": bars,
         "rng_seed": rng_seed,
-    }, calibration.spacing)
+    })
     write_calibration(model_path, calibration)
     say(f"stored the calibration in {model_path} (generate and eval --music apply it; --interval-calibration 0: off)")
     return calibration

@@ -38,7 +38,9 @@ from typing import Optional
 import numpy as np
 
 from bachd.errors import BachdError
+from bachd.model.sampling import _ATTACKS, _PITCHES
 from bachd.music import encoding
+from bachd.music.discriminate import melodic_intervals
 
 ENTRY = "bachd.calibration.json"
 REACH = 12  # intervals up to an octave each way have their own column
@@ -47,8 +49,6 @@ CLIP = 2.0  # nats: the table never makes an interval more than e^2 (7.4) times 
 DAMPING = 0.5  # of the log ratio added after the first round
 SMOOTHING = 0.5  # added to each histogram bin, so an interval neither set uses gives no infinite ratio
 
-_PITCHES = np.arange(encoding.PITCH_LOW, encoding.PITCH_HIGH + 1)
-_ATTACKS = encoding.attack(encoding.PITCH_LOW) + 2 * np.arange(encoding.NUM_PITCHES)
 _SPACINGS = SPACING[1] - SPACING[0] + 1
 
 
@@ -115,8 +115,7 @@ def interval_histograms(pieces: list[np.ndarray]) -> np.ndarray:
     for tokens in pieces:
         pitches, attacks = encoding.decode_pitches(np.asarray(tokens))
         for voice in range(encoding.NUM_VOICES):
-            notes = pitches[attacks[:, voice] & (pitches[:, voice] != encoding.SILENT), voice].astype(np.int64)
-            moves = np.diff(notes)
+            moves = melodic_intervals(pitches, attacks, voice)
             moves = np.clip(moves[moves != 0], -REACH, REACH)
             np.add.at(counts[voice], moves + REACH, 1.0)
     return counts / counts.sum(axis=1, keepdims=True)

@@ -463,8 +463,10 @@ class ChordClock:
         """(batch, vocab) tokens the bass may take at this step, given the (batch, 3) tokens
         of the voices above it; None where nothing is held back. ``longer`` (batch,) bool: the
         streams whose chord may stand a beat more (a phrase's close)."""
+        if not self.limit or not on_beat:
+            return None
         limit = self.limit if longer is None else np.where(longer, self.limit + encoding.STEPS_PER_BEAT, self.limit)
-        if not self.limit or not on_beat or not (self.run >= limit).any():
+        if not (self.run >= limit).any():
             return None
         pitches = _pitches(np.asarray(upper, dtype=np.int64).reshape(-1, encoding.NUM_VOICES - 1))
         bass_before = np.asarray(bass_before, dtype=np.int64).reshape(-1)

@@ -52,7 +52,7 @@ FIGURE_LABELS = {
 }
 
 
-def _melodic_intervals(pitches: np.ndarray, attacks: np.ndarray, voice: int) -> np.ndarray:
+def melodic_intervals(pitches: np.ndarray, attacks: np.ndarray, voice: int) -> np.ndarray:
     """The signed intervals between the notes one after another in ``voice``."""
     notes = pitches[attacks[:, voice] & (pitches[:, voice] != SILENT), voice]
     return np.diff(notes.astype(np.int64))
@@ -91,13 +91,13 @@ def piece_figures(tokens: np.ndarray, bars: Bars = None) -> dict[str, float]:
         "closes": counts["heard_closes"] / max(counts["heard_phrase_ends"], 1),
         "wide_spacing": counts["wide_steps"] / max(counts["full_steps"], 1),
         "upper_apart": float((full & (pitches[:, 0] - pitches[:, 1] > 12)).sum()) / steps,
-        "melody_leaps": float((np.abs(_melodic_intervals(pitches, attacks, 0)) >= 5).sum())
+        "melody_leaps": float((np.abs(melodic_intervals(pitches, attacks, 0)) >= 5).sum())
         / max(int(attacks[:, 0].sum()), 1),
         "weak_beat_dissonance": _share(off_eighths, lambda s: analysis.dissonant(pitches[s])),
     }
     for voice, name in enumerate(encoding.VOICES):
         figures[f"density_{name}"] = counts[f"attacks_{name}"] / beats
-        moves = np.abs(_melodic_intervals(pitches, attacks, voice))
+        moves = np.abs(melodic_intervals(pitches, attacks, voice))
         figures[f"step_{name}"] = float(moves.mean()) if moves.size else 0.0
         sounding = pitches[pitches[:, voice] != SILENT, voice]
         figures[f"range_{name}"] = float(sounding.max() - sounding.min()) if sounding.size else 0.0
@@ -120,7 +120,7 @@ def interval_histograms(tokens: np.ndarray) -> np.ndarray:
             classes = (pitches[both, upper] - pitches[both, lower]) % 12
             parts.append(_normalised(np.bincount(classes.astype(np.int64), minlength=12)))
     for voice in range(V):
-        moves = np.clip(_melodic_intervals(pitches, attacks, voice), -12, 12) + 12
+        moves = np.clip(melodic_intervals(pitches, attacks, voice), -12, 12) + 12
         parts.append(_normalised(np.bincount(moves, minlength=25)))
     return np.concatenate(parts)
 
